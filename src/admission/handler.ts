@@ -1,0 +1,166 @@
+// AdmissionReview in → AdmissionReview out. This module only maps a request to a response (the
+// k8s-digester model): which namespaces take part is policy, what changes is the mutator's, and
+// transport (HTTP, TLS) is the server's. It never throws for a well-formed review: internal
+// failures become an allowed-with-warning or a denied response according to `failOpen`.
+import type { Logger } from 'pino'
+import type { Labels, NamespacePolicy } from '../policy/namespace-mode.js'
+import { SKIP_ANNOTATION } from '../policy/annotations.js'
+import type { Change, MutationResult, Mutator } from '../mutate/mutator.js'
+import type { Pod } from '../mutate/pod.js'
+import { isPodMutation, parseAdmissionReview, reviewResponse, type AdmissionRequest, type AdmissionResponse, type AdmissionReviewOut } from './review.js'
+import { limitWarnings } from './warnings.js'
+
+export type Outcome = 'mutated' | 'unchanged' | 'audited' | 'denied' | 'error' | 'skipped'
+
+/** Where namespace labels come from: the static config, or the cluster's namespace informer. */
+export interface NamespaceDirectory {
+  /** Sync on a hit (no I/O on the hot path); a Promise only when it must ask the API server. */
+  labels (namespace: string): Labels | undefined | Promise<Labels | undefined>
+}
+
+export interface AdmissionMetrics {
+  observe (outcome: Outcome, seconds: number): void
+  secretsInjected (secret: string, dryRun: boolean): void
+  auditFinding (kind: Change['kind']): void
+}
+
+export interface AdmissionOptions {
+  readonly policy: NamespacePolicy
+  readonly namespaces: NamespaceDirectory
+  readonly mutator: Mutator
+  readonly logger: Logger
+  readonly metrics: AdmissionMetrics
+  readonly failOpen: boolean
+  /** The whole review must finish within this; past it the pod is admitted unchanged (or denied when !failOpen). */
+  readonly deadlineMs: number
+}
+
+export type AdmissionHandler = (body: unknown) => Promise<AdmissionReviewOut>
+
+class DeadlineError extends Error {}
+
+export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandler {
+  const { policy, namespaces, mutator, logger, metrics, failOpen, deadlineMs } = opts
+
+  return async function handle (body) {
+    const req = parseAdmissionReview(body) // throws ERR_REVIEW_MALFORMED → HTTP 400
+    const started = performance.now()
+    const done = (outcome: Outcome, response: AdmissionResponse): AdmissionReviewOut => {
+      metrics.observe(outcome, (performance.now() - started) / 1000)
+      return reviewResponse(response)
+    }
+    if (!isPodMutation(req)) return done('skipped', { uid: req.uid, allowed: true })
+
+    const pod = req.object as Pod
+    if (pod.metadata?.annotations?.[SKIP_ANNOTATION] === 'true') {
+      return done('skipped', { uid: req.uid, allowed: true, auditAnnotations: { skipped: SKIP_ANNOTATION } })
+    }
+    const namespace = req.namespace ?? pod.metadata?.namespace ?? ''
+    const log = logger.child({ uid: req.uid, namespace, pod: podName(pod, req), operation: req.operation })
+
+    let result: MutationResult
+    let mode: 'enforce' | 'audit'
+    try {
+      const labelsOrPromise = namespaces.labels(namespace)
+      const labels = labelsOrPromise instanceof Promise ? await labelsOrPromise : labelsOrPromise
+      const decision = policy.decide(namespace, labels)
+      if (decision.mode === 'off') {
+        log.debug({ reason: decision.reason }, 'namespace not mutated')
+        return done('skipped', { uid: req.uid, allowed: true })
+      }
+      mode = decision.mode
+      result = await withDeadline(deadlineMs, (signal) => mutator({
+        operation: req.operation as 'CREATE' | 'UPDATE',
+        subResource: req.subResource === '' ? undefined : req.subResource,
+        namespace,
+        mode: decision.mode as 'enforce' | 'audit',
+        dryRun: req.dryRun === true,
+        object: pod,
+        oldObject: req.oldObject as Pod | undefined,
+        signal,
+      }))
+    } catch (err) {
+      const reason = err instanceof DeadlineError ? `no answer within ${deadlineMs} ms` : (err as Error).message
+      log.error({ err }, 'mutation failed')
+      if (failOpen) {
+        return done('error', { uid: req.uid, allowed: true, warnings: limitWarnings([`pullpin: internal error, pod admitted unchanged: ${reason}`]) })
+      }
+      return done('error', { uid: req.uid, allowed: false, status: { code: 500, reason: 'InternalError', message: `pullpin: internal error (failOpen is false): ${reason}` } })
+    }
+
+    if (result.deny !== undefined && mode === 'enforce') {
+      log.info({ mode, outcome: 'denied', reason: result.deny, warnings: result.warnings }, 'pod denied')
+      return done('denied', {
+        uid: req.uid,
+        allowed: false,
+        status: { code: 403, reason: 'Forbidden', message: `pullpin: ${result.deny}` },
+        warnings: limitWarnings(result.warnings),
+      })
+    }
+
+    if (mode === 'audit') {
+      for (const c of result.changes) metrics.auditFinding(c.kind)
+      const findings = [...result.changes.map(describeAuditChange), ...result.warnings]
+      if (result.deny !== undefined) findings.push(`pullpin audit: would deny: ${result.deny}`)
+      log.info({ mode, outcome: 'audited', wouldChange: result.changes, wouldDeny: result.deny, warnings: result.warnings }, 'audit: pod would be mutated')
+      return done('audited', {
+        uid: req.uid,
+        allowed: true,
+        warnings: limitWarnings(findings),
+        auditAnnotations: auditAnnotations('audit', result.changes, 'would-'),
+      })
+    }
+
+    const dryRun = req.dryRun === true
+    for (const c of result.changes) if (c.kind === 'secret') metrics.secretsInjected(c.secret, dryRun)
+    const response: AdmissionResponse = { uid: req.uid, allowed: true }
+    const warnings = limitWarnings(result.warnings)
+    if (warnings.length > 0) response.warnings = warnings
+    if (result.patch.length === 0) {
+      log.debug({ mode, outcome: 'unchanged', warnings: result.warnings }, 'pod unchanged')
+      return done('unchanged', response)
+    }
+    response.patchType = 'JSONPatch'
+    response.patch = Buffer.from(JSON.stringify(result.patch)).toString('base64')
+    response.auditAnnotations = auditAnnotations('enforce', result.changes, '')
+    log.info({ mode, outcome: 'mutated', dryRun, changes: result.changes, warnings: result.warnings }, 'pod mutated')
+    return done('mutated', response)
+  }
+}
+
+async function withDeadline<T> (ms: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController()
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      controller.abort(new DeadlineError('deadline'))
+      reject(new DeadlineError('deadline'))
+    }, ms)
+  })
+  try {
+    return await Promise.race([fn(controller.signal), deadline])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+function podName (pod: Pod, req: AdmissionRequest): string {
+  return pod.metadata?.name ?? req.name ?? (pod.metadata?.generateName !== undefined ? `${pod.metadata.generateName}*` : '')
+}
+
+function describeAuditChange (c: Change): string {
+  return c.kind === 'secret'
+    ? `pullpin audit: would add imagePullSecret ${c.secret}`
+    : `pullpin audit: would pin ${c.container} to ${c.to}`
+}
+
+// Audit annotation keys must be qualified names without a prefix (the API server prefixes them
+// with the webhook's name) and at most 63 characters.
+function auditAnnotations (mode: 'enforce' | 'audit', changes: readonly Change[], prefix: '' | 'would-'): Record<string, string> {
+  const out: Record<string, string> = { mode }
+  const secrets = changes.flatMap(c => c.kind === 'secret' ? [c.secret] : [])
+  const pins = Object.fromEntries(changes.flatMap(c => c.kind === 'pin' ? [[c.container, c.to]] : []))
+  if (secrets.length > 0) out[`${prefix}inject-secrets`] = secrets.join(',')
+  if (Object.keys(pins).length > 0) out[`${prefix}pin-images`] = JSON.stringify(pins)
+  return out
+}

@@ -1,0 +1,6 @@
+// Annotations pullpin reads or writes on pods (README "Labels and annotations").
+
+/** `"true"` on a pod: pullpin leaves it alone. */
+export const SKIP_ANNOTATION = 'pullpin.io/skip'
+/** JSON object container name → the image as written before pullpin pinned it. */
+export const ORIGINAL_IMAGES_ANNOTATION = 'pullpin.io/original-images'

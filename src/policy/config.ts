@@ -1,0 +1,84 @@
+// Config is read and validated once at start, then deep-frozen: nothing downstream can
+// change policy under a running server, and every module receives it as an argument.
+import { readFile } from 'node:fs/promises'
+import { Ajv, type ErrorObject } from 'ajv'
+import { parse as parseYaml } from 'yaml'
+import { ERR_CONFIG_INVALID, ERR_CONFIG_READ } from '../errors.js'
+import { configSchema } from './config-schema.js'
+
+export type Mode = 'enforce' | 'audit'
+
+export interface PullSecretRule {
+  readonly name: string
+  /** Undefined: the secret is injected into every pod. */
+  readonly registries?: readonly string[]
+}
+
+export interface Config {
+  readonly mode: Mode
+  readonly failOpen: boolean
+  readonly namespaces: {
+    readonly optInLabel: string
+    readonly exclude: readonly string[]
+    readonly labels: Readonly<Record<string, Readonly<Record<string, string>>>>
+  }
+  readonly pullSecrets: readonly PullSecretRule[]
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true })
+const validate = ajv.compile(configSchema)
+
+/** Parse, default, validate and freeze a config document. `source` names it in errors. */
+export function parseConfig (text: string, source = 'config'): Config {
+  let doc: unknown
+  try {
+    doc = parseYaml(text) ?? {}
+  } catch (err) {
+    throw new ERR_CONFIG_INVALID(source, `YAML: ${(err as Error).message.split('\n')[0]}`)
+  }
+  return validateConfig(doc, source)
+}
+
+export function validateConfig (doc: unknown, source = 'config'): Config {
+  // ajv fills defaults in place: work on a copy so a caller's object is never changed.
+  const copy = structuredClone(doc ?? {})
+  if (!validate(copy)) {
+    throw new ERR_CONFIG_INVALID(source, (validate.errors ?? []).map(describeAjvError).join('; '))
+  }
+  const config = copy as unknown as Config
+  const seen = new Set<string>()
+  for (const [i, rule] of config.pullSecrets.entries()) {
+    if (seen.has(rule.name)) throw new ERR_CONFIG_INVALID(source, `/pullSecrets/${i}/name: duplicate secret name "${rule.name}"`)
+    seen.add(rule.name)
+  }
+  return deepFreeze(config)
+}
+
+export async function loadConfig (file: string): Promise<Config> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    throw new ERR_CONFIG_READ(file, (err as NodeJS.ErrnoException).code ?? (err as Error).message)
+  }
+  return parseConfig(text, file)
+}
+
+function describeAjvError (e: ErrorObject): string {
+  const path = e.instancePath === '' ? '/' : e.instancePath
+  if (e.keyword === 'additionalProperties') {
+    return `${path}: unknown key "${String(e.params.additionalProperty)}"`
+  }
+  if (e.keyword === 'enum') {
+    return `${path}: must be one of ${(e.params.allowedValues as unknown[]).map(v => JSON.stringify(v)).join(', ')}`
+  }
+  return `${path}: ${e.message ?? e.keyword}`
+}
+
+export function deepFreeze<T> (value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const v of Object.values(value)) deepFreeze(v)
+  }
+  return value
+}

@@ -1,0 +1,9 @@
+// Namespace labels from the config file (`namespaces.labels`), for running without a cluster.
+import type { Config } from './config.js'
+import type { Labels } from './namespace-mode.js'
+
+export function staticNamespaceLabels (config: Config): { labels (namespace: string): Labels | undefined } {
+  const table = config.namespaces.labels
+  // A namespace the config does not list has no labels: known, just not opted in.
+  return { labels: (namespace) => table[namespace] ?? {} }
+}

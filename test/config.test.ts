@@ -1,0 +1,66 @@
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { parseConfig, loadConfig, validateConfig } from '../src/policy/config.js'
+
+t.test('defaults fill an empty document', async t => {
+  const c = parseConfig('')
+  t.equal(c.mode, 'enforce')
+  t.equal(c.failOpen, true)
+  t.equal(c.namespaces.optInLabel, 'pullpin.io/inject')
+  t.same(c.namespaces.exclude, ['kube-system', 'kube-public', 'kube-node-lease'])
+  t.same(c.pullSecrets, [])
+})
+
+t.test('the example config is valid', async t => {
+  const c = await loadConfig(new URL('../examples/pullpin.yaml', import.meta.url).pathname)
+  t.equal(c.pullSecrets[0]?.name, 'ghcr-credentials')
+  t.same(c.pullSecrets[0]?.registries, ['ghcr.io'])
+  t.equal(c.namespaces.labels['team-b']?.['pullpin.io/inject'], 'audit')
+})
+
+t.test('config is deep-frozen', async t => {
+  const c = parseConfig('pullSecrets: [{name: a, registries: [ghcr.io]}]')
+  t.ok(Object.isFrozen(c))
+  t.ok(Object.isFrozen(c.pullSecrets[0]?.registries))
+  t.throws(() => { (c as any).mode = 'audit' }, TypeError)
+})
+
+t.test('unknown key is refused with its path', async t => {
+  t.throws(() => parseConfig('namespaces:\n  optinLabel: x\n', 'f.yaml'), {
+    code: 'PULLPIN_CONFIG_INVALID',
+    message: /f\.yaml.*\/namespaces: unknown key "optinLabel"/,
+  })
+  t.throws(() => parseConfig('pullSecrets: [{name: a, registry: [x]}]'), { message: /\/pullSecrets\/0: unknown key "registry"/ })
+})
+
+t.test('wrong types and values name path and reason', async t => {
+  t.throws(() => parseConfig('failOpen: "yes"'), { message: /\/failOpen: must be boolean/ })
+  t.throws(() => parseConfig('mode: warn'), { message: /\/mode: must be one of "enforce", "audit"/ })
+  t.throws(() => parseConfig('pullSecrets: [{name: Bad_Name}]'), { message: /\/pullSecrets\/0\/name: must match pattern/ })
+  t.throws(() => parseConfig('pullSecrets: [{registries: [ghcr.io]}]'), { message: /must have required property 'name'/ })
+  t.throws(() => parseConfig('pullSecrets: [{name: a}, {name: a}]'), { message: /duplicate secret name "a"/ })
+  t.throws(() => parseConfig('namespaces: {labels: {ns1: {k: 1}}}'), { message: /\/namespaces\/labels\/ns1\/k: must be string/ })
+})
+
+t.test('all errors are reported at once', async t => {
+  const err = t.throws(() => parseConfig('mode: x\nfailOpen: 3\n')) as Error
+  t.match(err.message, /\/mode/)
+  t.match(err.message, /\/failOpen/)
+})
+
+t.test('YAML syntax error and unreadable file', async t => {
+  t.throws(() => parseConfig('mode: [', 'bad.yaml'), { code: 'PULLPIN_CONFIG_INVALID', message: /bad\.yaml: YAML/ })
+  await t.rejects(loadConfig('/nonexistent/pullpin.yaml'), { code: 'PULLPIN_CONFIG_READ', message: /\/nonexistent\/pullpin\.yaml: ENOENT/ })
+})
+
+t.test('validateConfig does not change the caller object', async t => {
+  const doc = { mode: 'audit' }
+  validateConfig(doc)
+  t.same(doc, { mode: 'audit' })
+})
+
+t.test('README config reference names every top-level key of the schema', async t => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+  const { configSchema } = await import('../src/policy/config-schema.js')
+  for (const key of Object.keys(configSchema.properties)) t.match(readme, new RegExp('`' + key + '[`.[]'), `README documents ${key}`)
+})

@@ -1,0 +1,35 @@
+import t from 'tap'
+import { parseConfig } from '../src/policy/config.js'
+import { createNamespacePolicy } from '../src/policy/namespace-mode.js'
+
+const config = parseConfig('namespaces: {exclude: [kube-system, "kube-*", "tmp-?"]}')
+const policy = createNamespacePolicy(config, 'pullpin-system')
+const label = (v: string) => ({ 'pullpin.io/inject': v })
+
+t.test('label values choose the mode', async t => {
+  t.equal(policy.decide('team-a', label('enabled')).mode, 'enforce')
+  t.equal(policy.decide('team-a', label('audit')).mode, 'audit')
+  t.equal(policy.decide('team-a', label('disabled')).mode, 'off')
+  t.equal(policy.decide('team-a', {}).mode, 'off')
+  t.equal(policy.decide('team-a', undefined).reason, 'namespace unknown')
+  t.match(policy.decide('team-a', label('yes')).reason, /unknown label value "yes"/)
+})
+
+t.test('mode: audit makes "enabled" namespaces audit', async t => {
+  const p = createNamespacePolicy(parseConfig('mode: audit'), undefined)
+  t.equal(p.decide('team-a', label('enabled')).mode, 'audit')
+})
+
+t.test('exclusions win over labels; own namespace always excluded', async t => {
+  t.same(policy.decide('kube-system', label('enabled')), { mode: 'off', reason: 'excluded' })
+  t.equal(policy.decide('kube-node-lease', label('enabled')).mode, 'off')
+  t.equal(policy.decide('tmp-1', label('enabled')).mode, 'off')
+  t.equal(policy.decide('tmp-12', label('enabled')).mode, 'enforce')
+  t.same(policy.decide('pullpin-system', label('enabled')), { mode: 'off', reason: 'own namespace' })
+})
+
+t.test('a custom opt-in label is read', async t => {
+  const p = createNamespacePolicy(parseConfig('namespaces: {optInLabel: example.com/pull}'), undefined)
+  t.equal(p.decide('a', { 'example.com/pull': 'enabled' }).mode, 'enforce')
+  t.equal(p.decide('a', label('enabled')).mode, 'off')
+})
