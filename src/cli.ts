@@ -7,7 +7,9 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { dirname, join, resolve } from 'node:path'
 import { createApp } from './app.js'
-import { loadConfig } from './policy/config.js'
+import { loadConfig, parseConfig } from './policy/config.js'
+import { CredentialStore, readDockerConfigFiles } from './registry/credential-store.js'
+import { formatResolveResult, resolveImage } from './resolve.js'
 import { createLogger } from './server/logger.js'
 import { SelfSignedDirectorySource } from './certs/self-signed.js'
 import { FileCertificateSource } from './certs/file-source.js'
@@ -34,6 +36,7 @@ Usage: pullpin <command> [options]
 
 Commands:
   serve      run the HTTPS admission webhook
+  resolve    show what the webhook sees for an image: digest, SHA tags, the pin it would write
   version    print the version
   help       show this help
 
@@ -59,6 +62,54 @@ Options:
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent [env PULLPIN_LOG_LEVEL, default info]
   -h, --help               show this help
 `
+
+const RESOLVE_HELP = `Usage: pullpin resolve IMAGE [options]
+
+Resolves IMAGE the way the webhook does: the normalized reference, the digest and media type of its
+tag, the SHA tags that share that digest, and the image as pullpin would pin it.
+
+Options:
+  --docker-config FILE     dockerconfigjson with registry credentials (repeatable) [env DOCKER_CONFIG dir's config.json]
+  --config FILE            read pinning settings (formats, SHA patterns, registry options) from a pullpin config
+  --format F               tag | digest | tag+digest (default: the config's, else tag)
+  --ca-file FILE           CA of a registry behind a private CA
+  --allow-private          allow the registry to resolve to a private or loopback address
+  --json                   print JSON
+  -h, --help               show this help
+
+Exit codes: 0 resolved, 1 the registry failed or the tag does not exist, 2 bad usage.
+`
+
+const RESOLVE_OPTIONS = {
+  'docker-config': { type: 'string', multiple: true },
+  config: { type: 'string' },
+  format: { type: 'string' },
+  'ca-file': { type: 'string' },
+  'allow-private': { type: 'boolean' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options']
+
+async function resolveCommand (argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: RESOLVE_OPTIONS, strict: true, allowPositionals: true })
+  if (values.help === true) { io.out(RESOLVE_HELP); return EXIT_OK }
+  if (positionals.length !== 1) throw new UsageError('resolve takes exactly one IMAGE')
+  const format = values.format
+  if (format !== undefined && !['tag', 'digest', 'tag+digest'].includes(format)) throw new UsageError(`--format must be tag, digest or tag+digest, got "${format}"`)
+  const config = values.config !== undefined ? await loadConfig(values.config) : parseConfig('', 'defaults')
+  const files = values['docker-config'] ?? (io.env.DOCKER_CONFIG !== undefined ? [join(io.env.DOCKER_CONFIG, 'config.json')] : [])
+  const credentials = new CredentialStore()
+  credentials.replace(await readDockerConfigFiles([...config.pinning.credentials.dockerConfigFiles, ...files]))
+  const result = await resolveImage(positionals[0]!, {
+    config,
+    credentials,
+    ...(format !== undefined ? { format: format as 'tag' } : {}),
+    ...(values['ca-file'] !== undefined ? { caFile: values['ca-file'] } : {}),
+    allowPrivate: values['allow-private'] === true,
+  })
+  io.out(values.json === true ? JSON.stringify(result, null, 2) + '\n' : formatResolveResult(result))
+  return result.digest !== undefined ? EXIT_OK : EXIT_FAILURE
+}
 
 const SERVE_OPTIONS = {
   config: { type: 'string' },
@@ -157,6 +208,8 @@ export async function main (argv: string[], io: Io): Promise<number> {
         return EXIT_OK
       case 'serve':
         return await serve(rest, io)
+      case 'resolve':
+        return await resolveCommand(rest, io)
       default:
         io.err(`pullpin: unknown command "${command}"\n\n${MAIN_HELP}`)
         return EXIT_USAGE
@@ -166,7 +219,7 @@ export async function main (argv: string[], io: Io): Promise<number> {
       io.err(`pullpin: ${(err as Error).message}\nRun 'pullpin ${command ?? ''} --help' for usage.\n`)
       return EXIT_USAGE
     }
-    if (isCodedError(err) && err.code.startsWith('PULLPIN_CONFIG')) {
+    if (isCodedError(err) && (err.code.startsWith('PULLPIN_CONFIG') || err.code === 'PULLPIN_REFERENCE_INVALID')) {
       io.err(`pullpin: ${err.message}\n`)
       return EXIT_USAGE
     }

@@ -22,21 +22,69 @@ export function createSecretSelector (rules: readonly PullSecretRule[]): (images
   return (images) => compiled.filter(r => images.some(image => r.matches(image))).map(r => r.name)
 }
 
-export function createSecretInjectionStep (rules: readonly PullSecretRule[]): MutationStep {
+/**
+ * Whether a secret pullpin would add can be used in a namespace (with a cluster: its copy exists,
+ * or can be created now, and no foreign Secret holds its name). Implemented in src/cluster;
+ * mutate only sees this interface.
+ */
+export interface SecretAvailability {
+  /** Sync when the answer needs no I/O (informer cache hit); a Promise only when it must create a copy. */
+  check (request: AvailabilityRequest): AvailabilityResult | Promise<AvailabilityResult>
+}
+
+export interface AvailabilityRequest {
+  readonly namespace: string
+  /** The secrets pullpin is about to add to the pod. */
+  readonly names: readonly string[]
+  /** Create missing copies before answering: enforce mode and not request.dryRun (sideEffects NoneOnDryRun). */
+  readonly create: boolean
+  /** The review's deadline. */
+  readonly signal: AbortSignal
+}
+
+export interface AvailabilityResult {
+  /** Secret name → why it is not added (becomes a warning on the pod). */
+  readonly refused: ReadonlyMap<string, string>
+  /** Findings that do not stop the injection (e.g. a copy that could not be created yet). */
+  readonly warnings: readonly string[]
+}
+
+export interface SecretInjectionOptions {
+  readonly availability?: SecretAvailability
+}
+
+export function createSecretInjectionStep (rules: readonly PullSecretRule[], opts: SecretInjectionOptions = {}): MutationStep {
   const select = createSecretSelector(rules)
+  const { availability } = opts
   return {
     name: 'inject-secrets',
     operations: ['CREATE'],
     run (ctx) {
       const wanted = select(ctx.images.map(s => s.image))
       if (wanted.length === 0) return
-      const spec = ctx.pod.spec ?? (ctx.pod.spec = {})
-      const existing = Array.isArray(spec.imagePullSecrets) ? spec.imagePullSecrets : []
+      const existing = Array.isArray(ctx.pod.spec?.imagePullSecrets) ? ctx.pod.spec.imagePullSecrets : []
       const present = new Set(existing.map(s => s?.name))
-      const added = wanted.filter(name => !present.has(name))
-      if (added.length === 0) return
-      spec.imagePullSecrets = [...existing, ...added.map(name => ({ name }))]
-      for (const secret of added) ctx.changes.push({ kind: 'secret', secret })
+      const candidates = wanted.filter(name => !present.has(name))
+      if (candidates.length === 0) return
+      const add = (names: readonly string[]): void => {
+        if (names.length === 0) return
+        const spec = ctx.pod.spec ?? (ctx.pod.spec = {})
+        spec.imagePullSecrets = [...existing, ...names.map(name => ({ name }))]
+        for (const secret of names) ctx.changes.push({ kind: 'secret', secret })
+      }
+      if (availability === undefined) { add(candidates); return }
+      const finish = (r: AvailabilityResult): void => {
+        for (const [, reason] of r.refused) ctx.warnings.push(reason)
+        ctx.warnings.push(...r.warnings)
+        add(candidates.filter(name => !r.refused.has(name)))
+      }
+      const result = availability.check({
+        namespace: ctx.namespace,
+        names: candidates,
+        create: ctx.mode === 'enforce' && !ctx.dryRun,
+        signal: ctx.signal,
+      })
+      return result instanceof Promise ? result.then(finish) : finish(result)
     },
   }
 }

@@ -48,6 +48,106 @@ export const configSchema = {
         },
       },
     },
+    pinning: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: {
+          description: 'Rewrite unpinned image tags (:latest, :main, no tag) to the SHA tag (or digest) of the same image.',
+          type: 'boolean',
+          default: false,
+        },
+        format: {
+          description: 'tag: repo:SHA; digest: repo@sha256:…; tag+digest: repo:SHA@sha256:….',
+          enum: ['tag', 'digest', 'tag+digest'],
+          default: 'tag',
+        },
+        shaTagPatterns: {
+          description: 'Tags that are immutable git-SHA tags (regular expressions). An image whose tag matches one is already pinned.',
+          type: 'array',
+          items: { type: 'string', minLength: 1 },
+          minItems: 1,
+          default: ['^[0-9a-f]{40}$', '^sha-[0-9a-f]{7,40}$'],
+        },
+        registries: {
+          ...globList,
+          description: 'The only registries pullpin contacts (kubelet host-glob rules). Images elsewhere are left as they are.',
+          default: [],
+        },
+        allowPrivateRegistries: {
+          ...globList,
+          description: 'Registries allowed to resolve to loopback, link-local or private addresses.',
+          default: [],
+        },
+        skipImages: {
+          ...globList,
+          description: 'Images never pinned, as globs over the normalized name (docker.io/library/nginx) with * and ?.',
+          default: [],
+        },
+        deadlineMs: {
+          description: 'Registry lookups for one pod give up after this; the pod is admitted with what the cache knows.',
+          type: 'integer',
+          minimum: 50,
+          maximum: 30000,
+          default: 2000,
+        },
+        onMissingImage: {
+          description: 'A tag the registry says does not exist: warn (admit with a warning) or deny.',
+          enum: ['warn', 'deny'],
+          default: 'warn',
+        },
+        cache: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            ttlSeconds: { description: 'How long a tag → digest answer is fresh.', type: 'integer', minimum: 1, default: 60 },
+            staleWhileRevalidateSeconds: { description: 'After the TTL, serve the old digest this long while refreshing in the background.', type: 'integer', minimum: 0, default: 30 },
+            staleIfErrorSeconds: { description: 'When the registry fails, keep serving the last known digest (marked stale) this long.', type: 'integer', minimum: 0, default: 3600 },
+            negativeTtlSeconds: { description: 'How long "tag not found" is remembered.', type: 'integer', minimum: 0, default: 10 },
+            maxEntries: { description: 'LRU bound on cached tags.', type: 'integer', minimum: 1, default: 10000 },
+            maxRepositories: { description: 'LRU bound on repositories with a SHA-tag index.', type: 'integer', minimum: 1, default: 1000 },
+            tagListMinIntervalSeconds: { description: 'At most one tag-list refresh per repository this often.', type: 'integer', minimum: 0, default: 10 },
+            ownerPins: { description: 'Pins remembered per owner (ReplicaSet, Job…) so its pods share one pin.', type: 'integer', minimum: 0, default: 10000 },
+          },
+        },
+        warmup: {
+          ...globList,
+          description: 'Repositories (registry/repository) whose SHA-tag index is built at start.',
+          default: [],
+        },
+        credentials: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            dockerConfigFiles: {
+              description: 'dockerconfigjson files with registry credentials for lookups (standalone; in a cluster the pull-secret sources are used).',
+              type: 'array',
+              items: { type: 'string', minLength: 1 },
+              default: [],
+            },
+          },
+        },
+        registryOptions: {
+          description: 'Per-registry transport settings, keyed by registry host[:port].',
+          type: 'object',
+          default: {},
+          additionalProperties: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              caFile: { description: 'PEM file with the CA of a registry behind a private CA.', type: 'string', minLength: 1 },
+              timeoutMs: { type: 'integer', minimum: 50, maximum: 60000 },
+              retries: { type: 'integer', minimum: 0, maximum: 10 },
+              maxConcurrency: { type: 'integer', minimum: 1, maximum: 256 },
+              tokenRealmHosts: { ...globList, description: 'Extra hosts allowed as the Bearer token realm.' },
+            },
+          },
+        },
+      },
+    },
     pullSecrets: {
       type: 'array',
       default: [],
@@ -67,6 +167,64 @@ export const configSchema = {
             ...globList,
             description: 'Inject only when an image is on one of these registries (kubelet host-glob rules). Omitted: every pod.',
           },
+          source: {
+            description: 'With a cluster: the kubernetes.io/dockerconfigjson Secret pullpin copies under `name` into every opted-in namespace (and reads registry credentials from).',
+            type: 'object',
+            additionalProperties: false,
+            required: ['namespace', 'name'],
+            properties: {
+              namespace: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63 },
+              name: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$', maxLength: 253 },
+            },
+          },
+        },
+      },
+    },
+    injection: {
+      description: 'Where the pull secrets go: pod (pod.spec.imagePullSecrets at admission), serviceaccount (the ServiceAccounts listed in serviceAccounts, kept in sync; needs a cluster), or both.',
+      enum: ['pod', 'serviceaccount', 'both'],
+      default: 'pod',
+    },
+    serviceAccounts: {
+      ...globList,
+      items: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$', maxLength: 253 },
+      description: 'ServiceAccounts of opted-in namespaces that get the pull secrets in serviceaccount/both injection modes.',
+      default: ['default'],
+    },
+    cluster: {
+      description: 'Settings used only when pullpin is connected to a cluster (in-cluster or --kubeconfig).',
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        resyncSeconds: {
+          description: 'Full reconcile of every namespace this often, on top of the watch events.',
+          type: 'number', minimum: 1, default: 300,
+        },
+        leaderElection: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            leaseName: { description: 'coordination.k8s.io/v1 Lease in pullpin\'s namespace; its holder reconciles copies.', type: 'string', minLength: 1, maxLength: 253, default: 'pullpin-leader' },
+            leaseDurationSeconds: { description: 'How long a non-leader waits after the last renewal it saw before taking over.', type: 'integer', minimum: 1, default: 15 },
+            renewDeadlineSeconds: { description: 'The leader steps down when it could not renew for this long (must be below leaseDurationSeconds).', type: 'number', exclusiveMinimum: 0, default: 10 },
+            retryPeriodSeconds: { description: 'How often the Lease is renewed or tried.', type: 'number', exclusiveMinimum: 0, default: 2 },
+          },
+        },
+        certificateSecret: {
+          description: 'Secret in pullpin\'s namespace that holds the self-managed CA and serving certificate (without --tls-cert/--tls-key).',
+          type: 'string', minLength: 1, maxLength: 253, default: 'pullpin-tls',
+        },
+        certificateValidityDays: { description: 'Validity of a self-managed serving certificate (the CA lives 10 times longer).', type: 'number', exclusiveMinimum: 0, default: 365 },
+        renewBeforeDays: { description: 'Renew a self-managed serving certificate this long before it expires.', type: 'number', exclusiveMinimum: 0, default: 30 },
+        webhookConfigurationName: {
+          description: 'pullpin\'s MutatingWebhookConfiguration, whose caBundle the leader keeps equal to the serving CA. Empty: never patched.',
+          type: 'string', maxLength: 253, default: 'pullpin',
+        },
+        placeholderSecrets: {
+          description: 'Fill Carvel secretgen placeholder Secrets (annotated secretgen.carvel.dev/image-pull-secret) in opted-in namespaces. Needs list/watch/update on Secrets cluster-wide.',
+          type: 'boolean', default: false,
         },
       },
     },

@@ -12,6 +12,27 @@ export interface PullSecretRule {
   readonly name: string
   /** Undefined: the secret is injected into every pod. */
   readonly registries?: readonly string[]
+  /** With a cluster: the dockerconfigjson Secret copied under `name` into opted-in namespaces. */
+  readonly source?: { readonly namespace: string; readonly name: string }
+}
+
+export type InjectionMode = 'pod' | 'serviceaccount' | 'both'
+
+/** Settings used only with a cluster connection (src/cluster). */
+export interface ClusterConfig {
+  readonly resyncSeconds: number
+  readonly leaderElection: {
+    readonly leaseName: string
+    readonly leaseDurationSeconds: number
+    readonly renewDeadlineSeconds: number
+    readonly retryPeriodSeconds: number
+  }
+  readonly certificateSecret: string
+  readonly certificateValidityDays: number
+  readonly renewBeforeDays: number
+  /** '' disables caBundle patching. */
+  readonly webhookConfigurationName: string
+  readonly placeholderSecrets: boolean
 }
 
 export interface Config {
@@ -23,6 +44,44 @@ export interface Config {
     readonly labels: Readonly<Record<string, Readonly<Record<string, string>>>>
   }
   readonly pullSecrets: readonly PullSecretRule[]
+  readonly pinning: PinningConfig
+  readonly injection: InjectionMode
+  readonly serviceAccounts: readonly string[]
+  readonly cluster: ClusterConfig
+}
+
+export type PinFormat = 'tag' | 'digest' | 'tag+digest'
+
+export interface RegistryOptionsConfig {
+  readonly caFile?: string
+  readonly timeoutMs?: number
+  readonly retries?: number
+  readonly maxConcurrency?: number
+  readonly tokenRealmHosts?: readonly string[]
+}
+
+export interface PinningConfig {
+  readonly enabled: boolean
+  readonly format: PinFormat
+  readonly shaTagPatterns: readonly string[]
+  readonly registries: readonly string[]
+  readonly allowPrivateRegistries: readonly string[]
+  readonly skipImages: readonly string[]
+  readonly deadlineMs: number
+  readonly onMissingImage: 'warn' | 'deny'
+  readonly cache: {
+    readonly ttlSeconds: number
+    readonly staleWhileRevalidateSeconds: number
+    readonly staleIfErrorSeconds: number
+    readonly negativeTtlSeconds: number
+    readonly maxEntries: number
+    readonly maxRepositories: number
+    readonly tagListMinIntervalSeconds: number
+    readonly ownerPins: number
+  }
+  readonly warmup: readonly string[]
+  readonly credentials: { readonly dockerConfigFiles: readonly string[] }
+  readonly registryOptions: Readonly<Record<string, RegistryOptionsConfig>>
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true })
@@ -50,6 +109,21 @@ export function validateConfig (doc: unknown, source = 'config'): Config {
   for (const [i, rule] of config.pullSecrets.entries()) {
     if (seen.has(rule.name)) throw new ERR_CONFIG_INVALID(source, `/pullSecrets/${i}/name: duplicate secret name "${rule.name}"`)
     seen.add(rule.name)
+  }
+  const le = config.cluster.leaderElection
+  if (le.renewDeadlineSeconds >= le.leaseDurationSeconds || le.retryPeriodSeconds >= le.renewDeadlineSeconds) {
+    // client-go's leaderelection rules: otherwise two replicas could both believe they lead.
+    throw new ERR_CONFIG_INVALID(source, '/cluster/leaderElection: need retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds')
+  }
+  if (config.cluster.renewBeforeDays >= config.cluster.certificateValidityDays) {
+    throw new ERR_CONFIG_INVALID(source, '/cluster/renewBeforeDays: must be below certificateValidityDays')
+  }
+  for (const [i, pattern] of config.pinning.shaTagPatterns.entries()) {
+    try {
+      new RegExp(pattern) // eslint-disable-line no-new
+    } catch (err) {
+      throw new ERR_CONFIG_INVALID(source, `/pinning/shaTagPatterns/${i}: ${(err as Error).message}`)
+    }
   }
   return deepFreeze(config)
 }

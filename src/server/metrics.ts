@@ -1,11 +1,22 @@
 // Prometheus metrics on a registry owned by the app (never prom-client's global one, so two
 // servers in one process — tests, a second instance taking over — keep separate counts).
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { AdmissionMetrics, Outcome } from '../admission/handler.js'
+import type { PinMetrics } from '../mutate/pin-images.js'
+import type { CacheEvent } from '../cache/tag-cache.js'
+import type { RegistryEvent } from '../registry/client.js'
+import type { ClusterMetrics } from '../cluster/metrics.js'
 
 export interface Metrics {
   readonly registry: Registry
   readonly admission: AdmissionMetrics
+  readonly pinning: PinMetrics
+  cacheEvent (e: CacheEvent): void
+  registryEvent (e: RegistryEvent): void
+  /** Report the cache's size on every scrape. */
+  trackCache (stats: () => { tags: number; repositories: number; shaTags: number }): void
+  /** The cluster integration's counters (src/cluster/metrics.ts). */
+  readonly cluster: ClusterMetrics
 }
 
 export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -30,6 +41,95 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     labelNames: ['kind'] as const,
     registers: [registry],
   })
+  const pinned = new Counter({
+    name: 'pullpin_images_pinned_total',
+    help: 'Images rewritten to a SHA tag or digest, by format and where the answer came from (registry, cache, owner, stale).',
+    labelNames: ['format', 'source'] as const,
+    registers: [registry],
+  })
+  const unpinned = new Counter({
+    name: 'pullpin_images_unpinned_total',
+    help: 'Unpinned images left as written, by reason (invalid, registry-not-allowed, no-sha-tag, not-found, registry-error, deadline).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  })
+  const cacheLookups = new Counter({
+    name: 'pullpin_tag_cache_lookups_total',
+    help: 'Tag cache lookups by kind (tag, index) and result (hit, miss, stale, stale-error, negative, refresh, error).',
+    labelNames: ['kind', 'result'] as const,
+    registers: [registry],
+  })
+  const registryRequests = new Counter({
+    name: 'pullpin_registry_requests_total',
+    help: 'HTTP requests to registries by registry, operation (manifest, tags, token) and status.',
+    labelNames: ['registry', 'op', 'status'] as const,
+    registers: [registry],
+  })
+  const registryDuration = new Histogram({
+    name: 'pullpin_registry_request_duration_seconds',
+    help: 'Registry request latency by registry and operation.',
+    labelNames: ['registry', 'op'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  })
+  let cacheStats: (() => { tags: number; repositories: number; shaTags: number }) | undefined
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'pullpin_tag_cache_entries',
+    help: 'Entries in the tag cache by kind (tags, repositories, sha_tags).',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+    collect () {
+      if (cacheStats === undefined) return
+      const s = cacheStats()
+      this.labels('tags').set(s.tags)
+      this.labels('repositories').set(s.repositories)
+      this.labels('sha_tags').set(s.shaTags)
+    },
+  })
+
+  const clusterWrites = new Counter({
+    name: 'pullpin_cluster_writes_total',
+    help: 'Objects pullpin wrote in the cluster, by kind (copy, placeholder, serviceaccount), action (created, updated, deleted) and origin (reconcile, admission).',
+    labelNames: ['kind', 'action', 'origin'] as const,
+    registers: [registry],
+  })
+  const conflictRefusals = new Counter({
+    name: 'pullpin_secret_conflict_refusals_total',
+    help: 'imagePullSecrets not added to a pod because a Secret not managed by pullpin holds the name in its namespace, by secret.',
+    labelNames: ['secret'] as const,
+    registers: [registry],
+  })
+  let conflictCounts: (() => ReadonlyMap<string, number>) | undefined
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'pullpin_secret_conflicts',
+    help: 'Opted-in namespaces where a Secret not managed by pullpin holds the name of a pull-secret copy, by secret.',
+    labelNames: ['secret'] as const,
+    registers: [registry],
+    collect () {
+      if (conflictCounts === undefined) return
+      for (const [secret, n] of conflictCounts()) this.labels(secret).set(n)
+    },
+  })
+  const leader = new Gauge({
+    name: 'pullpin_leader',
+    help: '1 while this replica holds the leader Lease and reconciles copies, else 0.',
+    registers: [registry],
+  })
+  const informerRestarts = new Counter({
+    name: 'pullpin_informer_restarts_total',
+    help: 'Informer restarts by informer and reason (expired: relist after 410 Gone; error: retried with backoff).',
+    labelNames: ['informer', 'reason'] as const,
+    registers: [registry],
+  })
+  const sourceProblems = new Gauge({
+    name: 'pullpin_pull_secret_source_problem',
+    help: '1 when a pull-secret source Secret cannot be copied, by source and problem (missing, invalid).',
+    labelNames: ['source', 'problem'] as const,
+    registers: [registry],
+  })
+
   // Pre-create the series so dashboards and alerts see zeros rather than absent metrics.
   for (const outcome of ['mutated', 'unchanged', 'audited', 'denied', 'error', 'skipped'] satisfies Outcome[]) duration.labels(outcome)
   for (const kind of ['secret', 'pin']) audit.labels(kind)
@@ -40,6 +140,27 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
       observe: (outcome, seconds) => duration.labels(outcome).observe(seconds),
       secretsInjected: (secret, dryRun) => injected.labels(secret, String(dryRun)).inc(),
       auditFinding: (kind) => audit.labels(kind).inc(),
+    },
+    pinning: {
+      pinned: (format, source) => pinned.labels(format, source).inc(),
+      unpinned: (reason) => unpinned.labels(reason).inc(),
+    },
+    cacheEvent: (e) => cacheLookups.labels(e.kind, e.result).inc(),
+    registryEvent: (e) => {
+      registryRequests.labels(e.registry, e.op, String(e.status)).inc()
+      registryDuration.labels(e.registry, e.op).observe(e.durationMs / 1000)
+    },
+    trackCache: (stats) => { cacheStats = stats },
+    cluster: {
+      write: (kind, action, origin) => clusterWrites.labels(kind, action, origin).inc(),
+      conflictRefusal: (secret) => conflictRefusals.labels(secret).inc(),
+      trackConflicts: (count) => { conflictCounts = count },
+      leader: (isLeader) => leader.set(isLeader ? 1 : 0),
+      informerRestart: (informer, reason) => informerRestarts.labels(informer, reason).inc(),
+      sourceProblem: (source, problem) => {
+        sourceProblems.labels(source, 'missing').set(problem === 'missing' ? 1 : 0)
+        sourceProblems.labels(source, 'invalid').set(problem === 'invalid' ? 1 : 0)
+      },
     },
   }
 }

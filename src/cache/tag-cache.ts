@@ -1,0 +1,256 @@
+// The tag cache: every registry lookup pullpin makes goes through here.
+//
+// - Mutable tag → digest, fresh for `ttlMs`; then served stale for `staleWhileRevalidateMs` while
+//   one background refresh runs; past that a caller waits for the registry, and when the registry
+//   fails the last known digest is still served (marked stale) for `staleIfErrorMs`.
+// - "Not found" is remembered for `negativeTtlMs`, so a typo'd tag does not hammer the registry.
+// - Per repository, an index digest → SHA tags, built from the tag list plus a HEAD of every tag
+//   matching the SHA patterns. SHA tags are immutable: once known they are never HEADed again
+//   (until the repository is evicted); a refresh HEADs only tags it has not seen.
+// - Concurrent identical lookups share one upstream request (in-flight promises keyed by lookup),
+//   and a caller's deadline never cancels a shared lookup: it keeps running and fills the cache.
+// - Both maps are LRU-bounded (lru-cache).
+import { LRUCache } from 'lru-cache'
+import { isCodedError } from '../errors.js'
+import type { ManifestInfo, RepositoryRef } from '../registry/client.js'
+
+export interface RegistryReader {
+  headManifest (ref: RepositoryRef, reference: string, signal?: AbortSignal): Promise<ManifestInfo>
+  listTags (ref: RepositoryRef, signal?: AbortSignal): Promise<string[]>
+}
+
+export interface TagCacheOptions {
+  readonly registry: RegistryReader
+  readonly shaTagPatterns: readonly RegExp[]
+  readonly ttlMs: number
+  readonly staleWhileRevalidateMs: number
+  readonly staleIfErrorMs: number
+  readonly negativeTtlMs: number
+  readonly maxEntries: number
+  readonly maxRepositories: number
+  readonly tagListMinIntervalMs: number
+  /** HEADs in flight while indexing one repository (the registry client also limits per registry). */
+  readonly indexConcurrency?: number
+  readonly now?: () => number
+  readonly onEvent?: (event: CacheEvent) => void
+}
+
+export type CacheEvent =
+  | { kind: 'tag'; result: 'hit' | 'miss' | 'stale' | 'stale-error' | 'negative' | 'error' }
+  | { kind: 'index'; result: 'hit' | 'refresh' | 'error'; heads?: number }
+
+export interface TagResolution {
+  readonly digest: string
+  readonly mediaType: string
+  /** True when this is a last-known answer served because the registry could not be reached. */
+  readonly stale: boolean
+}
+
+interface TagEntry {
+  readonly digest?: string
+  readonly mediaType?: string
+  readonly notFound?: Error
+  readonly at: number
+}
+
+interface RepoIndex {
+  /** SHA tag → digest, each verified by a HEAD of that tag. */
+  readonly shaTags: Map<string, string>
+  /** digest → SHA tags, best first. */
+  byDigest: Map<string, string[]>
+  listedAt: number
+  lastError?: Error
+}
+
+const keyOf = (ref: RepositoryRef): string => `${ref.registry}/${ref.repository}`
+
+/** Prefer the full 40-hex tag, then the longest `sha-` form, then lexical order. */
+export function rankShaTags (tags: Iterable<string>): string[] {
+  const full = /^[0-9a-f]{40}$/
+  return [...tags].sort((a, b) => {
+    const fa = full.test(a) ? 0 : 1
+    const fb = full.test(b) ? 0 : 1
+    if (fa !== fb) return fa - fb
+    if (a.length !== b.length) return b.length - a.length
+    return a < b ? -1 : a > b ? 1 : 0
+  })
+}
+
+export class TagCache {
+  private readonly tags: LRUCache<string, TagEntry>
+  private readonly repos: LRUCache<string, RepoIndex>
+  private readonly inflight = new Map<string, Promise<unknown>>()
+  private readonly now: () => number
+
+  constructor (private readonly opts: TagCacheOptions) {
+    this.tags = new LRUCache({ max: opts.maxEntries })
+    this.repos = new LRUCache({ max: opts.maxRepositories })
+    this.now = opts.now ?? Date.now
+  }
+
+  isShaTag (tag: string): boolean {
+    return this.opts.shaTagPatterns.some(re => re.test(tag))
+  }
+
+  /** A fresh answer without any I/O, or undefined. The admission hot path tries this first. */
+  peekTag (ref: RepositoryRef, tag: string): TagResolution | undefined {
+    const e = this.tags.get(`${keyOf(ref)}:${tag}`)
+    if (e?.digest === undefined || this.now() - e.at >= this.opts.ttlMs) return undefined
+    return { digest: e.digest, mediaType: e.mediaType ?? '', stale: false }
+  }
+
+  /** Resolve a tag to its digest, from the cache when it can. Throws the registry's coded errors. */
+  async resolveTag (ref: RepositoryRef, tag: string, signal?: AbortSignal): Promise<TagResolution> {
+    const key = `${keyOf(ref)}:${tag}`
+    const e = this.tags.get(key)
+    const age = e === undefined ? Infinity : this.now() - e.at
+    if (e?.notFound !== undefined && age < this.opts.negativeTtlMs) {
+      this.emit({ kind: 'tag', result: 'negative' })
+      throw e.notFound
+    }
+    if (e?.digest !== undefined) {
+      if (age < this.opts.ttlMs) {
+        this.emit({ kind: 'tag', result: 'hit' })
+        return { digest: e.digest, mediaType: e.mediaType ?? '', stale: false }
+      }
+      if (age < this.opts.ttlMs + this.opts.staleWhileRevalidateMs) {
+        // Serve the old answer now; one background refresh brings the new one.
+        this.emit({ kind: 'tag', result: 'stale' })
+        this.fetchTag(ref, tag, key).catch(() => {})
+        return { digest: e.digest, mediaType: e.mediaType ?? '', stale: false }
+      }
+    }
+    this.emit({ kind: 'tag', result: 'miss' })
+    try {
+      return await abortable(this.fetchTag(ref, tag, key), signal)
+    } catch (err) {
+      if (e?.digest !== undefined && age < this.opts.ttlMs + this.opts.staleIfErrorMs && !isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) {
+        this.emit({ kind: 'tag', result: 'stale-error' })
+        return { digest: e.digest, mediaType: e.mediaType ?? '', stale: true }
+      }
+      this.emit({ kind: 'tag', result: 'error' })
+      throw err
+    }
+  }
+
+  private fetchTag (ref: RepositoryRef, tag: string, key: string): Promise<TagResolution> {
+    return this.coalesce(`tag:${key}`, async () => {
+      try {
+        const m = await this.opts.registry.headManifest(ref, tag)
+        this.tags.set(key, { digest: m.digest, mediaType: m.mediaType, at: this.now() })
+        return { digest: m.digest, mediaType: m.mediaType, stale: false }
+      } catch (err) {
+        if (isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND') && this.opts.negativeTtlMs > 0) {
+          this.tags.set(key, { notFound: err, at: this.now() })
+        }
+        throw err
+      }
+    })
+  }
+
+  /** SHA tags with this digest, best first, when the index already knows them (no I/O). */
+  peekShaTags (ref: RepositoryRef, digest: string): string[] | undefined {
+    return this.repos.get(keyOf(ref))?.byDigest.get(digest)
+  }
+
+  /**
+   * SHA tags with this digest, best first. Builds the repository's index on first use; when the digest
+   * is not in it, refreshes the tag list (at most once per tagListMinIntervalMs), since CI has probably
+   * just pushed it.
+   */
+  async shaTagsFor (ref: RepositoryRef, digest: string, signal?: AbortSignal): Promise<string[]> {
+    const key = keyOf(ref)
+    let idx = this.repos.get(key)
+    const known = idx?.byDigest.get(digest)
+    if (known !== undefined) {
+      this.emit({ kind: 'index', result: 'hit' })
+      return known
+    }
+    if (idx === undefined || this.now() - idx.listedAt >= this.opts.tagListMinIntervalMs) {
+      try {
+        idx = await abortable(this.refreshIndex(ref), signal)
+      } catch (err) {
+        this.emit({ kind: 'index', result: 'error' })
+        if (idx === undefined) throw err
+      }
+    }
+    return idx.byDigest.get(digest) ?? []
+  }
+
+  /** Build or refresh a repository's SHA-tag index now (warm-up at start, `pullpin resolve`). */
+  warm (ref: RepositoryRef): Promise<number> {
+    return this.refreshIndex(ref).then(idx => idx.shaTags.size)
+  }
+
+  private refreshIndex (ref: RepositoryRef): Promise<RepoIndex> {
+    const key = keyOf(ref)
+    return this.coalesce(`index:${key}`, async () => {
+      const idx = this.repos.get(key) ?? { shaTags: new Map<string, string>(), byDigest: new Map(), listedAt: 0 }
+      const listed = await this.opts.registry.listTags(ref)
+      const current = new Set(listed.filter(t => this.isShaTag(t)))
+      // A SHA tag deleted at the registry leaves the index; new ones are HEADed once.
+      for (const t of idx.shaTags.keys()) if (!current.has(t)) idx.shaTags.delete(t)
+      const fresh = [...current].filter(t => !idx.shaTags.has(t))
+      await mapLimit(fresh, this.opts.indexConcurrency ?? 16, async (t) => {
+        try {
+          idx.shaTags.set(t, (await this.opts.registry.headManifest(ref, t)).digest)
+        } catch (err) {
+          // A tag deleted between list and HEAD is simply not indexed; anything else fails the refresh.
+          if (!isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) throw err
+        }
+      })
+      const byDigest = new Map<string, string[]>()
+      for (const [t, d] of idx.shaTags) {
+        const list = byDigest.get(d)
+        if (list === undefined) byDigest.set(d, [t])
+        else list.push(t)
+      }
+      for (const [d, list] of byDigest) byDigest.set(d, rankShaTags(list))
+      idx.byDigest = byDigest
+      idx.listedAt = this.now()
+      this.repos.set(key, idx)
+      this.emit({ kind: 'index', result: 'refresh', heads: fresh.length })
+      return idx
+    })
+  }
+
+  stats (): { tags: number; repositories: number; shaTags: number; inflight: number } {
+    let shaTags = 0
+    for (const idx of this.repos.values()) shaTags += idx.shaTags.size
+    return { tags: this.tags.size, repositories: this.repos.size, shaTags, inflight: this.inflight.size }
+  }
+
+  private coalesce<T> (key: string, fn: () => Promise<T>): Promise<T> {
+    const running = this.inflight.get(key)
+    if (running !== undefined) return running as Promise<T>
+    const p = fn().finally(() => this.inflight.delete(key))
+    this.inflight.set(key, p)
+    return p
+  }
+
+  private emit (e: CacheEvent): void {
+    this.opts.onEvent?.(e)
+  }
+}
+
+/** Race a shared promise against one caller's signal, without cancelling the shared work. */
+export function abortable<T> (p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p
+  if (signal.aborted) return Promise.reject(signal.reason ?? new Error('aborted'))
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason ?? new Error('aborted'))
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then(
+      (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
+      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e) },
+    )
+  })
+}
+
+async function mapLimit<T> (items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!)
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+}

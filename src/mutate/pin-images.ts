@@ -1,0 +1,176 @@
+// Step: rewrite unpinned image tags to the immutable SHA tag CI published for the same digest
+// (or to the digest, by configuration). "Verified" means the SHA tag's digest was compared with
+// the tag's digest at the registry, both through the tag cache. Registry trouble never blocks a
+// pod: past `deadlineMs` or on an error the image stays as written and a warning says why.
+import type { PinFormat, PinningConfig } from '../policy/config.js'
+import { ORIGINAL_IMAGES_ANNOTATION } from '../policy/annotations.js'
+import { compileGlobs } from '../policy/glob.js'
+import { compileRegistryGlob } from '../reference/host-glob.js'
+import { formatImageReference, parseImageReference, type ImageReference } from '../reference/parse.js'
+import type { TagCache, TagResolution } from '../cache/tag-cache.js'
+import type { OwnerPins } from '../cache/owner-pins.js'
+import { isCodedError } from '../errors.js'
+import type { MutationContext, MutationStep } from './mutator.js'
+import type { Container, ImageSite, Pod } from './pod.js'
+
+export type UnpinnedReason = 'invalid' | 'registry-not-allowed' | 'no-sha-tag' | 'not-found' | 'registry-error' | 'deadline'
+
+export interface PinMetrics {
+  pinned (format: PinFormat, source: 'registry' | 'cache' | 'owner' | 'stale'): void
+  unpinned (reason: UnpinnedReason): void
+}
+
+export interface PinningDeps {
+  readonly config: PinningConfig
+  readonly cache: TagCache
+  readonly ownerPins: OwnerPins
+  readonly metrics?: PinMetrics
+}
+
+type Decision =
+  | { readonly kind: 'keep' }
+  | { readonly kind: 'pin'; readonly to: string; readonly verified: boolean; readonly source: 'registry' | 'cache' | 'owner' | 'stale' }
+  | { readonly kind: 'unpinned'; readonly reason: UnpinnedReason; readonly warning: string; readonly deny?: string }
+
+const KEEP: Decision = { kind: 'keep' }
+
+export function createPinningStep (deps: PinningDeps): MutationStep {
+  const { config, cache, ownerPins, metrics } = deps
+  const allowed = config.registries.map(compileRegistryGlob)
+  const isAllowed = (ref: ImageReference): boolean => allowed.some(m => m(ref))
+  const skipped = compileGlobs(config.skipImages)
+
+  /** Decide from what is already known, or return the lookup to await. No I/O on a cache hit. */
+  function decide (site: ImageSite, ownerUid: string | undefined, signal: AbortSignal): Decision | Promise<Decision> {
+    let ref: ImageReference
+    try {
+      ref = parseImageReference(site.image)
+    } catch (err) {
+      return unpinned('invalid', `pullpin: ${(err as Error).message}`)
+    }
+    if (ref.digest !== undefined) return KEEP
+    const tag = ref.tag ?? 'latest'
+    if (cache.isShaTag(tag)) return KEEP
+    if (skipped(ref.name) || skipped(`${ref.name}:${tag}`)) return KEEP
+    if (!isAllowed(ref)) return unpinned('registry-not-allowed', `pullpin: ${site.image} not pinned: ${ref.registry} is not in pinning.registries`)
+    if (ownerUid !== undefined) {
+      const remembered = ownerPins.get(ownerUid, site.image)
+      if (remembered !== undefined) return { kind: 'pin', to: remembered.to, verified: remembered.verified, source: 'owner' }
+    }
+    const hit = cache.peekTag(ref, tag)
+    if (hit !== undefined) {
+      const fromIndex = config.format === 'digest' ? [] : cache.peekShaTags(ref, hit.digest)
+      if (fromIndex !== undefined) return pinFor(site, ref, hit, fromIndex, 'cache')
+    }
+    return lookup(site, ref, tag, signal)
+  }
+
+  async function lookup (site: ImageSite, ref: ImageReference, tag: string, signal: AbortSignal): Promise<Decision> {
+    try {
+      const resolved = await cache.resolveTag(ref, tag, signal)
+      const shaTags = config.format === 'digest' ? [] : await cache.shaTagsFor(ref, resolved.digest, signal)
+      return pinFor(site, ref, resolved, shaTags, resolved.stale ? 'stale' : 'registry')
+    } catch (err) {
+      if (signal.aborted) return unpinned('deadline', `pullpin: ${site.image} not pinned: registry lookup exceeded ${config.deadlineMs} ms`)
+      if (isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) {
+        const reason = `image ${site.image} not found on ${ref.registry}: this pod would hit ImagePullBackOff`
+        return { kind: 'unpinned', reason: 'not-found', warning: `pullpin: ${reason}`, ...(config.onMissingImage === 'deny' ? { deny: reason } : {}) }
+      }
+      return unpinned('registry-error', `pullpin: ${site.image} not pinned: ${(err as Error).message}`)
+    }
+  }
+
+  function pinFor (site: ImageSite, ref: ImageReference, resolved: TagResolution, shaTags: readonly string[], source: 'registry' | 'cache' | 'stale'): Decision {
+    const sha = shaTags[0]
+    switch (config.format) {
+      case 'digest':
+        return { kind: 'pin', to: formatImageReference(ref, { digest: resolved.digest }), verified: true, source }
+      case 'tag+digest':
+        return { kind: 'pin', to: formatImageReference(ref, sha !== undefined ? { tag: sha, digest: resolved.digest } : { digest: resolved.digest }), verified: true, source }
+      case 'tag':
+        if (sha === undefined) {
+          return unpinned('no-sha-tag', `pullpin: ${site.image} not pinned: no SHA tag has its digest ${resolved.digest.slice(0, 19)}…`)
+        }
+        return { kind: 'pin', to: formatImageReference(ref, { tag: sha }), verified: true, source }
+    }
+  }
+
+  return {
+    name: 'pin-images',
+    operations: ['CREATE', 'UPDATE'],
+    async run (ctx) {
+      if (!config.enabled) return
+      const sites = sitesToPin(ctx)
+      if (sites.length === 0) return
+      const ownerUid = ctx.operation === 'CREATE' ? controllerUid(ctx.pod) : undefined
+      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(config.deadlineMs)])
+      const pending = sites.map(site => decide(site, ownerUid, signal))
+      // Only await when some image needed the registry: a pod whose images all hit the cache is
+      // answered without a single await.
+      const decisions = pending.some(d => d instanceof Promise) ? await Promise.all(pending) : pending as Decision[]
+      const originals: Record<string, string> = {}
+      for (let i = 0; i < sites.length; i++) {
+        const site = sites[i]!
+        const d = decisions[i]!
+        if (d.kind === 'keep') continue
+        if (d.kind === 'unpinned') {
+          ctx.warnings.push(d.warning)
+          metrics?.unpinned(d.reason)
+          if (d.deny !== undefined && ctx.deny === undefined) ctx.deny = d.deny
+          continue
+        }
+        if (d.to === site.image) continue
+        containerAt(ctx.pod, site).image = d.to
+        originals[site.container] = site.image
+        ctx.changes.push({ kind: 'pin', field: site.field, container: site.container, from: site.image, to: d.to, verified: d.verified })
+        metrics?.pinned(config.format, d.source)
+        if (d.source === 'stale') ctx.warnings.push(`pullpin: ${site.image} pinned from the last known digest; the registry did not answer`)
+        // Remember the first pin per owner, but not for what audit mode or a dry run only looked at.
+        if (ownerUid !== undefined && ctx.mode === 'enforce' && !ctx.dryRun) ownerPins.remember(ownerUid, site.image, { to: d.to, verified: d.verified })
+      }
+      if (Object.keys(originals).length > 0) recordOriginals(ctx.pod, originals)
+    },
+  }
+}
+
+function unpinned (reason: UnpinnedReason, warning: string): Decision {
+  return { kind: 'unpinned', reason, warning }
+}
+
+/**
+ * CREATE: every image. UPDATE: only images that are new or changed against oldObject, since the API
+ * server allows image changes on update and pullpin must not rewrite what was already admitted.
+ * pods/ephemeralcontainers: only the ephemeral containers (the only field that subresource may change).
+ */
+function sitesToPin (ctx: MutationContext): ImageSite[] {
+  if (ctx.operation === 'CREATE') return [...ctx.images]
+  const old = new Map<string, string | undefined>()
+  for (const field of ['initContainers', 'containers', 'ephemeralContainers'] as const) {
+    for (const c of ctx.oldObject?.spec?.[field] ?? []) old.set(`${field}/${c.name}`, c.image)
+  }
+  return ctx.images.filter(site =>
+    (ctx.subResource !== 'ephemeralcontainers' || site.field === 'ephemeralContainers') &&
+    old.get(`${site.field}/${site.container}`) !== site.image)
+}
+
+function controllerUid (pod: Pod): string | undefined {
+  return pod.metadata?.ownerReferences?.find(o => o.controller === true)?.uid
+}
+
+function containerAt (pod: Pod, site: ImageSite): Container {
+  return pod.spec![site.field]![site.index]!
+}
+
+function recordOriginals (pod: Pod, originals: Record<string, string>): void {
+  const meta = pod.metadata ?? (pod.metadata = {})
+  const annotations = meta.annotations ?? (meta.annotations = {})
+  let previous: Record<string, string> = {}
+  try {
+    const parsed = JSON.parse(annotations[ORIGINAL_IMAGES_ANNOTATION] ?? '{}') as unknown
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) previous = parsed as Record<string, string>
+  } catch {
+    // A hand-edited, unparsable annotation is replaced rather than kept half-valid.
+  }
+  // Containers pinned earlier keep their entry; a container re-pinned on UPDATE records what the user wrote this time.
+  annotations[ORIGINAL_IMAGES_ANNOTATION] = JSON.stringify({ ...previous, ...originals })
+}

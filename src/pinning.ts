@@ -1,0 +1,94 @@
+// Builds the pinning stack from config: credentials → registry client → tag cache → pin step.
+// Shared by the server (src/app.ts) and `pullpin resolve`, so both see images the same way.
+import { readFile } from 'node:fs/promises'
+import type { Logger } from 'pino'
+import type { PinningConfig } from './policy/config.js'
+import { ERR_CONFIG_READ } from './errors.js'
+import { compileRegistryGlob } from './reference/host-glob.js'
+import { RegistryClient, type RegistryEvent, type RegistryHostOptions } from './registry/client.js'
+import { CredentialStore } from './registry/credential-store.js'
+import { TagCache, type CacheEvent } from './cache/tag-cache.js'
+import { OwnerPins } from './cache/owner-pins.js'
+
+/** Docker Hub hands out tokens from auth.docker.io, not from the registry's own host. */
+export const DEFAULT_TOKEN_REALM_HOSTS: Readonly<Record<string, readonly string[]>> = { 'docker.io': ['auth.docker.io'] }
+
+export const DEFAULT_HOST_OPTIONS = { timeoutMs: 1500, retries: 2, maxConcurrency: 16 } as const
+
+export interface PinningStack {
+  readonly client: RegistryClient
+  readonly cache: TagCache
+  readonly ownerPins: OwnerPins
+  readonly credentials: CredentialStore
+  close (): Promise<void>
+}
+
+export interface PinningStackOptions {
+  readonly config: PinningConfig
+  readonly credentials: CredentialStore
+  readonly logger?: Logger
+  readonly onRegistryEvent?: (e: RegistryEvent) => void
+  readonly onCacheEvent?: (e: CacheEvent) => void
+  /** Injected DNS lookup (tests resolve made-up hosts to chosen addresses). */
+  readonly lookup?: RegistryClientLookup
+  /** Registries allowed without being on pinning.registries (`pullpin resolve IMAGE` asks for one explicitly). */
+  readonly alsoAllow?: readonly string[]
+}
+
+type RegistryClientLookup = NonNullable<ConstructorParameters<typeof RegistryClient>[0]['lookup']>
+
+export async function createPinningStack (opts: PinningStackOptions): Promise<PinningStack> {
+  const { config } = opts
+  const allowed = [...config.registries, ...(opts.alsoAllow ?? [])].map(compileRegistryGlob)
+  const privateAllowed = config.allowPrivateRegistries.map(compileRegistryGlob)
+  const asImage = (registry: string) => ({ registry, repository: '' })
+  const hostOptions = new Map<string, RegistryHostOptions>()
+  for (const [registry, o] of Object.entries(config.registryOptions)) {
+    let caPem: string | undefined
+    if (o.caFile !== undefined) {
+      try {
+        caPem = await readFile(o.caFile, 'utf8')
+      } catch (err) {
+        throw new ERR_CONFIG_READ(o.caFile, (err as NodeJS.ErrnoException).code ?? 'unreadable')
+      }
+    }
+    hostOptions.set(registry, {
+      ...(caPem !== undefined ? { caPem } : {}),
+      timeoutMs: o.timeoutMs ?? DEFAULT_HOST_OPTIONS.timeoutMs,
+      retries: o.retries ?? DEFAULT_HOST_OPTIONS.retries,
+      maxConcurrency: o.maxConcurrency ?? DEFAULT_HOST_OPTIONS.maxConcurrency,
+      tokenRealmHosts: o.tokenRealmHosts ?? DEFAULT_TOKEN_REALM_HOSTS[registry] ?? [],
+    })
+  }
+  const defaults = (registry: string): RegistryHostOptions => ({ ...DEFAULT_HOST_OPTIONS, tokenRealmHosts: DEFAULT_TOKEN_REALM_HOSTS[registry] ?? [] })
+
+  const client = new RegistryClient({
+    isAllowed: (registry) => allowed.some(m => m(asImage(registry))),
+    isPrivateAllowed: (registry) => privateAllowed.some(m => m(asImage(registry))),
+    hostOptions: (registry) => hostOptions.get(registry) ?? defaults(registry),
+    credentials: (image) => opts.credentials.lookup(image),
+    ...(opts.lookup !== undefined ? { lookup: opts.lookup } : {}),
+    ...(opts.onRegistryEvent !== undefined ? { onEvent: opts.onRegistryEvent } : {}),
+    userAgent: 'pullpin',
+  })
+  const c = config.cache
+  const cache = new TagCache({
+    registry: client,
+    shaTagPatterns: config.shaTagPatterns.map(p => new RegExp(p)),
+    ttlMs: c.ttlSeconds * 1000,
+    staleWhileRevalidateMs: c.staleWhileRevalidateSeconds * 1000,
+    staleIfErrorMs: c.staleIfErrorSeconds * 1000,
+    negativeTtlMs: c.negativeTtlSeconds * 1000,
+    maxEntries: c.maxEntries,
+    maxRepositories: c.maxRepositories,
+    tagListMinIntervalMs: c.tagListMinIntervalSeconds * 1000,
+    ...(opts.onCacheEvent !== undefined ? { onEvent: opts.onCacheEvent } : {}),
+  })
+  return {
+    client,
+    cache,
+    ownerPins: new OwnerPins(c.ownerPins),
+    credentials: opts.credentials,
+    close: () => client.close(),
+  }
+}

@@ -1,0 +1,474 @@
+// pullpin's OCI registry client: the two read operations the tag cache needs, over the layers
+// endpoint (where, which URLs) → auth (challenge, token) → transport (connections, limits,
+// retries), as in go-containerregistry.
+//
+//  - headManifest: HEAD /v2/<name>/manifests/<reference> (OCI distribution-spec "Pulling
+//    manifests"; HEAD because Docker Hub counts manifest GETs as pulls). The Accept header
+//    lists the index types first, so a multi-arch tag answers with its index and pullpin pins
+//    the index digest, never one platform's. Without Docker-Content-Digest the manifest is
+//    fetched and hashed; a GET whose header disagrees with its bytes is ERR_DIGEST_MISMATCH.
+//  - listTags: GET /v2/<name>/tags/list?n=1000, following RFC 8288 `Link: <…>; rel="next"`
+//    ("Listing Tags"), same origin only.
+//
+// Auth (distribution docs/spec/auth/token.md): a 401's WWW-Authenticate picks Bearer (token
+// from the realm, cached per scope and credential) or Basic. The scheme a registry asked for is
+// remembered, so later requests authenticate up front instead of paying a 401 each. Each
+// credential the keyring returns for the image is tried in order (as the kubelet does), the one
+// that worked first next time; with none, access is anonymous. Credentials only ever go to the
+// registry's own origin and to a realm that passed checkRealm; redirects are not followed.
+//
+// Aborting: a signal that aborts makes the operation reject promptly with the signal's reason
+// when that is an Error (controller.abort() → DOMException "AbortError", AbortSignal.timeout()
+// → DOMException "TimeoutError"), otherwise with an "AbortError" DOMException. The per-request
+// timeout (RegistryHostOptions.timeoutMs) is ERR_REGISTRY_TIMEOUT.
+import { createHash } from 'node:crypto'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { LookupFunction } from 'node:net'
+import {
+  isCodedError, ERR_DIGEST_MISMATCH, ERR_REGISTRY_BAD_RESPONSE, ERR_REGISTRY_NOT_ALLOWED,
+  ERR_REGISTRY_NOT_FOUND, ERR_REGISTRY_UNAUTHORIZED
+} from '../errors.js'
+import { isValidDigest } from '../reference/parse.js'
+import { findChallenge, parseChallenges } from './challenge.js'
+import { checkRealm, manifestUrl, nextPageUrl, resolveEndpoint, tagsListUrl, type RegistryEndpoint } from './endpoint.js'
+import type { RegistryCredential } from './keyring.js'
+import { basicAuthorization, BearerTokenCache, credentialIdentity, MAX_TOKEN_BYTES, type TokenRequest, type TokenSend } from './token.js'
+import { RegistryTransport, type HttpRequest, type HttpResponse, type RegistryEvent, type RequestPolicy } from './transport.js'
+
+export type { RegistryEvent } from './transport.js'
+import { abortable } from './transport.js'
+
+export interface RepositoryRef {
+  /** "docker.io", "ghcr.io", "127.0.0.1:5443", as in ImageReference.registry */
+  registry: string
+  repository: string
+}
+
+export interface ManifestInfo {
+  /** "sha256:…" (the algorithm the registry uses) */
+  digest: string
+  /** Content-Type of the manifest, parameters removed ('' if the registry sent none) */
+  mediaType: string
+  size?: number
+}
+
+export interface RegistryHostOptions {
+  /** Extra CA for this registry (custom/private CA), added to Node's default roots. */
+  caPem?: string
+  /** Per HTTP request. */
+  timeoutMs: number
+  /** On 429/5xx/connection errors: exponential backoff with jitter, honouring Retry-After. */
+  retries: number
+  /** Per-registry limit on requests in flight. */
+  maxConcurrency: number
+  /** Extra hosts allowed as Bearer realm ("host" any port, "host:port" that port). auth.docker.io is always allowed for docker.io. */
+  tokenRealmHosts: readonly string[]
+}
+
+export interface RegistryClientOptions {
+  /** pinning.registries globs; anything else → ERR_REGISTRY_NOT_ALLOWED, no connection made. */
+  isAllowed (registry: string): boolean
+  /** pinning.allowPrivateRegistries */
+  isPrivateAllowed (registry: string): boolean
+  hostOptions (registry: string): RegistryHostOptions
+  /** Called per request so rotation applies; `image` = `${registry}/${repository}`. */
+  credentials (image: string): RegistryCredential[]
+  /** node:dns-style lookup, injectable for tests (default dns.lookup). */
+  lookup?: LookupFunction
+  /** Metrics/log hook; never receives secrets. */
+  onEvent?: (e: RegistryEvent) => void
+  userAgent?: string
+  /** ms since the epoch, for token expiry; injectable for tests (default Date.now). */
+  clock?: () => number
+  /** `n` of tags/list requests (default 1000); smaller values are for tests of paging. */
+  tagsPageSize?: number
+}
+
+/** OCI image-spec and Docker media types a manifest HEAD/GET accepts, indexes first. */
+export const MANIFEST_MEDIA_TYPES = [
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json'
+] as const
+const MANIFEST_ACCEPT = MANIFEST_MEDIA_TYPES.join(', ')
+
+/** distribution-spec: "Clients and registries SHOULD expect to support manifest uploads of at least 4 MiB". */
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+const MAX_TAGS_PAGE_BYTES = 16 * 1024 * 1024
+const TAGS_PAGE_SIZE = 1000
+const MAX_TAG_PAGES = 1000
+const MAX_PREFERRED = 10_000
+const DEFAULT_USER_AGENT = 'pullpin'
+const NOT_FOUND_CODES = new Set(['MANIFEST_UNKNOWN', 'NAME_UNKNOWN'])
+const HASHES: Readonly<Record<string, string>> = { sha256: 'sha256', sha384: 'sha384', sha512: 'sha512' }
+
+type AuthScheme =
+  | { kind: 'basic' }
+  | { kind: 'bearer'; realm: string; service?: string; scope?: string }
+
+interface HostState {
+  endpoint: RegistryEndpoint
+  transport: RegistryTransport
+  caPem: string | undefined
+  maxConcurrency: number
+  /** The scheme this registry asked for last; used up front on later requests. */
+  scheme?: AuthScheme
+  /** The one `GET /v2/` that learns the scheme before the first real request (coalesced). */
+  ping?: Promise<void>
+}
+
+export class RegistryClient {
+  readonly #opts: RegistryClientOptions
+  readonly #hosts = new Map<string, HostState>()
+  readonly #tokens: BearerTokenCache
+  /** image → identity of the credential that last worked for it. */
+  readonly #preferred = new Map<string, string>()
+
+  constructor (opts: RegistryClientOptions) {
+    this.#opts = opts
+    this.#tokens = new BearerTokenCache(opts.clock === undefined ? {} : { clock: opts.clock })
+  }
+
+  /** HEAD /v2/<name>/manifests/<reference>; reference = tag or digest. */
+  async headManifest (ref: RepositoryRef, reference: string, signal?: AbortSignal): Promise<ManifestInfo> {
+    const host = this.#host(ref.registry)
+    const url = manifestUrl(host.endpoint, ref.repository, reference)
+    const what = `${ref.repository}${reference.includes(':') ? '@' : ':'}${reference}`
+    const res = await this.#send(host, ref, { op: 'manifest', method: 'HEAD', url, headers: { accept: MANIFEST_ACCEPT }, maxBodyBytes: 0 }, signal)
+    if (res.status !== 200) throw this.#statusError(ref.registry, res, what)
+    const digest = headerValue(res.headers, 'docker-content-digest')
+    if (digest === undefined) return this.#getManifest(host, ref, url, reference, what, signal)
+    if (!isValidDigest(digest)) throw new ERR_REGISTRY_BAD_RESPONSE(ref.registry, `malformed Docker-Content-Digest for ${what}`)
+    checkRequestedDigest(ref.registry, reference, digest, `the registry reported ${digest}`)
+    const size = Number(headerValue(res.headers, 'content-length'))
+    return { digest, mediaType: mediaTypeOf(res.headers), ...(Number.isSafeInteger(size) && size >= 0 ? { size } : {}) }
+  }
+
+  /** GET /v2/<name>/tags/list following Link paging (n=1000). Tags in the registry's order, each once. */
+  async listTags (ref: RepositoryRef, signal?: AbortSignal): Promise<string[]> {
+    const host = this.#host(ref.registry)
+    const tags = new Set<string>()
+    const visited = new Set<string>()
+    let url: URL | undefined = tagsListUrl(host.endpoint, ref.repository, this.#opts.tagsPageSize ?? TAGS_PAGE_SIZE)
+    while (url !== undefined) {
+      if (visited.has(url.href)) throw new ERR_REGISTRY_BAD_RESPONSE(ref.registry, `tag list paging loops back to ${url.pathname}${url.search}`)
+      if (visited.size >= MAX_TAG_PAGES) throw new ERR_REGISTRY_BAD_RESPONSE(ref.registry, `tag list of ${ref.repository} has more than ${MAX_TAG_PAGES} pages`)
+      visited.add(url.href)
+      const res = await this.#send(host, ref, { op: 'tags', method: 'GET', url, headers: { accept: 'application/json' }, maxBodyBytes: MAX_TAGS_PAGE_BYTES }, signal)
+      if (res.status !== 200) throw this.#statusError(ref.registry, res, ref.repository)
+      for (const tag of parseTagsPage(ref.registry, res.body)) tags.add(tag)
+      url = nextPageUrl(ref.registry, res.headers.link, url)
+    }
+    return [...tags]
+  }
+
+  /** Closes every connection and forgets cached tokens. */
+  async close (): Promise<void> {
+    for (const h of this.#hosts.values()) h.transport.close()
+    this.#hosts.clear()
+    this.#tokens.clear()
+  }
+
+  // ---- hosts ----
+
+  #host (registry: string): HostState {
+    // Before anything else, and at every call: a configuration reload applies at once.
+    if (!this.#opts.isAllowed(registry)) throw new ERR_REGISTRY_NOT_ALLOWED(registry)
+    const options = this.#opts.hostOptions(registry)
+    const existing = this.#hosts.get(registry)
+    const maxConcurrency = Math.max(1, Math.floor(options.maxConcurrency))
+    if (existing !== undefined && existing.caPem === options.caPem && existing.maxConcurrency === maxConcurrency) return existing
+    // New CA or limit: new pool; the old one closes when the requests it has are done.
+    existing?.transport.retire()
+    const transport = new RegistryTransport({
+      registry,
+      ...(options.caPem === undefined ? {} : { caPem: options.caPem }),
+      maxConcurrency,
+      allowPrivate: () => this.#opts.isPrivateAllowed(registry),
+      ...(this.#opts.lookup === undefined ? {} : { lookup: this.#opts.lookup }),
+      userAgent: this.#opts.userAgent ?? DEFAULT_USER_AGENT,
+      ...(this.#opts.onEvent === undefined ? {} : { onEvent: this.#opts.onEvent })
+    })
+    const state: HostState = {
+      endpoint: resolveEndpoint(registry),
+      transport,
+      caPem: options.caPem,
+      maxConcurrency,
+      ...(existing?.scheme === undefined ? {} : { scheme: existing.scheme })
+    }
+    this.#hosts.set(registry, state)
+    return state
+  }
+
+  #policy (registry: string): RequestPolicy {
+    const o = this.#opts.hostOptions(registry)
+    return { timeoutMs: o.timeoutMs, retries: Math.max(0, Math.floor(o.retries)) }
+  }
+
+  // ---- auth ----
+
+  /**
+   * Sends `req` with whatever authentication the registry asks for. Returns the first answer
+   * that is neither 401 nor 403; throws ERR_REGISTRY_UNAUTHORIZED when every candidate
+   * credential (or anonymous access, without credentials) was refused.
+   */
+  async #send (host: HostState, ref: RepositoryRef, req: HttpRequest, signal: AbortSignal | undefined): Promise<HttpResponse> {
+    const image = `${ref.registry}/${ref.repository}`
+    const policy = this.#policy(ref.registry)
+    const candidates = this.#candidates(image)
+    if (host.scheme === undefined) await this.#ping(host, policy, signal)
+    let refusal: Error | undefined
+    let lastStatus = 401
+
+    for (const credential of candidates) {
+      let scheme = host.scheme
+      // The scope of a challenge answered to *this* request (token.md: use the challenge's scope).
+      let challengedScope: string | undefined
+      let refreshedToken = false
+      let sentWithoutAuth = false
+      for (let round = 0; round < 4; round++) {
+        let authorization: string | undefined
+        let issued: { token: string; cached: boolean; req: TokenRequest } | undefined
+        let usedScope: string | undefined
+        if (scheme?.kind === 'basic') {
+          // Without credentials a Basic registry may still serve public repositories: ask once.
+          if (credential !== undefined) authorization = basicAuthorization(credential)
+          else if (sentWithoutAuth) break
+        } else if (scheme?.kind === 'bearer') {
+          const scopes = (challengedScope ?? `repository:${ref.repository}:pull`).split(' ').filter((s) => s !== '')
+          usedScope = scopes.join(' ')
+          try {
+            issued = await this.#bearerToken(host, scheme, scopes, credential, policy, signal)
+          } catch (err) {
+            if (!isCodedError(err, 'PULLPIN_REGISTRY_UNAUTHORIZED')) throw err
+            refusal = err
+            break
+          }
+          authorization = `Bearer ${issued.token}`
+        }
+
+        if (authorization === undefined) sentWithoutAuth = true
+        const res = await host.transport.send(
+          { ...req, headers: { ...req.headers, ...(authorization === undefined ? {} : { authorization }) } }, policy, signal)
+        if (res.status !== 401 && res.status !== 403) {
+          if (credential !== undefined) this.#prefer(image, credential)
+          return res
+        }
+        lastStatus = res.status
+        refusal = undefined
+        // 403: authenticated, not allowed. Another credential may be.
+        if (res.status === 403) break
+        const challenge = pickScheme(res.headers['www-authenticate'])
+        if (challenge === undefined) break
+        if (!sameScheme(challenge, scheme)) {
+          // First contact, or the registry changed how it authenticates.
+          host.scheme = challenge
+          scheme = challenge
+          challengedScope = challenge.kind === 'bearer' ? challenge.scope : undefined
+          continue
+        }
+        if (challenge.kind === 'bearer' && challenge.scope !== undefined && challenge.scope !== usedScope && challenge.scope !== challengedScope) {
+          // Same realm, but the registry wants a scope other than the one we asked for.
+          challengedScope = challenge.scope
+          continue
+        }
+        if (issued?.cached === true && !refreshedToken) {
+          // A cached token the registry no longer accepts (revoked, clock skew): fetch a fresh one once.
+          this.#tokens.invalidate(issued.req, issued.token)
+          refreshedToken = true
+          continue
+        }
+        break
+      }
+    }
+    throw refusal ?? new ERR_REGISTRY_UNAUTHORIZED(ref.registry, String(lastStatus), image)
+  }
+
+  /**
+   * Learn how the registry authenticates from `GET /v2/` (distribution-spec "Determining support";
+   * go-containerregistry's transport.Ping does the same), so that the first manifest HEAD already
+   * carries credentials: every lookup is then exactly one manifest request at the registry. A
+   * registry that answers the ping with something else than 401 is simply not challenged up front.
+   */
+  async #ping (host: HostState, policy: RequestPolicy, signal: AbortSignal | undefined): Promise<void> {
+    host.ping ??= host.transport.send({ op: 'ping', method: 'GET', url: new URL(`${host.endpoint.origin}/v2/`), headers: {}, maxBodyBytes: 64 * 1024 }, policy)
+      .then((res) => {
+        if (res.status === 401) host.scheme ??= pickScheme(res.headers['www-authenticate'])
+      }, (err: unknown) => {
+        // Unreachable, refused address, TLS failure: the real request would fail the same way
+        // (the transport already retried), so the caller gets this error; the next call pings again.
+        host.ping = undefined
+        throw err
+      })
+    await abortable(host.ping, signal)
+  }
+
+  #prefer (image: string, credential: RegistryCredential): void {
+    const identity = credentialIdentity(credential)
+    if (this.#preferred.get(image) === identity) return
+    // Bounded: forget the oldest entries (Map keeps insertion order) beyond MAX_PREFERRED.
+    this.#preferred.delete(image)
+    this.#preferred.set(image, identity)
+    for (const k of this.#preferred.keys()) {
+      if (this.#preferred.size <= MAX_PREFERRED) break
+      this.#preferred.delete(k)
+    }
+  }
+
+  /** Credentials for `image`, the one that worked last time first; [undefined] = anonymous. */
+  #candidates (image: string): Array<RegistryCredential | undefined> {
+    const creds = this.#opts.credentials(image)
+    if (creds.length === 0) return [undefined]
+    const preferred = this.#preferred.get(image)
+    if (preferred === undefined) return creds
+    const first = creds.filter((c) => credentialIdentity(c) === preferred)
+    return [...first, ...creds.filter((c) => credentialIdentity(c) !== preferred)]
+  }
+
+  async #bearerToken (
+    host: HostState, scheme: Extract<AuthScheme, { kind: 'bearer' }>, scopes: string[], credential: RegistryCredential | undefined,
+    policy: RequestPolicy, signal: AbortSignal | undefined
+  ): Promise<{ token: string; cached: boolean; req: TokenRequest }> {
+    const registry = host.endpoint.registry
+    // Before anything is sent to the realm, every time (tokenRealmHosts may change).
+    const realm = checkRealm(host.endpoint, scheme.realm, this.#opts.hostOptions(registry).tokenRealmHosts)
+    const req: TokenRequest = {
+      registry,
+      realm,
+      scopes,
+      ...(scheme.service === undefined ? {} : { service: scheme.service }),
+      ...(credential === undefined ? {} : { credential })
+    }
+    // The fetch may be shared by several callers, so it runs without any one caller's signal
+    // (bounded by the timeout and retries); each caller stops waiting on its own signal.
+    const send: TokenSend = async (url, headers) => {
+      const res = await host.transport.send({ op: 'token', method: 'GET', url, headers, maxBodyBytes: MAX_TOKEN_BYTES }, policy)
+      return { status: res.status, body: res.body }
+    }
+    const issued = await this.#tokens.token(req, send, signal)
+    return { ...issued, req }
+  }
+
+  // ---- manifests ----
+
+  /** GET fallback for registries whose HEAD carries no Docker-Content-Digest: hash the exact bytes. */
+  async #getManifest (host: HostState, ref: RepositoryRef, url: URL, reference: string, what: string, signal: AbortSignal | undefined): Promise<ManifestInfo> {
+    const res = await this.#send(host, ref, { op: 'manifest', method: 'GET', url, headers: { accept: MANIFEST_ACCEPT }, maxBodyBytes: MAX_MANIFEST_BYTES }, signal)
+    if (res.status !== 200) throw this.#statusError(ref.registry, res, what)
+    const header = headerValue(res.headers, 'docker-content-digest')
+    let digest: string
+    if (header !== undefined) {
+      if (!isValidDigest(header)) throw new ERR_REGISTRY_BAD_RESPONSE(ref.registry, `malformed Docker-Content-Digest for ${what}`)
+      const actual = digestOf(header.slice(0, header.indexOf(':')), res.body)
+      if (actual !== header) throw new ERR_DIGEST_MISMATCH(ref.registry, header, `the ${res.body.length} bytes of ${what} hash to ${actual}`)
+      digest = header
+    } else {
+      digest = digestOf('sha256', res.body)
+    }
+    if (isValidDigest(reference)) {
+      const actual = digestOf(reference.slice(0, reference.indexOf(':')), res.body)
+      if (actual !== reference) throw new ERR_DIGEST_MISMATCH(ref.registry, reference, `the registry served bytes hashing to ${actual}`)
+    }
+    return { digest, mediaType: mediaTypeOf(res.headers) || mediaTypeInBody(res.body), size: res.body.length }
+  }
+
+  #statusError (registry: string, res: HttpResponse, what: string): Error {
+    const codes = errorCodes(res.body)
+    if (res.status === 404 || codes.some((c) => NOT_FOUND_CODES.has(c))) return new ERR_REGISTRY_NOT_FOUND(what, registry)
+    const path = `${res.url.pathname}`
+    const detail = codes.length > 0 ? ` (${codes.join(', ')})` : ''
+    if (res.status >= 300 && res.status < 400) {
+      return new ERR_REGISTRY_BAD_RESPONSE(registry, `unexpected redirect (HTTP ${res.status}) for ${path}; redirects are not followed`)
+    }
+    return new ERR_REGISTRY_BAD_RESPONSE(registry, `HTTP ${res.status} for ${path}${detail}`)
+  }
+}
+
+// ---- helpers ----
+
+function pickScheme (header: string | string[] | undefined): AuthScheme | undefined {
+  const challenges = parseChallenges(header)
+  // Bearer first: a registry offering both prefers tokens, and docker/containerd do the same.
+  const bearer = findChallenge(challenges, 'bearer')
+  const realm = bearer?.params.realm
+  if (bearer !== undefined && realm !== undefined && realm !== '') {
+    const service = bearer.params.service
+    const scope = bearer.params.scope
+    return {
+      kind: 'bearer',
+      realm,
+      ...(service === undefined ? {} : { service }),
+      ...(scope === undefined || scope === '' ? {} : { scope })
+    }
+  }
+  if (findChallenge(challenges, 'basic') !== undefined) return { kind: 'basic' }
+  return undefined
+}
+
+function sameScheme (a: AuthScheme, b: AuthScheme | undefined): boolean {
+  if (b === undefined || a.kind !== b.kind) return false
+  if (a.kind === 'basic' || b.kind === 'basic') return true
+  return a.realm === b.realm && a.service === b.service
+}
+
+function headerValue (headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name]
+  const s = (Array.isArray(v) ? v[0] : v)?.trim()
+  return s === undefined || s === '' ? undefined : s
+}
+
+function mediaTypeOf (headers: IncomingHttpHeaders): string {
+  return (headerValue(headers, 'content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? ''
+}
+
+function mediaTypeInBody (body: Buffer): string {
+  try {
+    const m = (JSON.parse(body.toString('utf8')) as { mediaType?: unknown }).mediaType
+    return typeof m === 'string' ? m : ''
+  } catch {
+    return ''
+  }
+}
+
+function digestOf (algorithm: string, bytes: Buffer): string {
+  const hash = HASHES[algorithm]
+  if (hash === undefined) return `${algorithm}:unsupported`
+  return `${algorithm}:${createHash(hash).update(bytes).digest('hex')}`
+}
+
+/** For a digest reference, the registry must answer about that very digest. */
+function checkRequestedDigest (registry: string, reference: string, digest: string, detail: string): void {
+  if (!isValidDigest(reference)) return
+  const sameAlgorithm = reference.slice(0, reference.indexOf(':')) === digest.slice(0, digest.indexOf(':'))
+  if (sameAlgorithm && reference !== digest) throw new ERR_DIGEST_MISMATCH(registry, reference, detail)
+}
+
+/** distribution-spec error body: {"errors":[{"code":"…","message":"…"}]}. */
+function errorCodes (body: Buffer): string[] {
+  if (body.length === 0) return []
+  try {
+    const errors = (JSON.parse(body.toString('utf8')) as { errors?: unknown }).errors
+    if (!Array.isArray(errors)) return []
+    return errors.map((e) => (e as { code?: unknown } | null)?.code).filter((c): c is string => typeof c === 'string' && /^[A-Z_]{1,64}$/.test(c))
+  } catch {
+    return []
+  }
+}
+
+function parseTagsPage (registry: string, body: Buffer): string[] {
+  let json: unknown
+  try {
+    json = JSON.parse(body.toString('utf8'))
+  } catch {
+    throw new ERR_REGISTRY_BAD_RESPONSE(registry, 'tag list is not JSON')
+  }
+  if (typeof json !== 'object' || json === null) throw new ERR_REGISTRY_BAD_RESPONSE(registry, 'tag list is not a JSON object')
+  const tags = (json as { tags?: unknown }).tags
+  // distribution answers "tags": null for a repository whose tags were all deleted.
+  if (tags === null || tags === undefined) return []
+  if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) {
+    throw new ERR_REGISTRY_BAD_RESPONSE(registry, '"tags" is not a list of strings')
+  }
+  return tags as string[]
+}

@@ -1,0 +1,92 @@
+// `pullpin resolve IMAGE`: what the webhook sees for one image — the normalized reference, the
+// digest and media type of its tag, the SHA tags sharing that digest, and the pin it would write.
+// It runs the same pin step the webhook runs, on a one-container pod, so the answer cannot drift.
+import type { Config, PinningConfig } from './policy/config.js'
+import { deepFreeze } from './policy/config.js'
+import { parseImageReference, type ImageReference } from './reference/parse.js'
+import { createPinningStack } from './pinning.js'
+import type { CredentialStore } from './registry/credential-store.js'
+import { createPinningStep } from './mutate/pin-images.js'
+import { createMutator } from './mutate/mutator.js'
+
+export interface ResolveResult {
+  readonly image: string
+  readonly reference: Pick<ImageReference, 'registry' | 'repository' | 'name' | 'tag' | 'digest'>
+  readonly digest?: string
+  readonly mediaType?: string
+  readonly shaTags: readonly string[]
+  /** The image as the webhook would rewrite it, when it would. */
+  readonly pinned?: string
+  readonly warnings: readonly string[]
+}
+
+export interface ResolveOptions {
+  readonly config: Config
+  readonly credentials: CredentialStore
+  readonly format?: PinningConfig['format']
+  readonly caFile?: string
+  readonly allowPrivate?: boolean
+}
+
+export async function resolveImage (image: string, opts: ResolveOptions): Promise<ResolveResult> {
+  const ref = parseImageReference(image)
+  const base = opts.config.pinning
+  // The person asked about this image: its registry is contacted even when not on pinning.registries.
+  const pinning: PinningConfig = deepFreeze({
+    ...base,
+    enabled: true,
+    format: opts.format ?? base.format,
+    registries: [...base.registries, ref.registry],
+    allowPrivateRegistries: opts.allowPrivate === true ? [...base.allowPrivateRegistries, ref.registry] : base.allowPrivateRegistries,
+    registryOptions: opts.caFile !== undefined
+      ? { ...base.registryOptions, [ref.registry]: { ...base.registryOptions[ref.registry], caFile: opts.caFile } }
+      : base.registryOptions,
+    skipImages: [],
+  })
+  const stack = await createPinningStack({ config: pinning, credentials: opts.credentials })
+  try {
+    const mutate = createMutator([createPinningStep({ config: pinning, cache: stack.cache, ownerPins: stack.ownerPins })])
+    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'resolve' }, spec: { containers: [{ name: 'image', image }] } }
+    const result = await mutate({ operation: 'CREATE', namespace: '', mode: 'enforce', dryRun: true, object: pod, signal: new AbortController().signal })
+    const change = result.changes.find(c => c.kind === 'pin')
+    // The step filled the cache; these answers come from it (or, for a pinned image, from one HEAD).
+    let digest = ref.digest
+    let mediaType: string | undefined
+    let shaTags: string[] = []
+    const warnings = [...result.warnings]
+    try {
+      const tagged = await stack.cache.resolveTag(ref, ref.digest ?? ref.tag ?? 'latest')
+      digest = tagged.digest
+      mediaType = tagged.mediaType
+      shaTags = await stack.cache.shaTagsFor(ref, tagged.digest)
+    } catch (err) {
+      if (warnings.length === 0) warnings.push((err as Error).message)
+    }
+    return {
+      image,
+      reference: { registry: ref.registry, repository: ref.repository, name: ref.name, tag: ref.tag, digest: ref.digest },
+      ...(digest !== undefined ? { digest } : {}),
+      ...(mediaType !== undefined ? { mediaType } : {}),
+      shaTags,
+      ...(change !== undefined && change.kind === 'pin' ? { pinned: change.to } : {}),
+      warnings,
+    }
+  } finally {
+    await stack.close()
+  }
+}
+
+export function formatResolveResult (r: ResolveResult): string {
+  const rows: Array<[string, string]> = [
+    ['image', r.image],
+    ['normalized', `${r.reference.name}${r.reference.tag !== undefined ? ':' + r.reference.tag : ''}${r.reference.digest !== undefined ? '@' + r.reference.digest : ''}`],
+    ['registry', r.reference.registry],
+    ['repository', r.reference.repository],
+    ['digest', r.digest ?? '-'],
+    ['media type', r.mediaType ?? '-'],
+    ['SHA tags', r.shaTags.length > 0 ? r.shaTags.join(', ') : '-'],
+    ['pinned', r.pinned ?? '(unchanged)'],
+  ]
+  const width = Math.max(...rows.map(([k]) => k.length))
+  return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n') + '\n' + r.warnings.map(w => `warning: ${w}\n`).join('')
+}

@@ -1,0 +1,191 @@
+// Pinning end to end: a real pullpin over TLS, a real registry behind the counting proxy, pods
+// from real kubectl output. Every digest pinned is compared with what skopeo inspect reports.
+import t, { type Test } from 'tap'
+import { admissionReview, applyResponsePatch, podFromWorkload } from './support/pods.js'
+import { startPullpin, type RunningPullpin } from './support/pullpin.js'
+import { gitSha, startPinningEnv, type PinningEnv } from './support/pinning-env.js'
+import type { Pod } from '../src/mutate/pod.js'
+
+let env: PinningEnv
+t.before(async () => { env = await startPinningEnv() })
+t.teardown(() => env.stop())
+
+async function pullpin (t: Test, extra = '', top = ''): Promise<RunningPullpin> {
+  const p = await startPullpin(env.configYaml(extra, top))
+  t.teardown(() => p.close())
+  return p
+}
+
+/** A pod whose containers use the given images (the rest of the pod is real kubectl output). */
+function podWith (images: string[], namespace = 'team-a', ownerUid?: string): Pod {
+  const pod = podFromWorkload('deployment-web', { namespace, ...(ownerUid !== undefined ? { ownerUid } : {}) })
+  pod.spec!.containers = images.map((image, i) => ({ ...pod.spec!.containers![0]!, name: `c${i}`, image }))
+  return pod
+}
+
+async function review (p: RunningPullpin, pod: Pod, opts = {}) {
+  const res = await p.post('/mutate', admissionReview(pod, opts))
+  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${res.text}`)
+  return { response: res.json.response, result: applyResponsePatch(pod, res.json.response) as Pod }
+}
+
+t.test('latest and no tag are rewritten to the verified 40-hex tag; the original is recorded', async t => {
+  const sha = gitSha('web-1')
+  const digest = await env.registry.push({ seed: 'web-1' }, 'acme/web', ['latest', 'main', sha, `sha-${sha.slice(0, 7)}`])
+  t.equal(digest, await env.registry.inspectDigest('acme/web', sha), 'the SHA tag has the same digest (skopeo)')
+  const p = await pullpin(t)
+  const images = [`${env.host}/acme/web:latest`, `${env.host}/acme/web`, `${env.host}/acme/web:main`]
+  const { response, result } = await review(p, podWith(images))
+  t.same(result.spec!.containers!.map(c => c.image), images.map(() => `${env.host}/acme/web:${sha}`))
+  t.same(JSON.parse(result.metadata!.annotations!['pullpin.io/original-images']!), { c0: images[0], c1: images[1], c2: images[2] })
+  t.same(result.spec!.imagePullSecrets, [{ name: 'local-registry' }])
+  t.equal(response.warnings, undefined)
+  t.same(JSON.parse(response.auditAnnotations['pin-images']), { c0: `${env.host}/acme/web:${sha}`, c1: `${env.host}/acme/web:${sha}`, c2: `${env.host}/acme/web:${sha}` })
+  // Reinvocation: the mutated pod reviewed again gives no patch.
+  const again = await review(p, result)
+  t.equal(again.response.patch, undefined)
+  const metrics = (await p.get('/metrics')).text
+  t.match(metrics, /pullpin_images_pinned_total\{format="tag",source="registry"\} \d/)
+})
+
+t.test('only sha- tags: the longest wins', async t => {
+  const sha = gitSha('short-1')
+  await env.registry.push({ seed: 'short-1' }, 'acme/short', ['latest', `sha-${sha.slice(0, 7)}`, `sha-${sha.slice(0, 12)}`])
+  const p = await pullpin(t)
+  const { result } = await review(p, podWith([`${env.host}/acme/short:latest`]))
+  t.equal(result.spec!.containers![0]!.image, `${env.host}/acme/short:sha-${sha.slice(0, 12)}`)
+})
+
+t.test('a multi-arch image pins its index digest', async t => {
+  const sha = gitSha('multi-1')
+  const digest = await env.registry.push({ kind: 'index', seed: 'multi-1' }, 'acme/multi', ['latest', sha])
+  t.equal(digest, await env.registry.inspectDigest('acme/multi', 'latest'))
+  const p = await pullpin(t, '  format: digest')
+  const { result } = await review(p, podWith([`${env.host}/acme/multi:latest`]))
+  t.equal(result.spec!.containers![0]!.image, `${env.host}/acme/multi@${digest}`)
+})
+
+t.test('formats: tag+digest, and digest pins when no SHA tag exists', async t => {
+  const sha = gitSha('fmt-1')
+  const digest = await env.registry.push({ seed: 'fmt-1' }, 'acme/fmt', ['latest', sha])
+  const noSha = await env.registry.push({ seed: 'fmt-2' }, 'acme/nosha', ['latest'])
+  const p = await pullpin(t, '  format: tag+digest')
+  const { result } = await review(p, podWith([`${env.host}/acme/fmt:latest`, `${env.host}/acme/nosha:latest`]))
+  t.same(result.spec!.containers!.map(c => c.image), [`${env.host}/acme/fmt:${sha}@${digest}`, `${env.host}/acme/nosha@${noSha}`])
+})
+
+t.test('tag format without a SHA tag: unchanged, with a warning saying why', async t => {
+  await env.registry.push({ seed: 'nosha-tag' }, 'acme/nosha2', ['latest'])
+  const p = await pullpin(t)
+  const { response, result } = await review(p, podWith([`${env.host}/acme/nosha2:latest`]))
+  t.equal(result.spec!.containers![0]!.image, `${env.host}/acme/nosha2:latest`)
+  t.match(response.warnings, [/acme\/nosha2:latest not pinned: no SHA tag has its digest sha256:/])
+})
+
+t.test('pinned images, SHA tags, skipImages and other registries are left alone', async t => {
+  const sha = gitSha('keep-1')
+  const digest = await env.registry.push({ seed: 'keep-1' }, 'acme/keep', ['latest', sha])
+  const p = await pullpin(t, `  skipImages: ["${env.host}/acme/skip*"]`)
+  const images = [`${env.host}/acme/keep@${digest}`, `${env.host}/acme/keep:${sha}`, `${env.host}/acme/skipme:latest`]
+  const pod = podWith([...images, 'nginx'])
+  const { response, result } = await review(p, pod)
+  t.same(result.spec!.containers!.map(c => c.image), [...images, 'nginx'])
+  t.same(response.warnings, ['pullpin: nginx not pinned: docker.io is not in pinning.registries'])
+  t.equal(env.proxy.count(`HEAD /v2/acme/skipme/manifests/latest`), 0)
+})
+
+t.test('a missing tag: a warning naming the image, or a denial with onMissingImage: deny', async t => {
+  const p = await pullpin(t)
+  const { response } = await review(p, podWith([`${env.host}/acme/ghost:latest`]))
+  t.equal(response.allowed, true)
+  t.match(response.warnings, [/image .*acme\/ghost:latest not found on .*: this pod would hit ImagePullBackOff/])
+  const q = await pullpin(t, '  onMissingImage: deny')
+  const denied = await review(q, podWith([`${env.host}/acme/ghost:latest`]))
+  t.equal(denied.response.allowed, false)
+  t.match(denied.response.status.message, /pullpin: image .*acme\/ghost:latest not found/)
+  const audit = await review(q, podWith([`${env.host}/acme/ghost:latest`], 'team-b'))
+  t.equal(audit.response.allowed, true, 'audit mode never denies')
+  t.match(audit.response.warnings.join('\n'), /would deny/)
+})
+
+t.test('audit mode reports the pins it would make without making them', async t => {
+  const sha = gitSha('audit-1')
+  await env.registry.push({ seed: 'audit-1' }, 'acme/audit', ['latest', sha])
+  const p = await pullpin(t)
+  const { response } = await review(p, podWith([`${env.host}/acme/audit:latest`], 'team-b'))
+  t.equal(response.patch, undefined)
+  t.same(response.warnings, [
+    'pullpin audit: would add imagePullSecret local-registry',
+    `pullpin audit: would pin c0 to ${env.host}/acme/audit:${sha}`,
+  ])
+  t.same(JSON.parse(response.auditAnnotations['would-pin-images']), { c0: `${env.host}/acme/audit:${sha}` })
+})
+
+t.test('pods of one owner keep the first pin even when the tag moves', async t => {
+  const sha1 = gitSha('owner-1')
+  await env.registry.push({ seed: 'owner-1' }, 'acme/owner', ['latest', sha1])
+  const p = await pullpin(t, '  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0, tagListMinIntervalSeconds: 0 }')
+  const image = `${env.host}/acme/owner:latest`
+  const first = await review(p, podWith([image], 'team-a', 'rs-1'))
+  t.equal(first.result.spec!.containers![0]!.image, `${env.host}/acme/owner:${sha1}`)
+  const sha2 = gitSha('owner-2')
+  await env.registry.push({ seed: 'owner-2' }, 'acme/owner', ['latest', sha2])
+  await new Promise(resolve => setTimeout(resolve, 1100))
+  const sameOwner = await review(p, podWith([image], 'team-a', 'rs-1'))
+  t.equal(sameOwner.result.spec!.containers![0]!.image, `${env.host}/acme/owner:${sha1}`, 'same ReplicaSet, same pin')
+  const newOwner = await review(p, podWith([image], 'team-a', 'rs-2'))
+  t.equal(newOwner.result.spec!.containers![0]!.image, `${env.host}/acme/owner:${sha2}`, 'a new ReplicaSet gets the new digest')
+})
+
+t.test('UPDATE pins only changed images; ephemeral containers through their subresource', async t => {
+  const sha = gitSha('upd-1')
+  await env.registry.push({ seed: 'upd-1' }, 'acme/upd', ['latest', sha])
+  const p = await pullpin(t)
+  const old = podWith([`${env.host}/acme/upd:v0`, 'busybox'])
+  old.metadata!.name = 'web-1'
+  const changed = structuredClone(old)
+  changed.spec!.containers![0]!.image = `${env.host}/acme/upd:latest`
+  const upd = await review(p, changed, { operation: 'UPDATE', oldObject: old })
+  t.same(upd.result.spec!.containers!.map(c => c.image), [`${env.host}/acme/upd:${sha}`, 'busybox'])
+  t.equal(upd.result.spec!.imagePullSecrets, undefined, 'no secrets on UPDATE')
+  const debug = structuredClone(old)
+  debug.spec!.ephemeralContainers = [{ name: 'debugger', image: `${env.host}/acme/upd:latest` }]
+  const eph = await review(p, debug, { operation: 'UPDATE', oldObject: old, subResource: 'ephemeralcontainers' })
+  t.equal(eph.result.spec!.ephemeralContainers![0]!.image, `${env.host}/acme/upd:${sha}`)
+  t.equal(eph.result.spec!.containers![0]!.image, `${env.host}/acme/upd:v0`, 'other containers untouched')
+})
+
+t.test('a dry run returns the pin but does not remember it for the owner', async t => {
+  const sha1 = gitSha('dry-1')
+  await env.registry.push({ seed: 'dry-1' }, 'acme/dry', ['latest', sha1])
+  const p = await pullpin(t, '  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0, tagListMinIntervalSeconds: 0 }')
+  const image = `${env.host}/acme/dry:latest`
+  const dry = await review(p, podWith([image], 'team-a', 'rs-dry'), { dryRun: true })
+  t.equal(dry.result.spec!.containers![0]!.image, `${env.host}/acme/dry:${sha1}`)
+  const sha2 = gitSha('dry-2')
+  await env.registry.push({ seed: 'dry-2' }, 'acme/dry', ['latest', sha2])
+  await new Promise(resolve => setTimeout(resolve, 1100))
+  const real = await review(p, podWith([image], 'team-a', 'rs-dry'))
+  t.equal(real.result.spec!.containers![0]!.image, `${env.host}/acme/dry:${sha2}`)
+})
+
+t.test('many concurrent admissions for one uncached image make one manifest HEAD', async t => {
+  const sha = gitSha('burst-1')
+  await env.registry.push({ seed: 'burst-1' }, 'acme/burst', ['latest', sha])
+  const p = await pullpin(t)
+  const results = await Promise.all(Array.from({ length: 200 }, () => review(p, podWith([`${env.host}/acme/burst:latest`]))))
+  t.ok(results.every(r => r.result.spec!.containers![0]!.image === `${env.host}/acme/burst:${sha}`))
+  t.equal(env.proxy.count('HEAD /v2/acme/burst/manifests/latest'), 1)
+  t.equal(env.proxy.count(`HEAD /v2/acme/burst/manifests/${sha}`), 1)
+})
+
+t.test('a warm cache answers with no registry request at all', async t => {
+  const sha = gitSha('warm-1')
+  await env.registry.push({ seed: 'warm-1' }, 'acme/warm', ['latest', sha])
+  const p = await pullpin(t)
+  await review(p, podWith([`${env.host}/acme/warm:latest`]))
+  const before = env.proxy.log.length
+  const { result } = await review(p, podWith([`${env.host}/acme/warm:latest`]))
+  t.equal(result.spec!.containers![0]!.image, `${env.host}/acme/warm:${sha}`)
+  t.equal(env.proxy.log.length, before)
+})

@@ -1,0 +1,68 @@
+// A real registry (Debian docker-registry over TLS, htpasswd or token auth) with a counting,
+// paging, fault-injecting proxy in front, plus the images the pinning tests use, pushed by skopeo.
+import { createHash } from 'node:crypto'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startRegistry, type RegistryFixture, type StartRegistryOptions } from './registry.js'
+import { startRegistryProxy, type RegistryProxyHandle } from './registry-proxy.js'
+import { parseConfig, type Config } from '../../src/policy/config.js'
+
+/** A 40-hex "git SHA" derived from a word, as CI would tag a build of that commit. */
+export function gitSha (word: string): string {
+  return createHash('sha1').update(word).digest('hex')
+}
+
+export interface PinningEnv {
+  registry: RegistryFixture
+  proxy: RegistryProxyHandle
+  /** Host the webhook talks to: the proxy, so requests can be counted and faulted. */
+  host: string
+  /** A dockerconfigjson file with credentials for `host`. */
+  dockerConfigFile: string
+  dir: string
+  stop (): Promise<void>
+  /** Config YAML with pinning enabled for `host`; `extra` is appended under `pinning:` (indented by the caller). */
+  configYaml (pinningExtra?: string, top?: string): string
+  config (pinningExtra?: string, top?: string): Config
+}
+
+export async function startPinningEnv (opts: StartRegistryOptions = {}): Promise<PinningEnv> {
+  const registry = await startRegistry(opts)
+  const proxy = await startRegistryProxy({ upstream: registry })
+  const dir = await mkdtemp(join(tmpdir(), 'pullpin-pin-'))
+  const dockerConfigFile = join(dir, 'config.json')
+  await writeFile(dockerConfigFile, proxy.dockerConfigJson)
+  const host = proxy.host
+  const configYaml = (pinningExtra = '', top = ''): string => `
+namespaces:
+  labels:
+    team-a: { pullpin.io/inject: enabled }
+    team-b: { pullpin.io/inject: audit }
+pullSecrets:
+  - name: local-registry
+    registries: ["${host}"]
+${top}
+pinning:
+  enabled: true
+  registries: ["${host}"]
+  allowPrivateRegistries: ["${host}"]
+  credentials: { dockerConfigFiles: ["${dockerConfigFile}"] }
+  registryOptions:
+    "${host}": { caFile: "${registry.caFile}", timeoutMs: 1000, retries: 1 }
+${pinningExtra}
+`
+  return {
+    registry,
+    proxy,
+    host,
+    dockerConfigFile,
+    dir,
+    configYaml,
+    config: (extra, top) => parseConfig(configYaml(extra, top), 'pinning test'),
+    async stop () {
+      await proxy.stop()
+      await registry.stop()
+    },
+  }
+}
