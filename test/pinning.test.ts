@@ -189,3 +189,54 @@ t.test('a warm cache answers with no registry request at all', async t => {
   t.equal(result.spec!.containers![0]!.image, `${env.host}/acme/warm:${sha}`)
   t.equal(env.proxy.log.length, before)
 })
+
+t.test('a registry slower than deadlineMs: admitted unchanged within the deadline, with a warning', async t => {
+  await env.registry.push({ seed: 'slowreg' }, 'acme/slowreg', ['latest', gitSha('slowreg')])
+  const p = await pullpin(t, '  deadlineMs: 300')
+  env.proxy.fault = (r) => r.path.includes('/acme/slowreg/') ? { action: 'delay', ms: 3000 } : undefined
+  t.teardown(() => { env.proxy.fault = undefined })
+  const started = Date.now()
+  const { response, result } = await review(p, podWith([`${env.host}/acme/slowreg:latest`]))
+  const ms = Date.now() - started
+  t.ok(ms < 1500, `answered in ${ms} ms`)
+  t.equal(response.allowed, true)
+  t.equal(result.spec!.containers![0]!.image, `${env.host}/acme/slowreg:latest`)
+  t.same(result.spec!.imagePullSecrets, [{ name: 'local-registry' }], 'the secret is still injected')
+  t.match(response.warnings, [/acme\/slowreg:latest not pinned: registry lookup exceeded 300 ms/])
+  t.match((await p.get('/metrics')).text, /pullpin_images_unpinned_total\{reason="deadline"\} 1/)
+})
+
+t.test('registry errors (500, 401, down) admit the pod unchanged with a warning', async t => {
+  await env.registry.push({ seed: 'errs' }, 'acme/errs', ['latest', gitSha('errs')])
+  const p = await pullpin(t)
+  env.proxy.fault = (r) => r.path.includes('/acme/errs/') ? { action: 'status', status: 500 } : undefined
+  t.teardown(() => { env.proxy.fault = undefined })
+  const five = await review(p, podWith([`${env.host}/acme/errs:latest`]))
+  t.equal(five.response.allowed, true)
+  t.equal(five.result.spec!.containers![0]!.image, `${env.host}/acme/errs:latest`)
+  t.match(five.response.warnings, [/acme\/errs:latest not pinned: registry unavailable$/])
+  env.proxy.fault = (r) => r.path.includes('/acme/errs/') ? { action: 'status', status: 401, headers: { 'www-authenticate': 'Basic realm="registry"' } } : undefined
+  const unauth = await review(p, podWith([`${env.host}/acme/errs:main`]))
+  t.equal(unauth.response.allowed, true)
+  t.match(unauth.response.warnings, [/acme\/errs:main not pinned: registry refused the credentials; check the pull secret$/])
+  t.match(p.logs.text, /answered 401 for .*acme\/errs/, 'the full registry message is in the log')
+  // A registry that is not there at all.
+  const gone = await startPullpin(env.configYaml().replaceAll(env.host, '127.0.0.1:9'))
+  t.teardown(() => gone.close())
+  const down = await review(gone, podWith(['127.0.0.1:9/acme/errs:latest']))
+  t.equal(down.response.allowed, true)
+  t.match(down.response.warnings, [/127\.0\.0\.1:9\/acme\/errs:latest not pinned: registry unavailable$/])
+})
+
+t.test('token auth: the real registry verifies tokens from the test token server', async t => {
+  const tokenEnv = await startPinningEnv({ auth: 'token' })
+  t.teardown(() => tokenEnv.stop())
+  const sha = gitSha('token-1')
+  await tokenEnv.registry.push({ kind: 'index', seed: 'token-1' }, 'acme/tok', ['latest', sha])
+  const p = await startPullpin(tokenEnv.configYaml())
+  t.teardown(() => p.close())
+  const { response, result } = await review(p, podWith([`${tokenEnv.host}/acme/tok:latest`]))
+  t.equal(response.warnings, undefined)
+  t.equal(result.spec!.containers![0]!.image, `${tokenEnv.host}/acme/tok:${sha}`)
+  t.ok(tokenEnv.registry.tokenServer!.requests >= 1)
+})

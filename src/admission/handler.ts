@@ -89,7 +89,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     }
 
     if (result.deny !== undefined && mode === 'enforce') {
-      log.info({ mode, outcome: 'denied', reason: result.deny, warnings: result.warnings }, 'pod denied')
+      log.info({ mode, outcome: 'denied', reason: result.deny, warnings: result.warnings, diagnostics: result.diagnostics }, 'pod denied')
       return done('denied', {
         uid: req.uid,
         allowed: false,
@@ -102,7 +102,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       for (const c of result.changes) metrics.auditFinding(c.kind)
       const findings = [...result.changes.map(describeAuditChange), ...result.warnings]
       if (result.deny !== undefined) findings.push(`pullpin audit: would deny: ${result.deny}`)
-      log.info({ mode, outcome: 'audited', wouldChange: result.changes, wouldDeny: result.deny, warnings: result.warnings }, 'audit: pod would be mutated')
+      log.info({ mode, outcome: 'audited', wouldChange: result.changes, wouldDeny: result.deny, warnings: result.warnings, diagnostics: result.diagnostics }, 'audit: pod would be mutated')
       return done('audited', {
         uid: req.uid,
         allowed: true,
@@ -117,13 +117,15 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     const warnings = limitWarnings(result.warnings)
     if (warnings.length > 0) response.warnings = warnings
     if (result.patch.length === 0) {
-      log.debug({ mode, outcome: 'unchanged', warnings: result.warnings }, 'pod unchanged')
+      // Unchanged with warnings is worth a line (a registry problem); plain unchanged is not.
+      if (result.warnings.length > 0) log.info({ mode, outcome: 'unchanged', warnings: result.warnings, diagnostics: result.diagnostics }, 'pod unchanged, with warnings')
+      else log.debug({ mode, outcome: 'unchanged' }, 'pod unchanged')
       return done('unchanged', response)
     }
     response.patchType = 'JSONPatch'
     response.patch = Buffer.from(JSON.stringify(result.patch)).toString('base64')
     response.auditAnnotations = auditAnnotations('enforce', result.changes, '')
-    log.info({ mode, outcome: 'mutated', dryRun, changes: result.changes, warnings: result.warnings }, 'pod mutated')
+    log.info({ mode, outcome: 'mutated', dryRun, changes: result.changes, warnings: result.warnings, diagnostics: result.diagnostics }, 'pod mutated')
     return done('mutated', response)
   }
 }

@@ -41,6 +41,8 @@ export interface MutationContext {
   readonly changes: Change[]
   /** Human-facing findings: each becomes an admission warning (and a log field). */
   readonly warnings: string[]
+  /** The full story behind short warnings (registry error messages…): logged, never sent to the client. */
+  readonly diagnostics: string[]
   /** Set by a step to deny the pod (for example onMissingImage: deny). */
   deny: string | undefined
 }
@@ -68,6 +70,7 @@ export interface MutationResult {
   readonly patch: Operation[]
   readonly changes: readonly Change[]
   readonly warnings: readonly string[]
+  readonly diagnostics: readonly string[]
   readonly deny: string | undefined
 }
 
@@ -88,6 +91,7 @@ export function createMutator (steps: readonly MutationStep[]): Mutator {
       signal: input.signal,
       changes: [],
       warnings: [],
+      diagnostics: [],
       deny: undefined,
     }
     for (const step of steps) {
@@ -96,6 +100,6 @@ export function createMutator (steps: readonly MutationStep[]): Mutator {
       if (ctx.deny !== undefined) break
     }
     const patch = ctx.deny === undefined ? fastJsonPatch.compare(input.object, ctx.pod) : []
-    return { pod: ctx.pod, patch, changes: ctx.changes, warnings: ctx.warnings, deny: ctx.deny }
+    return { pod: ctx.pod, patch, changes: ctx.changes, warnings: ctx.warnings, diagnostics: ctx.diagnostics, deny: ctx.deny }
   }
 }

@@ -30,7 +30,7 @@ export interface PinningDeps {
 type Decision =
   | { readonly kind: 'keep' }
   | { readonly kind: 'pin'; readonly to: string; readonly verified: boolean; readonly source: 'registry' | 'cache' | 'owner' | 'stale' }
-  | { readonly kind: 'unpinned'; readonly reason: UnpinnedReason; readonly warning: string; readonly deny?: string }
+  | { readonly kind: 'unpinned'; readonly reason: UnpinnedReason; readonly warning: string; readonly deny?: string; readonly detail?: string }
 
 const KEEP: Decision = { kind: 'keep' }
 
@@ -76,7 +76,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
         const reason = `image ${site.image} not found on ${ref.registry}: this pod would hit ImagePullBackOff`
         return { kind: 'unpinned', reason: 'not-found', warning: `pullpin: ${reason}`, ...(config.onMissingImage === 'deny' ? { deny: reason } : {}) }
       }
-      return unpinned('registry-error', `pullpin: ${site.image} not pinned: ${(err as Error).message}`)
+      return unpinned('registry-error', `pullpin: ${site.image} not pinned: ${shortReason(err)}`, `${site.image}: ${(err as Error).message}`)
     }
   }
 
@@ -115,6 +115,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
         if (d.kind === 'keep') continue
         if (d.kind === 'unpinned') {
           ctx.warnings.push(d.warning)
+          if (d.detail !== undefined) ctx.diagnostics.push(d.detail)
           metrics?.unpinned(d.reason)
           if (d.deny !== undefined && ctx.deny === undefined) ctx.deny = d.deny
           continue
@@ -133,8 +134,27 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
   }
 }
 
-function unpinned (reason: UnpinnedReason, warning: string): Decision {
-  return { kind: 'unpinned', reason, warning }
+// Warnings must stay under 120 characters (the API server truncates longer ones), so registry
+// failures are summed up by code; the full message goes to the log as a diagnostic.
+const SHORT_REASONS: Readonly<Record<string, string>> = {
+  PULLPIN_REGISTRY_UNAUTHORIZED: 'refused the credentials; check the pull secret',
+  PULLPIN_REGISTRY_UNAVAILABLE: 'unavailable',
+  PULLPIN_REGISTRY_TIMEOUT: 'timed out',
+  PULLPIN_REGISTRY_PRIVATE_ADDRESS: 'resolves to a private address (pinning.allowPrivateRegistries)',
+  PULLPIN_REGISTRY_REALM_REFUSED: 'token realm refused (registryOptions.tokenRealmHosts)',
+  PULLPIN_REGISTRY_BAD_RESPONSE: 'sent a bad response',
+  PULLPIN_DIGEST_MISMATCH: 'sent a digest that does not match the manifest',
+  PULLPIN_REGISTRY_NOT_ALLOWED: 'is not in pinning.registries',
+}
+
+function shortReason (err: unknown): string {
+  const code = (err as { code?: string }).code
+  const short = code !== undefined ? SHORT_REASONS[code] : undefined
+  return short !== undefined ? `registry ${short}` : `lookup failed: ${(err as Error).message}`
+}
+
+function unpinned (reason: UnpinnedReason, warning: string, detail?: string): Decision {
+  return { kind: 'unpinned', reason, warning, ...(detail !== undefined ? { detail } : {}) }
 }
 
 /**
