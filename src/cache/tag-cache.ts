@@ -13,6 +13,8 @@
 import { LRUCache } from 'lru-cache'
 import { isCodedError } from '../errors.js'
 import type { ManifestInfo, RepositoryRef } from '../registry/client.js'
+// Races a shared lookup against one caller's signal without cancelling it.
+import { abortable } from '../registry/transport.js'
 
 export interface RegistryReader {
   headManifest (ref: RepositoryRef, reference: string, signal?: AbortSignal): Promise<ManifestInfo>
@@ -231,20 +233,6 @@ export class TagCache {
   private emit (e: CacheEvent): void {
     this.opts.onEvent?.(e)
   }
-}
-
-/** Race a shared promise against one caller's signal, without cancelling the shared work. */
-export function abortable<T> (p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p
-  if (signal.aborted) return Promise.reject(signal.reason ?? new Error('aborted'))
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason ?? new Error('aborted'))
-    signal.addEventListener('abort', onAbort, { once: true })
-    p.then(
-      (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
-      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e) },
-    )
-  })
 }
 
 async function mapLimit<T> (items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {

@@ -1,0 +1,140 @@
+{{/* Chart name, truncated to 63 characters (label values and DNS-1123 labels). */}}
+{{- define "pullpin.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: release-chart, or the release name when it already contains the chart name. */}}
+{{- define "pullpin.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "pullpin.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The recommended app.kubernetes.io labels, on every object. */}}
+{{- define "pullpin.labels" -}}
+helm.sh/chart: {{ include "pullpin.chart" . }}
+{{ include "pullpin.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: pullpin
+{{- end }}
+
+{{- define "pullpin.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "pullpin.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "pullpin.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "pullpin.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "pullpin.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{- define "pullpin.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "pullpin.fullname" .)) .Values.certs.secretName }}
+{{- end }}
+
+{{- define "pullpin.webhookConfigurationName" -}}
+{{- default (include "pullpin.fullname" .) .Values.webhook.configurationName }}
+{{- end }}
+
+{{/* Names of the cert-manager objects (cert-manager mode). */}}
+{{- define "pullpin.certificateName" -}}
+{{- printf "%s-serving" (include "pullpin.fullname" .) }}
+{{- end }}
+
+{{/*
+pullpin answers within its deadline, and the API server gives up after timeoutSeconds: keep 500 ms
+between the two for the network and the API server's own work, so a late answer is pullpin's
+fail-open/deny decision rather than the API server's failurePolicy.
+*/}}
+{{- define "pullpin.reviewDeadlineMs" -}}
+{{- max 100 (sub (mul .Values.webhook.timeoutSeconds 1000) 500) }}
+{{- end }}
+
+{{- define "pullpin.optInLabel" -}}
+{{- $ns := .Values.config.namespaces | default dict }}
+{{- $ns.optInLabel | default "pullpin.io/inject" }}
+{{- end }}
+
+{{/*
+Namespaces the API server never sends: the release namespace (pullpin must not depend on itself to
+start its own pods), kube-system, the extra ones from values, and the literal names (no glob) of
+config.namespaces.exclude — pullpin skips those anyway, this saves the round trip. Globs stay with
+pullpin: label selectors have no wildcard.
+*/}}
+{{- define "pullpin.excludedNamespaces" -}}
+{{- $names := list .Release.Namespace "kube-system" }}
+{{- $names = concat $names .Values.webhook.excludeNamespaces }}
+{{- $ns := .Values.config.namespaces | default dict }}
+{{- $exclude := $ns.exclude | default (list "kube-system" "kube-public" "kube-node-lease") }}
+{{- range $exclude }}
+{{- if not (regexMatch "[*?]" .) }}
+{{- $names = append $names . }}
+{{- end }}
+{{- end }}
+{{- toJson (uniq $names) }}
+{{- end }}
+
+{{/* Fail early on combinations the schema cannot express. */}}
+{{- define "pullpin.validate" -}}
+{{- if and (eq .Values.certs.mode "provided") (not .Values.certs.secretName) }}
+{{- fail "certs.mode=provided needs certs.secretName: an existing kubernetes.io/tls Secret in the release namespace" }}
+{{- end }}
+{{- if and (eq .Values.certs.mode "provided") (not .Values.certs.caBundle) (not (hasKey .Values.webhook.annotations "cert-manager.io/inject-ca-from-secret")) }}
+{{- fail "certs.mode=provided needs certs.caBundle (base64 PEM of the CA), or a cert-manager.io/inject-ca-from-secret annotation in webhook.annotations" }}
+{{- end }}
+{{- $deadlineSeconds := div (add (include "pullpin.reviewDeadlineMs" . | int) 999) 1000 }}
+{{- $drainSeconds := add .Values.shutdown.preStopSleepSeconds (div (add .Values.shutdown.delayMs 999) 1000) $deadlineSeconds }}
+{{- if lt (int .Values.shutdown.terminationGracePeriodSeconds) (int $drainSeconds) }}
+{{- fail (printf "shutdown.terminationGracePeriodSeconds (%d) must cover preStopSleepSeconds + delayMs + the review deadline (%d s), or in-flight reviews are cut" (int .Values.shutdown.terminationGracePeriodSeconds) (int $drainSeconds)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The config the server gets: .Values.config, plus the names only the chart knows, unless set there:
+cluster.webhookConfigurationName (self-managed certificates: the leader keeps this webhook's caBundle
+equal to its CA; otherwise "" so pullpin never touches a caBundle cert-manager or you manage),
+cluster.certificateSecret (the Secret holding the self-managed CA and certificate) and the leader
+election Lease (one per release, so two releases in one namespace do not share a leader).
+*/}}
+{{- define "pullpin.effectiveConfig" -}}
+{{- $config := deepCopy (.Values.config | default dict) }}
+{{- $cluster := deepCopy ($config.cluster | default dict) }}
+{{- $selfManaged := eq .Values.certs.mode "self-managed" }}
+{{- if not (hasKey $cluster "webhookConfigurationName") }}
+{{- $_ := set $cluster "webhookConfigurationName" (ternary (include "pullpin.webhookConfigurationName" .) "" $selfManaged) }}
+{{- end }}
+{{- if and $selfManaged (not (hasKey $cluster "certificateSecret")) }}
+{{- $_ := set $cluster "certificateSecret" (include "pullpin.tlsSecretName" .) }}
+{{- end }}
+{{- $election := deepCopy ($cluster.leaderElection | default dict) }}
+{{- if not (hasKey $election "leaseName") }}
+{{- $_ := set $election "leaseName" (printf "%s-leader" (include "pullpin.fullname" .)) }}
+{{- end }}
+{{- $_ := set $cluster "leaderElection" $election }}
+{{- $_ := set $config "cluster" $cluster }}
+{{- toYaml $config }}
+{{- end }}
