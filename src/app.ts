@@ -5,7 +5,7 @@ import type { Config } from './policy/config.js'
 import { createNamespacePolicy } from './policy/namespace-mode.js'
 import { staticNamespaceLabels } from './policy/static-namespaces.js'
 import { createMutator, type MutationStep } from './mutate/mutator.js'
-import { createSecretInjectionStep } from './mutate/inject-secrets.js'
+import { createSecretInjectionStep, type SecretAvailability } from './mutate/inject-secrets.js'
 import { createPinningStep } from './mutate/pin-images.js'
 import { createPinningStack, type PinningStack, type PinningStackOptions } from './pinning.js'
 import { CredentialStore, readDockerConfigFiles } from './registry/credential-store.js'
@@ -15,6 +15,8 @@ import type { CertificateSource } from './certs/certificate-source.js'
 import { buildServer, type PullpinServer } from './server/server.js'
 import { createMetrics, type Metrics } from './server/metrics.js'
 import { Readiness } from './server/readiness.js'
+// Types only: @kubernetes/client-node is loaded (by src/cluster) only when a cluster is connected.
+import type { ClusterConnection, ClusterIntegration, ClusterIntegrationOptions } from './cluster/index.js'
 
 export interface AppOptions {
   readonly config: Config
@@ -36,6 +38,12 @@ export interface AppOptions {
   readonly credentials?: CredentialStore
   /** DNS lookup for registry connections (tests). */
   readonly lookup?: PinningStackOptions['lookup']
+  /** A cluster (src/cluster connectCluster): namespace labels, secret copies, leader election, caBundle. */
+  readonly cluster?: ClusterConnection
+  /** This replica's name in the leader Lease (the pod name); hostname plus a random suffix by default. */
+  readonly identity?: string
+  /** Cluster timings (backoff, leader election) for tests. */
+  readonly clusterOptions?: Pick<ClusterIntegrationOptions, 'backoff' | 'leaderElection' | 'watchTimeoutSeconds' | 'createTimeoutMs'>
 }
 
 export interface App {
@@ -44,6 +52,8 @@ export interface App {
   readonly readiness: Readiness
   /** The registry client, tag cache and owner pins when pinning is enabled. */
   readonly pinning: PinningStack | undefined
+  /** The cluster integration when a cluster is connected. */
+  readonly cluster: ClusterIntegration | undefined
   /** https://host:port once listening. */
   url: string
   start (): Promise<string>
@@ -53,8 +63,10 @@ export interface App {
 
 export const DEFAULT_REVIEW_DEADLINE_MS = 9_000
 
-export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Metrics): MutationStep[] {
-  const steps = [createSecretInjectionStep(config.pullSecrets)]
+export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Metrics, availability?: SecretAvailability): MutationStep[] {
+  const steps: MutationStep[] = []
+  // injection: serviceaccount puts the secrets on ServiceAccounts (src/cluster), not on pods.
+  if (config.injection !== 'serviceaccount') steps.push(createSecretInjectionStep(config.pullSecrets, availability !== undefined ? { availability } : {}))
   if (pinning !== undefined) {
     steps.push(createPinningStep({
       config: config.pinning,
@@ -70,10 +82,26 @@ export async function createApp (opts: AppOptions): Promise<App> {
   const { config, logger } = opts
   const metrics = opts.metrics ?? createMetrics()
   const readiness = new Readiness()
+  const credentials = opts.credentials ?? new CredentialStore()
+  let cluster: ClusterIntegration | undefined
+  if (opts.cluster !== undefined) {
+    const { createClusterIntegration } = await import('./cluster/integration.js')
+    cluster = createClusterIntegration({
+      connection: opts.cluster,
+      config,
+      ownNamespace: opts.ownNamespace ?? 'pullpin',
+      logger,
+      metrics: metrics.cluster,
+      // With a cluster, registry lookups use the pull-secret source Secrets (watched).
+      credentials,
+      ...(opts.identity !== undefined ? { identity: opts.identity } : {}),
+      ...opts.clusterOptions,
+    })
+    for (const { name, check } of cluster.readinessChecks) readiness.add(name, check)
+  }
   let pinning: PinningStack | undefined
   if (config.pinning.enabled) {
-    const credentials = opts.credentials ?? new CredentialStore()
-    if (opts.credentials === undefined) credentials.replace(await readDockerConfigFiles(config.pinning.credentials.dockerConfigFiles))
+    if (opts.credentials === undefined && cluster === undefined) credentials.replace(await readDockerConfigFiles(config.pinning.credentials.dockerConfigFiles))
     pinning = await createPinningStack({
       config: config.pinning,
       credentials,
@@ -86,8 +114,8 @@ export async function createApp (opts: AppOptions): Promise<App> {
   }
   const handler = createAdmissionHandler({
     policy: createNamespacePolicy(config, opts.ownNamespace),
-    namespaces: opts.namespaces ?? staticNamespaceLabels(config),
-    mutator: createMutator(opts.steps ?? buildSteps(config, pinning, metrics)),
+    namespaces: opts.namespaces ?? cluster?.namespaces ?? staticNamespaceLabels(config),
+    mutator: createMutator(opts.steps ?? buildSteps(config, pinning, metrics, cluster?.availability)),
     logger,
     metrics: metrics.admission,
     failOpen: config.failOpen,
@@ -95,8 +123,10 @@ export async function createApp (opts: AppOptions): Promise<App> {
   })
   const tls = await opts.certificates.load()
   const server = buildServer({ tls, handler, logger, metrics: metrics.registry, readiness })
+  // The leader writes this CA into the webhook configuration's caBundle.
+  cluster?.setCaBundle(tls.ca)
   const stopWatching = opts.certificates.watch?.(
-    (material) => { server.reloadTls(material); logger.info({ source: opts.certificates.description }, 'serving certificate reloaded') },
+    (material) => { server.reloadTls(material); cluster?.setCaBundle(material.ca); logger.info({ source: opts.certificates.description }, 'serving certificate reloaded') },
     (err) => logger.error({ err }, 'certificate reload failed; still serving the previous certificate'),
   )
 
@@ -105,8 +135,10 @@ export async function createApp (opts: AppOptions): Promise<App> {
     metrics,
     readiness,
     pinning,
+    cluster,
     url: '',
     async start () {
+      cluster?.start()
       const address = await server.fastify.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8443 })
       app.url = address.replace(/^http:/, 'https:')
       logger.info({ url: app.url, certificates: opts.certificates.description, mode: config.mode, pinning: config.pinning.enabled }, 'pullpin listening')
@@ -119,6 +151,8 @@ export async function createApp (opts: AppOptions): Promise<App> {
       stopWatching?.()
       await server.fastify.close()
       await pinning?.close()
+      // Releases the leader Lease so another replica takes over at once.
+      await cluster?.stop()
     },
   }
   return app

@@ -2,10 +2,10 @@
 // `pullpin serve|resolve|version`. The only module that reads process.env and argv: it turns
 // them into options and hands them to src/app.ts. Exit codes: 0 ok, 1 runtime failure,
 // 2 bad usage or bad configuration.
-import { readFileSync, realpathSync } from 'node:fs'
+import { existsSync, readFileSync, realpathSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { fileURLToPath } from 'node:url'
-import { dirname, join, resolve } from 'node:path'
+import { delimiter, dirname, join, resolve } from 'node:path'
 import { createApp } from './app.js'
 import { loadConfig, parseConfig } from './policy/config.js'
 import { CredentialStore, readDockerConfigFiles } from './registry/credential-store.js'
@@ -14,6 +14,9 @@ import { createLogger } from './server/logger.js'
 import { SelfSignedDirectorySource } from './certs/self-signed.js'
 import { FileCertificateSource } from './certs/file-source.js'
 import { isCodedError } from './errors.js'
+import type { CertificateSource } from './certs/certificate-source.js'
+import { SERVICE_ACCOUNT_DIR } from './cluster/service-account.js'
+import type { ClusterConnectOptions } from './cluster/connection.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const packageRoot = resolve(here, '..')
@@ -60,7 +63,14 @@ Options:
   --review-deadline-ms N   answer every review within N ms [env PULLPIN_REVIEW_DEADLINE_MS, default 9000]
   --shutdown-delay-ms N    on SIGTERM, stay unready N ms before closing [env PULLPIN_SHUTDOWN_DELAY_MS, default 0]
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent [env PULLPIN_LOG_LEVEL, default info]
+  --kubeconfig FILE        connect to the cluster of this kubeconfig (FILE:FILE merges) [env KUBECONFIG]
+  --standalone             never connect to a cluster, even in a pod or with KUBECONFIG set
   -h, --help               show this help
+
+Cluster: in a pod (KUBERNETES_SERVICE_HOST set and a service account token mounted) or with
+--kubeconfig, pullpin reads namespace labels from the cluster, keeps pull-secret copies, elects a
+leader (POD_NAME names this replica) and, without --tls-cert/--tls-key, keeps its CA and serving
+certificate in a Secret of --namespace. Without a cluster it runs standalone (namespaces.labels).
 `
 
 const RESOLVE_HELP = `Usage: pullpin resolve IMAGE [options]
@@ -123,8 +133,24 @@ const SERVE_OPTIONS = {
   'review-deadline-ms': { type: 'string' },
   'shutdown-delay-ms': { type: 'string' },
   'log-level': { type: 'string' },
+  kubeconfig: { type: 'string' },
+  standalone: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options']
+
+/** Which cluster to connect to, if any: --kubeconfig / KUBECONFIG, else the pod's service account. */
+export function clusterTarget (kubeconfig: string | undefined, env: NodeJS.ProcessEnv, tokenExists = (f: string) => existsSync(f)): ClusterConnectOptions | undefined {
+  if (kubeconfig !== undefined && kubeconfig !== '') {
+    const files = kubeconfig.split(delimiter).filter(f => f !== '')
+    if (files.length > 0) return { kubeconfigFiles: files }
+  }
+  const host = env.KUBERNETES_SERVICE_HOST
+  const port = env.KUBERNETES_SERVICE_PORT
+  if (host !== undefined && host !== '' && port !== undefined && port !== '' && tokenExists(join(SERVICE_ACCOUNT_DIR, 'token'))) {
+    return { inCluster: { host, port } }
+  }
+  return undefined
+}
 
 export function version (): string {
   return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version
@@ -155,14 +181,32 @@ async function serve (argv: string[], io: Io): Promise<number> {
   const service = values['service-name'] ?? env.PULLPIN_SERVICE_NAME ?? 'pullpin'
   const namespace = values.namespace ?? env.POD_NAMESPACE ?? 'pullpin'
 
+  const target = values.standalone === true ? undefined : clusterTarget(values.kubeconfig ?? env.KUBECONFIG, env)
+
   const config = await loadConfig(configFile)
   const logger = createLogger({ level: level as 'info' })
-  const certificates = certFile !== undefined && keyFile !== undefined
-    ? new FileCertificateSource(certFile, keyFile)
-    : new SelfSignedDirectorySource(values['certs-dir'] ?? join(process.cwd(), 'certs'), {
-      dnsNames: ['localhost', service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`],
+  const dnsNames = ['localhost', service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`]
+  // Loaded only with a cluster: standalone pullpin never loads @kubernetes/client-node.
+  const clusterModule = target !== undefined ? await import('./cluster/index.js') : undefined
+  const cluster = target !== undefined ? clusterModule!.connectCluster(target) : undefined
+  let certificates: CertificateSource
+  if (certFile !== undefined && keyFile !== undefined) {
+    certificates = new FileCertificateSource(certFile, keyFile)
+  } else if (cluster !== undefined) {
+    certificates = new clusterModule!.SecretCertificateSource({
+      connection: cluster,
+      namespace,
+      secretName: config.cluster.certificateSecret,
+      dnsNames,
       ipAddresses: ['127.0.0.1', '::1'],
+      validityDays: config.cluster.certificateValidityDays,
+      renewBeforeDays: config.cluster.renewBeforeDays,
+      logger,
     })
+  } else {
+    certificates = new SelfSignedDirectorySource(values['certs-dir'] ?? join(process.cwd(), 'certs'), { dnsNames, ipAddresses: ['127.0.0.1', '::1'] })
+  }
+  if (cluster !== undefined) logger.info({ cluster: cluster.description }, 'connecting to the cluster')
   const app = await createApp({
     config,
     logger,
@@ -172,6 +216,8 @@ async function serve (argv: string[], io: Io): Promise<number> {
     ownNamespace: namespace,
     reviewDeadlineMs: deadline,
     shutdownDelayMs: shutdownDelay,
+    ...(cluster !== undefined ? { cluster } : {}),
+    ...(env.POD_NAME !== undefined && env.POD_NAME !== '' ? { identity: env.POD_NAME } : {}),
   })
   await app.start()
   logger.info({ config: configFile }, 'config loaded')

@@ -1,0 +1,78 @@
+// How pullpin reaches the API server: a kubeconfig file (--kubeconfig, KUBECONFIG) or the
+// in-cluster service account. The caller (src/cli.ts) decides which from the environment;
+// nothing here reads process.env. Everything else in src/cluster gets a ClusterConnection.
+import { isIPv6 } from 'node:net'
+import { join } from 'node:path'
+import {
+  AdmissionregistrationV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  KubeConfig,
+  Watch,
+} from '@kubernetes/client-node'
+
+import { SERVICE_ACCOUNT_DIR } from './service-account.js'
+
+export { SERVICE_ACCOUNT_DIR }
+
+export type ClusterConnectOptions =
+  /** One or more kubeconfig files, merged in order as kubectl does (KUBECONFIG=a:b). */
+  | { readonly kubeconfigFiles: readonly string[]; readonly context?: string }
+  /** In a pod: the API server's Service address and the mounted service account. */
+  | { readonly inCluster: { readonly host: string; readonly port: string; readonly serviceAccountDir?: string } }
+  /** A ready KubeConfig (tests). */
+  | { readonly kubeConfig: KubeConfig }
+
+export interface ClusterConnection {
+  /** For logs: "kubeconfig /root/.kube/config (context kind)", "in-cluster https://10.0.0.1:443". */
+  readonly description: string
+  readonly server: string
+  readonly core: CoreV1Api
+  readonly coordination: CoordinationV1Api
+  readonly admissionRegistration: AdmissionregistrationV1Api
+  readonly watch: Watch
+}
+
+export function connectCluster (opts: ClusterConnectOptions): ClusterConnection {
+  const kc = new KubeConfig()
+  let description: string
+  if ('kubeConfig' in opts) {
+    kc.loadFromOptions({ clusters: opts.kubeConfig.clusters, users: opts.kubeConfig.users, contexts: opts.kubeConfig.contexts, currentContext: opts.kubeConfig.currentContext })
+    description = 'kubeconfig (in memory)'
+  } else if ('kubeconfigFiles' in opts) {
+    const [first, ...rest] = opts.kubeconfigFiles
+    if (first === undefined) throw new Error('no kubeconfig file given')
+    kc.loadFromFile(first)
+    for (const file of rest) {
+      const more = new KubeConfig()
+      more.loadFromFile(file)
+      // kubectl's merge rule: the first file that sets a value wins.
+      kc.mergeConfig(more, true)
+    }
+    if (opts.context !== undefined) kc.setCurrentContext(opts.context)
+    description = `kubeconfig ${opts.kubeconfigFiles.join(':')} (context ${kc.getCurrentContext()})`
+  } else {
+    // What KubeConfig.loadFromCluster does, with the address passed in instead of read from
+    // process.env. The tokenFile provider re-reads the projected token (it is rotated hourly).
+    const { host, port } = opts.inCluster
+    const dir = opts.inCluster.serviceAccountDir ?? SERVICE_ACCOUNT_DIR
+    const server = `https://${isIPv6(host) ? `[${host}]` : host}:${port}`
+    kc.loadFromOptions({
+      clusters: [{ name: 'in-cluster', server, caFile: join(dir, 'ca.crt'), skipTLSVerify: false }],
+      users: [{ name: 'in-cluster', authProvider: { name: 'tokenFile', config: { tokenFile: join(dir, 'token') } } }],
+      contexts: [{ name: 'in-cluster', cluster: 'in-cluster', user: 'in-cluster' }],
+      currentContext: 'in-cluster',
+    })
+    description = `in-cluster ${server}`
+  }
+  const cluster = kc.getCurrentCluster()
+  if (cluster === null) throw new Error(`kubeconfig has no cluster for context "${kc.getCurrentContext()}"`)
+  return {
+    description,
+    server: cluster.server,
+    core: kc.makeApiClient(CoreV1Api),
+    coordination: kc.makeApiClient(CoordinationV1Api),
+    admissionRegistration: kc.makeApiClient(AdmissionregistrationV1Api),
+    watch: new Watch(kc),
+  }
+}

@@ -1,0 +1,290 @@
+// A list+watch cache of one kind of object (client-go's Reflector + Store, reduced to what pullpin
+// needs). client-node 1.4's ListWatch stops for good on any error other than 410 and reports
+// stop() as an error, so pullpin runs its own loop on top of client-node's Watch:
+//  - list (paged), then watch from the list's resourceVersion, with bookmarks so the
+//    resourceVersion stays fresh;
+//  - a watch that ends cleanly (server timeout) resumes from the last resourceVersion seen;
+//  - 410 Gone (in-band ERROR event or HTTP status) means the history is compacted: relist
+//    ("Efficient detection of changes", Kubernetes API concepts);
+//  - any other failure (connection refused, 5xx, 403) is retried with jittered exponential
+//    backoff, forever, keeping the last known objects: admission keeps working from them.
+// Handlers see add/update/delete with the old object, and a resync after every relist.
+import type { Logger } from 'pino'
+import type { Watch } from '@kubernetes/client-node'
+import { Backoff, sleep, type BackoffOptions } from './backoff.js'
+import { describeError, isGone } from './kube-api.js'
+
+export interface ObjectMetaLike {
+  name?: string
+  namespace?: string
+  resourceVersion?: string
+  uid?: string
+  labels?: { [k: string]: string }
+  annotations?: { [k: string]: string }
+}
+export interface KubeObject { metadata?: ObjectMetaLike }
+
+export interface ObjectList<T> {
+  items: T[]
+  metadata?: { resourceVersion?: string; _continue?: string }
+}
+
+export interface ListParams {
+  fieldSelector?: string
+  labelSelector?: string
+  limit: number
+  _continue?: string
+  signal: AbortSignal
+}
+
+export type InformerEvent<T> =
+  | { readonly type: 'add'; readonly object: T }
+  | { readonly type: 'update'; readonly object: T; readonly old: T }
+  | { readonly type: 'delete'; readonly object: T }
+
+export interface InformerOptions<T extends KubeObject> {
+  /** For logs, metrics and /readyz: "namespaces", "secrets name=ghcr-credentials". */
+  readonly name: string
+  /** The collection's URL path, e.g. /api/v1/namespaces. */
+  readonly path: string
+  readonly list: (params: ListParams) => Promise<ObjectList<T>>
+  readonly watch: Watch
+  readonly fieldSelector?: string
+  readonly labelSelector?: string
+  /** Applied to every object before it is stored (drop what must not be kept in memory). */
+  readonly transform?: (obj: T) => T
+  readonly logger: Logger
+  readonly backoff?: BackoffOptions
+  /** Server-side bound of one watch request; randomised up to twice this, as client-go does. */
+  readonly watchTimeoutSeconds?: number
+  readonly pageSize?: number
+  /** Called on each restart: 'expired' for a 410 relist, 'error' for a failure retried with backoff. */
+  readonly onRestart?: (reason: 'expired' | 'error') => void
+}
+
+export interface InformerStatus {
+  /** A full list has succeeded at least once: the cache is a usable last known state. */
+  readonly synced: boolean
+  /** A watch stream is open right now. */
+  readonly watching: boolean
+  readonly lastError?: string
+}
+
+const keyOf = (o: KubeObject): string => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`
+
+export class Informer<T extends KubeObject> {
+  private store = new Map<string, T>()
+  private rv = ''
+  private synced = false
+  private watching = false
+  private lastError: string | undefined
+  private stopped = true
+  private readonly abort = new AbortController()
+  private controller: AbortController | undefined
+  private loop: Promise<void> | undefined
+  private readonly handlers: Array<(e: InformerEvent<T>) => void> = []
+  private readonly resyncHandlers: Array<() => void> = []
+  private syncWaiters: Array<() => void> = []
+  private readonly backoff: Backoff
+
+  constructor (private readonly opts: InformerOptions<T>) {
+    this.backoff = new Backoff(opts.backoff)
+  }
+
+  get name (): string { return this.opts.name }
+
+  on (handler: (e: InformerEvent<T>) => void): void { this.handlers.push(handler) }
+  /** After every (re)list, once the store holds the listed state. */
+  onResync (handler: () => void): void { this.resyncHandlers.push(handler) }
+
+  get (name: string, namespace?: string): T | undefined { return this.store.get(`${namespace ?? ''}/${name}`) }
+  list (namespace?: string): T[] {
+    const all = [...this.store.values()]
+    return namespace === undefined ? all : all.filter(o => o.metadata?.namespace === namespace)
+  }
+
+  status (): InformerStatus {
+    return { synced: this.synced, watching: this.watching, ...(this.lastError !== undefined ? { lastError: this.lastError } : {}) }
+  }
+
+  get hasSynced (): boolean { return this.synced }
+
+  start (): void {
+    if (!this.stopped || this.abort.signal.aborted) return
+    this.stopped = false
+    this.loop = this.run()
+  }
+
+  /** Resolves once the first list is in the store. */
+  waitForSync (): Promise<void> {
+    if (this.synced) return Promise.resolve()
+    return new Promise(resolve => this.syncWaiters.push(resolve))
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    this.abort.abort()
+    this.controller?.abort()
+    this.controller = undefined
+    this.watching = false
+    await this.loop
+  }
+
+  private async run (): Promise<void> {
+    while (!this.stopped) {
+      try {
+        if (this.rv === '') await this.relist()
+        if (this.stopped) break
+        const outcome = await this.watchOnce()
+        if (outcome === 'expired') {
+          this.opts.logger.info({ informer: this.name }, 'watch expired (410 Gone): relisting')
+          this.opts.onRestart?.('expired')
+          this.rv = ''
+          continue
+        }
+        if (outcome === 'closed') { this.backoff.reset(); continue }
+        // A stream that ended at once without an event: treat like a failure, or a server that
+        // closes every watch immediately would be hammered in a tight loop.
+        await sleep(this.backoff.next(), this.abort.signal)
+      } catch (err) {
+        this.watching = false
+        if (this.stopped) break
+        if (isGone(err)) {
+          this.opts.onRestart?.('expired')
+          this.rv = ''
+          continue
+        }
+        // warn on the change from working to failing; debug while it keeps failing.
+        const log = this.lastError === undefined ? this.opts.logger.warn : this.opts.logger.debug
+        this.lastError = describeError(err)
+        this.opts.onRestart?.('error')
+        const delay = this.backoff.next()
+        log.call(this.opts.logger, { informer: this.name, error: this.lastError, retryInMs: delay, failures: this.backoff.failures }, 'list/watch failed: keeping the last known state, retrying')
+        await sleep(delay, this.abort.signal)
+      }
+    }
+  }
+
+  private async relist (): Promise<void> {
+    const items: T[] = []
+    let cont: string | undefined
+    let rv = ''
+    do {
+      const page = await this.opts.list({
+        limit: this.opts.pageSize ?? 500,
+        signal: this.abort.signal,
+        ...(cont !== undefined ? { _continue: cont } : {}),
+        ...(this.opts.fieldSelector !== undefined ? { fieldSelector: this.opts.fieldSelector } : {}),
+        ...(this.opts.labelSelector !== undefined ? { labelSelector: this.opts.labelSelector } : {}),
+      })
+      for (const item of page.items) items.push(this.prepare(item))
+      cont = page.metadata?._continue !== undefined && page.metadata._continue !== '' ? page.metadata._continue : undefined
+      rv = page.metadata?.resourceVersion ?? ''
+    } while (cont !== undefined)
+    if (this.stopped) return
+    const next = new Map(items.map(o => [keyOf(o), o]))
+    const previous = this.store
+    this.store = next
+    for (const [key, old] of previous) if (!next.has(key)) this.emit({ type: 'delete', object: old })
+    for (const [key, obj] of next) {
+      const old = previous.get(key)
+      if (old === undefined) this.emit({ type: 'add', object: obj })
+      else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit({ type: 'update', object: obj, old })
+    }
+    this.rv = rv
+    this.lastError = undefined
+    // The server answers again: the next failure starts from a short delay (and is logged at warn).
+    this.backoff.reset()
+    if (!this.synced) {
+      this.synced = true
+      for (const w of this.syncWaiters) w()
+      this.syncWaiters = []
+    }
+    for (const h of this.resyncHandlers) this.safely(h)
+  }
+
+  private watchOnce (): Promise<'closed' | 'expired' | 'short'> {
+    return new Promise((resolve, reject) => {
+      let expired = false
+      let streamError: Error | undefined
+      let events = 0
+      let finished = false
+      const started = Date.now()
+      const base = this.opts.watchTimeoutSeconds ?? 300
+      const params: Record<string, string | number | boolean> = {
+        resourceVersion: this.rv,
+        allowWatchBookmarks: true,
+        timeoutSeconds: Math.round(base * (1 + Math.random())),
+      }
+      if (this.opts.fieldSelector !== undefined) params.fieldSelector = this.opts.fieldSelector
+      if (this.opts.labelSelector !== undefined) params.labelSelector = this.opts.labelSelector
+      const onEvent = (type: string, obj: any): void => {
+        if (finished || this.stopped) return
+        if (type === 'ERROR') {
+          const status = obj as { code?: number; message?: string } | undefined
+          if (status?.code === 410) expired = true
+          else streamError = Object.assign(new Error(`watch error event: ${status?.message ?? 'unknown'}`), { statusCode: status?.code ?? 500 })
+          return
+        }
+        events++
+        const rv = (obj as KubeObject | undefined)?.metadata?.resourceVersion
+        if (type === 'BOOKMARK') { if (rv !== undefined && rv !== '') this.rv = rv; return }
+        if (type === 'ADDED' || type === 'MODIFIED') this.upsert(obj as T)
+        else if (type === 'DELETED') this.remove(obj as T)
+        else return
+        if (rv !== undefined && rv !== '') this.rv = rv
+      }
+      const onDone = (err: unknown): void => {
+        if (finished) return
+        finished = true
+        this.watching = false
+        this.controller = undefined
+        if (this.stopped) { resolve('closed'); return }
+        if (expired) { resolve('expired'); return }
+        if (err !== null && err !== undefined) { reject(err); return }
+        if (streamError !== undefined) { reject(streamError); return }
+        resolve(events > 0 || Date.now() - started >= 1000 ? 'closed' : 'short')
+      }
+      this.opts.watch.watch(this.opts.path, params, onEvent, onDone).then((controller) => {
+        if (finished) return
+        if (this.stopped) { controller.abort(); return }
+        this.controller = controller
+        this.watching = true
+        this.lastError = undefined
+      }, onDone)
+    })
+  }
+
+  private prepare (obj: T): T {
+    return this.opts.transform !== undefined ? this.opts.transform(obj) : obj
+  }
+
+  private upsert (raw: T): void {
+    const obj = this.prepare(raw)
+    const key = keyOf(obj)
+    const old = this.store.get(key)
+    this.store.set(key, obj)
+    if (old === undefined) this.emit({ type: 'add', object: obj })
+    else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit({ type: 'update', object: obj, old })
+  }
+
+  private remove (raw: T): void {
+    const key = keyOf(raw)
+    const old = this.store.get(key)
+    if (old === undefined) return
+    this.store.delete(key)
+    this.emit({ type: 'delete', object: old })
+  }
+
+  private emit (e: InformerEvent<T>): void {
+    for (const h of this.handlers) this.safely(() => h(e))
+  }
+
+  private safely (fn: () => void): void {
+    try {
+      fn()
+    } catch (err) {
+      this.opts.logger.error({ informer: this.name, err }, 'informer handler failed')
+    }
+  }
+}

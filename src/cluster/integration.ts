@@ -1,0 +1,229 @@
+// Everything pullpin does with a cluster, wired together: the informers every replica runs (for
+// admission from the last known state), the leader election, and the leader's reconciler.
+// src/app.ts calls this and gets plain data back: a NamespaceDirectory, a SecretAvailability for
+// the injection step, readiness checks, and a way to publish the serving CA.
+import { hostname } from 'node:os'
+import { randomUUID } from 'node:crypto'
+import type { Logger } from 'pino'
+import type { V1MutatingWebhookConfiguration, V1Secret, V1ServiceAccount } from '@kubernetes/client-node'
+import type { NamespaceDirectory } from '../admission/handler.js'
+import type { SecretAvailability } from '../mutate/inject-secrets.js'
+import type { Config } from '../policy/config.js'
+import { createNamespacePolicy } from '../policy/namespace-mode.js'
+import { Keyring, type DockerConfigSource } from '../registry/keyring.js'
+import type { ReadinessCheck } from '../server/readiness.js'
+import type { BackoffOptions } from './backoff.js'
+import type { ClusterConnection } from './connection.js'
+import { isPlaceholder } from './copy-plan.js'
+import { CopyAvailability } from './copy-availability.js'
+import type { Informer } from './informer.js'
+import { dockerConfigSecretsInformer, namespaceInformer, serviceAccountsNamedInformer, webhookConfigurationInformer, type InformerSettings } from './informers.js'
+import { LeaderElector } from './leader-election.js'
+import { noClusterMetrics, type ClusterMetrics } from './metrics.js'
+import { clusterNamespaceDirectory } from './namespace-directory.js'
+import { PullSecretState } from './pull-secret-state.js'
+import { Reconciler, RETIRED_KEY, WEBHOOK_KEY } from './reconciler.js'
+import { WorkQueue } from './work-queue.js'
+
+/** Where registry credentials for tag lookups go (src/registry/credential-store.ts CredentialStore). */
+export interface CredentialSink { replace (configs: readonly DockerConfigSource[]): void }
+
+export interface ClusterIntegrationOptions {
+  readonly connection: ClusterConnection
+  readonly config: Config
+  /** pullpin's namespace: the Lease lives there, and it is never mutated. */
+  readonly ownNamespace: string
+  /** This replica's name in the Lease; the pod name by default (hostname) plus a random suffix. */
+  readonly identity?: string
+  readonly logger: Logger
+  readonly metrics?: ClusterMetrics
+  readonly credentials?: CredentialSink
+  /** Reconnect backoff of the informers (tests shorten it). */
+  readonly backoff?: BackoffOptions
+  readonly watchTimeoutSeconds?: number
+  /** Leader election timings in ms; from config.cluster.leaderElection by default. */
+  readonly leaderElection?: { readonly leaseDurationMs: number; readonly renewDeadlineMs: number; readonly retryPeriodMs: number }
+  /** Bound on the synchronous copy create during admission. */
+  readonly createTimeoutMs?: number
+}
+
+export interface ClusterIntegration {
+  readonly namespaces: NamespaceDirectory
+  /** For the injection step; undefined when no pullSecrets entry has a source. */
+  readonly availability: SecretAvailability | undefined
+  readonly readinessChecks: ReadonlyArray<{ readonly name: string; readonly check: ReadinessCheck }>
+  readonly identity: string
+  isLeader (): boolean
+  /** The PEM bundle of the CA(s) that sign the serving certificate; the leader writes it into caBundle. */
+  setCaBundle (pem: string | undefined): void
+  start (): void
+  /** Resolves once every informer has listed once. */
+  waitForSync (): Promise<void>
+  /** Resolves once the leader's queue is empty (tests). */
+  idle (): Promise<void>
+  stop (): Promise<void>
+}
+
+export function createClusterIntegration (opts: ClusterIntegrationOptions): ClusterIntegration {
+  const { connection, config, logger: parent } = opts
+  const logger = parent.child({ component: 'cluster' })
+  const metrics = opts.metrics ?? noClusterMetrics
+  const policy = createNamespacePolicy(config, opts.ownNamespace)
+  const identity = opts.identity ?? `${hostname()}_${randomUUID().slice(0, 8)}`
+  const settings: InformerSettings = {
+    logger,
+    onRestart: (informer, reason) => metrics.informerRestart(informer, reason),
+    ...(opts.backoff !== undefined ? { backoff: opts.backoff } : {}),
+    ...(opts.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: opts.watchTimeoutSeconds } : {}),
+  }
+
+  const namespaces = namespaceInformer(connection, settings)
+  const state = new PullSecretState(connection, config.pullSecrets, settings)
+  const serviceAccounts = new Map<string, Informer<V1ServiceAccount>>()
+  if (config.injection !== 'pod') for (const sa of config.serviceAccounts) serviceAccounts.set(sa, serviceAccountsNamedInformer(connection, sa, settings))
+  const placeholders: Informer<V1Secret> | undefined = config.cluster.placeholderSecrets ? dockerConfigSecretsInformer(connection, settings) : undefined
+  const webhookName = config.cluster.webhookConfigurationName
+  const webhookInformer: Informer<V1MutatingWebhookConfiguration> | undefined = webhookName !== '' ? webhookConfigurationInformer(connection, webhookName, settings) : undefined
+  const informers: Array<Informer<any>> = [
+    namespaces,
+    ...state.sourceInformers(),
+    ...state.copyInformers(),
+    ...serviceAccounts.values(),
+    ...(placeholders !== undefined ? [placeholders] : []),
+    ...(webhookInformer !== undefined ? [webhookInformer] : []),
+  ]
+
+  let caBundle: string | undefined
+  const le = opts.leaderElection ?? {
+    leaseDurationMs: config.cluster.leaderElection.leaseDurationSeconds * 1000,
+    renewDeadlineMs: config.cluster.leaderElection.renewDeadlineSeconds * 1000,
+    retryPeriodMs: config.cluster.leaderElection.retryPeriodSeconds * 1000,
+  }
+  const reconciler = new Reconciler({
+    connection,
+    state,
+    namespaces,
+    policy,
+    secretNames: config.pullSecrets.map(r => r.name),
+    injection: config.injection,
+    serviceAccounts,
+    placeholders,
+    webhook: webhookInformer !== undefined ? { name: webhookName, informer: webhookInformer } : undefined,
+    caBundle: () => caBundle,
+    // Asked before every write (elector is defined below; this runs only once it leads).
+    isLeader: () => elector.isLeader(),
+    logger,
+    metrics,
+  })
+  const work = new WorkQueue({ process: (key, signal) => reconciler.reconcile(key, signal), logger })
+  const queue = { add: (key: string): void => { if (key !== '') work.add(key) }, start: () => work.start(), stop: () => work.stop(), idle: () => work.idle() }
+  const enqueueAll = (): void => { for (const k of reconciler.allKeys()) queue.add(k) }
+  const syncAll = (): Promise<void> => Promise.all(informers.map(i => i.waitForSync())).then(() => {})
+
+  const elector: LeaderElector = new LeaderElector({
+    coordination: connection.coordination,
+    namespace: opts.ownNamespace,
+    leaseName: config.cluster.leaderElection.leaseName,
+    identity,
+    ...le,
+    logger,
+    onStartedLeading: () => {
+      metrics.leader(true)
+      queue.start()
+      // Decisions need the whole picture: reconcile once every informer has listed.
+      void syncAll().then(() => {
+        if (!elector.isLeader()) return
+        reconciler.reportSources()
+        enqueueAll()
+        queue.add(RETIRED_KEY)
+      })
+    },
+    onStoppedLeading: () => {
+      metrics.leader(false)
+      void queue.stop()
+    },
+  })
+
+  // Informer events → work for the leader (queue.add is a no-op while not leading).
+  namespaces.on(e => queue.add(e.object.metadata?.name ?? ''))
+  for (const i of state.copyInformers()) i.on(e => queue.add(e.object.metadata?.namespace ?? ''))
+  for (const i of serviceAccounts.values()) i.on(e => queue.add(e.object.metadata?.namespace ?? ''))
+  placeholders?.on(e => { if (isPlaceholder(e.object)) queue.add(e.object.metadata?.namespace ?? '') })
+  webhookInformer?.on(() => queue.add(WEBHOOK_KEY))
+  for (const i of state.sourceInformers()) {
+    const changed = (): void => {
+      feedCredentials()
+      if (elector.isLeader()) { reconciler.reportSources(); enqueueAll() }
+    }
+    i.on(changed)
+    i.onResync(changed)
+  }
+
+  function feedCredentials (): void {
+    if (opts.credentials === undefined) return
+    const configs = state.dockerConfigs()
+    const usable = configs.filter((c) => {
+      try {
+        Keyring.fromDockerConfigs([c])
+        return true
+      } catch (err) {
+        // The keyring's messages name the source and the key, never secret material.
+        logger.warn({ source: c.source, error: (err as Error).message }, 'pull-secret source is not a readable dockerconfigjson: not used for registry lookups')
+        return false
+      }
+    })
+    opts.credentials.replace(usable)
+    logger.debug({ sources: usable.map(c => c.source) }, 'registry credentials updated from source Secrets')
+  }
+
+  metrics.trackConflicts(() => {
+    const out = new Map<string, number>()
+    for (const rule of state.rules) {
+      const n = state.foreignHolders(rule.name).filter(ns => policy.decide(ns, namespaces.get(ns)?.metadata?.labels ?? {}).mode === 'enforce').length
+      out.set(rule.name, n)
+    }
+    return out
+  })
+
+  let resync: NodeJS.Timeout | undefined
+  const availability = state.rules.length > 0
+    ? new CopyAvailability({ connection, state, logger, metrics, ...(opts.createTimeoutMs !== undefined ? { createTimeoutMs: opts.createTimeoutMs } : {}) })
+    : undefined
+
+  return {
+    namespaces: clusterNamespaceDirectory({ connection, informer: namespaces, logger }),
+    availability,
+    identity,
+    readinessChecks: [{
+      name: 'cluster',
+      // Ready once every informer has a last known state; an API server outage afterwards does not
+      // make replicas unready (admission keeps working from that state), it only shows in detail.
+      check: () => {
+        const unsynced = informers.filter(i => !i.hasSynced).map(i => i.name)
+        return unsynced.length === 0 ? { ready: true } : { ready: false, detail: `informers not synced: ${unsynced.join(', ')}` }
+      },
+    }],
+    isLeader: () => elector.isLeader(),
+    setCaBundle (pem) {
+      if (pem === caBundle) return
+      caBundle = pem
+      queue.add(WEBHOOK_KEY)
+    },
+    start () {
+      for (const i of informers) i.start()
+      elector.start()
+      metrics.leader(false)
+      resync = setInterval(() => { if (elector.isLeader()) enqueueAll() }, config.cluster.resyncSeconds * 1000)
+      resync.unref()
+      logger.info({ server: connection.description, identity, informers: informers.map(i => i.name) }, 'cluster integration started')
+    },
+    waitForSync: syncAll,
+    idle: () => queue.idle(),
+    async stop () {
+      clearInterval(resync)
+      await elector.stop()
+      await queue.stop()
+      await Promise.all(informers.map(i => i.stop()))
+    },
+  }
+}

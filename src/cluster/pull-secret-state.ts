@@ -1,0 +1,72 @@
+// What the cluster says about the configured pull secrets: each source Secret (watched in its own
+// namespace, by name) and every Secret holding a copy's name (watched cluster-wide, by name).
+// Read by the admission path (is this secret usable here?) and by the leader's reconciler.
+import type { V1Secret } from '@kubernetes/client-node'
+import type { PullSecretRule } from '../policy/config.js'
+import type { DockerConfigSource } from '../registry/keyring.js'
+import type { ClusterConnection } from './connection.js'
+import type { Informer } from './informer.js'
+import { secretInformer, secretsNamedInformer, type InformerSettings } from './informers.js'
+import { isManagedByPullpin, isSourceItself, sourceKey, sourceState, type SecretLike, type SourceRef, type SourceState } from './copy-plan.js'
+
+export interface ManagedRule { readonly name: string; readonly source: SourceRef }
+
+export function managedRules (rules: readonly PullSecretRule[]): ManagedRule[] {
+  return rules.flatMap(r => r.source !== undefined ? [{ name: r.name, source: r.source }] : [])
+}
+
+export class PullSecretState {
+  readonly rules: readonly ManagedRule[]
+  private readonly sources = new Map<string, Informer<V1Secret>>()
+  private readonly copies = new Map<string, Informer<V1Secret>>()
+
+  constructor (conn: ClusterConnection, rules: readonly PullSecretRule[], settings: InformerSettings) {
+    this.rules = managedRules(rules)
+    for (const rule of this.rules) {
+      const key = sourceKey(rule.source)
+      if (!this.sources.has(key)) this.sources.set(key, secretInformer(conn, rule.source.namespace, rule.source.name, settings))
+      if (!this.copies.has(rule.name)) this.copies.set(rule.name, secretsNamedInformer(conn, rule.name, settings))
+    }
+  }
+
+  rule (name: string): ManagedRule | undefined { return this.rules.find(r => r.name === name) }
+
+  sourceInformers (): Informer<V1Secret>[] { return [...this.sources.values()] }
+  copyInformers (): Informer<V1Secret>[] { return [...this.copies.values()] }
+
+  sourceState (rule: ManagedRule): SourceState {
+    const informer = this.sources.get(sourceKey(rule.source))
+    return sourceState(rule.source, informer?.get(rule.source.name, rule.source.namespace) as SecretLike | undefined)
+  }
+
+  /** Every ready source once, in config order. */
+  readySources (): Array<Extract<SourceState, { kind: 'ready' }>> {
+    const seen = new Set<string>()
+    const out: Array<Extract<SourceState, { kind: 'ready' }>> = []
+    for (const rule of this.rules) {
+      const s = this.sourceState(rule)
+      if (s.kind === 'ready' && !seen.has(s.source)) { seen.add(s.source); out.push(s) }
+    }
+    return out
+  }
+
+  /** Registry credentials for tag lookups: the configured sources only. */
+  dockerConfigs (): DockerConfigSource[] {
+    return this.readySources().map(s => ({ source: s.source, json: Buffer.from(s.data, 'base64') }))
+  }
+
+  /** The Secret named `name` in `namespace`, as last seen (pullpin's copy or a foreign one). */
+  existing (name: string, namespace: string): SecretLike | undefined {
+    return this.copies.get(name)?.get(name, namespace) as SecretLike | undefined
+  }
+
+  /** Namespaces where a foreign Secret holds a copy's name, per secret name. */
+  foreignHolders (name: string): string[] {
+    const rule = this.rule(name)
+    const informer = this.copies.get(name)
+    if (rule === undefined || informer === undefined) return []
+    return informer.list()
+      .filter(s => !isManagedByPullpin(s) && !isSourceItself(name, s.metadata?.namespace ?? '', rule.source))
+      .map(s => s.metadata?.namespace ?? '')
+  }
+}
