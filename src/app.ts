@@ -11,7 +11,7 @@ import { createPinningStack, type PinningStack, type PinningStackOptions } from 
 import { CredentialStore, readDockerConfigFiles } from './registry/credential-store.js'
 import { parseImageReference } from './reference/parse.js'
 import { createAdmissionHandler, type NamespaceDirectory } from './admission/handler.js'
-import type { CertificateSource } from './certs/certificate-source.js'
+import type { CertificateSource, TlsMaterial } from './certs/certificate-source.js'
 import { buildServer, type PullpinServer } from './server/server.js'
 import { createMetrics, type Metrics } from './server/metrics.js'
 import { Readiness } from './server/readiness.js'
@@ -125,10 +125,20 @@ export async function createApp (opts: AppOptions): Promise<App> {
   const server = buildServer({ tls, handler, logger, metrics: metrics.registry, readiness })
   // The leader writes this CA into the webhook configuration's caBundle.
   cluster?.setCaBundle(tls.ca)
-  const stopWatching = opts.certificates.watch?.(
-    (material) => { server.reloadTls(material); cluster?.setCaBundle(material.ca); logger.info({ source: opts.certificates.description }, 'serving certificate reloaded') },
-    (err) => logger.error({ err }, 'certificate reload failed; still serving the previous certificate'),
-  )
+  const reloadFailed = (err: unknown): void => logger.error({ err }, 'certificate reload failed; still serving the previous certificate')
+  const onNewCertificate = (material: TlsMaterial): void => {
+    // setSecureContext throws on a pair it cannot use; the sources call this from timers and
+    // watch callbacks, where a throw would end the process.
+    try {
+      server.reloadTls(material)
+    } catch (err) {
+      reloadFailed(err)
+      return
+    }
+    cluster?.setCaBundle(material.ca)
+    logger.info({ source: opts.certificates.description }, 'serving certificate reloaded')
+  }
+  let stopWatching: (() => void) | undefined
 
   const app: App = {
     server,
@@ -138,8 +148,12 @@ export async function createApp (opts: AppOptions): Promise<App> {
     cluster,
     url: '',
     async start () {
-      cluster?.start()
+      // Listen first: when that fails (port in use) nothing else has started, so nothing keeps
+      // the process alive and the CLI exits with the error. /readyz stays unready until the
+      // informers have listed.
       const address = await server.fastify.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8443 })
+      cluster?.start()
+      stopWatching = opts.certificates.watch?.(onNewCertificate, reloadFailed)
       app.url = address.replace(/^http:/, 'https:')
       logger.info({ url: app.url, certificates: opts.certificates.description, mode: config.mode, pinning: config.pinning.enabled }, 'pullpin listening')
       if (pinning !== undefined) warmUp(pinning, config.pinning.warmup, logger)

@@ -34,7 +34,8 @@ export const ERR_REGISTRY_BAD_RESPONSE = createError('PULLPIN_REGISTRY_BAD_RESPO
 export const ERR_DIGEST_MISMATCH = createError('PULLPIN_DIGEST_MISMATCH', 'registry %s: manifest digest %s does not match its content (%s)', 502)
 
 // ---- cluster (issue 4: src/cluster) ----
-export const ERR_CLUSTER_CONFLICT = createError('PULLPIN_CLUSTER_CONFLICT', 'secret %s/%s exists and is not managed by pullpin', 409)
+// A kubeconfig that cannot be read or used: a configuration error (exit code 2), like the config file.
+export const ERR_CONFIG_KUBECONFIG = createError('PULLPIN_CONFIG_KUBECONFIG', 'cannot use kubeconfig %s: %s', 500)
 export const ERR_CLUSTER_UNAVAILABLE = createError('PULLPIN_CLUSTER_UNAVAILABLE', 'Kubernetes API unavailable: %s', 503)
 
 // ---- certificates ----

@@ -6,6 +6,11 @@ import { startFakeApiServer, type FakeApiServer } from './support/fake-apiserver
 import { admissionReview, podFromWorkload } from './support/pods.js'
 import { LogCapture } from './support/pullpin.js'
 import { connectCluster, createClusterIntegration, type ClusterIntegration } from '../src/cluster/index.js'
+import { CopyAvailability } from '../src/cluster/copy-availability.js'
+import { PullSecretState } from '../src/cluster/pull-secret-state.js'
+import { Reconciler } from '../src/cluster/reconciler.js'
+import { namespaceInformer } from '../src/cluster/resource-informers.js'
+import { desiredCopy, type SourceState } from '../src/cluster/copy-plan.js'
 import { createAdmissionHandler, type AdmissionHandler } from '../src/admission/handler.js'
 import { createMutator } from '../src/mutate/mutator.js'
 import { createSecretInjectionStep } from '../src/mutate/inject-secrets.js'
@@ -48,6 +53,9 @@ interface World {
   label (ns: string, value: string | null): Promise<void>
 }
 
+/** The source Secret every test copies from. */
+const SOURCE = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'ghcr-source', namespace: 'pullpin' }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': dockerConfig('ghcr.io', 'bot', PASSWORD) } }
+
 const BASE = `
 pullSecrets:
   - name: ghcr-credentials
@@ -61,7 +69,7 @@ pullSecrets:
 async function world (tt: Test, opts: { config?: string; namespaces?: string[]; leader?: boolean; seed?: (s: FakeApiServer) => void } = {}): Promise<World> {
   const server = await startFakeApiServer({ namespaces: opts.namespaces ?? ['default', 'kube-system', 'pullpin', 'team-a', 'team-b', 'team-c'] })
   tt.teardown(() => server.stop())
-  server.seed({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'ghcr-source', namespace: 'pullpin' }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': dockerConfig('ghcr.io', 'bot', PASSWORD) } })
+  server.seed(SOURCE)
   if (opts.leader === false) {
     // Someone else holds the Lease and keeps it fresh for the test's length: this replica never leads.
     const now = new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z')
@@ -144,7 +152,10 @@ t.test('a namespace labelled later gets its copy; the copy is labelled and annot
   t.equal(await metricValue(w.metrics, 'pullpin_cluster_writes_total', { kind: 'copy', action: 'created', origin: 'reconcile' }), 1)
   t.equal(await metricValue(w.metrics, 'pullpin_leader'), 1)
 
-  // The pod of that namespace gets the secret, with no API call on the admission path.
+  // The pod of that namespace gets the secret, with no API call on the admission path: both
+  // lookups answer synchronously from the informer caches.
+  t.notOk(w.integration.namespaces.labels('team-a') instanceof Promise, 'namespace labels: sync on a hit')
+  t.notOk(w.integration.availability!.check({ namespace: 'team-a', names: ['ghcr-credentials'], create: true, signal: new AbortController().signal }) instanceof Promise, 'copy availability: sync on a hit')
   const apiCalls = (): number => w.server.requests.filter(r => !r.path.includes('/leases')).length // the Lease is renewed meanwhile
   const before = apiCalls()
   const out = await w.handle(admissionReview(podFromWorkload('deployment-web', { namespace: 'team-a' })))
@@ -241,7 +252,8 @@ t.test('admission: a dry run creates nothing; the first pod of a freshly labelle
   t.notOk(w.integration.isLeader())
   await w.label('team-a', 'enabled')
   await w.label('team-b', 'audit')
-  await until('labels seen', () => w.integration.namespaces.labels('team-b') !== undefined && (w.integration.namespaces.labels('team-a') as any)?.['pullpin.io/inject'] === 'enabled')
+  const label = (ns: string): unknown => (w.integration.namespaces.labels(ns) as any)?.['pullpin.io/inject']
+  await until('labels seen', () => label('team-a') === 'enabled' && label('team-b') === 'audit')
   const secretPosts = (): number => w.server.requests.filter(r => r.method === 'POST' && r.path.endsWith('/secrets')).length
 
   const dry = await w.handle(admissionReview(podFromWorkload('deployment-web', { namespace: 'team-a' }), { dryRun: true }))
@@ -251,6 +263,7 @@ t.test('admission: a dry run creates nothing; the first pod of a freshly labelle
 
   const audit = await w.handle(admissionReview(podFromWorkload('deployment-web', { namespace: 'team-b' })))
   t.equal(audit.response.patch, undefined)
+  t.match(audit.response.auditAnnotations, { mode: 'audit', 'would-inject-secrets': 'ghcr-credentials,hub-credentials' }, 'reviewed in audit mode')
   t.equal(secretPosts(), 0, 'audit mode creates nothing')
 
   const started = performance.now()
@@ -272,14 +285,47 @@ t.test('admission: a dry run creates nothing; the first pod of a freshly labelle
   t.same(injected(fresh), ['ghcr-credentials', 'hub-credentials'])
   t.ok(secretIn(w, 'fresh', 'ghcr-credentials'), 'copied before answering')
 
-  // Another replica created a copy meanwhile (409 on create): re-read, it is pullpin's, injected.
+  // A Deployment scaled up in a freshly labelled namespace: its pods share one create.
   await w.label('team-c', 'enabled')
-  await until('team-c labelled', () => (w.integration.namespaces.labels('team-c') as any)?.['pullpin.io/inject'] === 'enabled')
-  w.server.failNext('POST', '/api/v1/namespaces/team-c/secrets', 409)
-  w.server.seed({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'ghcr-credentials', namespace: 'team-c', labels: { 'app.kubernetes.io/managed-by': 'pullpin' } }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': dockerConfig('ghcr.io', 'bot', PASSWORD) } })
-  const raced = await w.handle(admissionReview(podFromWorkload('deployment-web', { namespace: 'team-c' })))
-  t.same(injected(raced), ['ghcr-credentials', 'hub-credentials'])
+  await until('team-c labelled', () => label('team-c') === 'enabled')
+  const burst = await Promise.all(Array.from({ length: 8 }, () => w.handle(admissionReview(podFromWorkload('deployment-web', { namespace: 'team-c' })))))
+  t.ok(burst.every(out => injected(out).join() === 'ghcr-credentials,hub-credentials' && out.response.warnings === undefined), '8 pods, all injected without a warning')
+  t.equal(w.server.requests.filter(r => r.method === 'POST' && r.path === '/api/v1/namespaces/team-c/secrets').length, 1, 'one create for 8 concurrent reviews')
   noSecretsIn(t, w.logs)
+})
+
+t.test('admission: a copy created by someone else meanwhile (409 AlreadyExists) is re-read: pullpin\'s is injected, a foreign one refused', async (t) => {
+  // The copies' informers are not started, so the admission path sees no copy anywhere and must
+  // create, and the API server answers with a real 409: what happens when another replica (or a
+  // user) wrote the Secret after the informer last saw the namespace.
+  const server = await startFakeApiServer({ namespaces: ['default', 'pullpin', 'team-a', 'team-b'] })
+  t.teardown(() => server.stop())
+  const copy = (ns: string, labels: Record<string, string>): object => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'ghcr-credentials', namespace: ns, labels }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': dockerConfig('ghcr.io', 'bot', PASSWORD) } })
+  server.seed(SOURCE)
+  server.seed(copy('team-a', { 'app.kubernetes.io/managed-by': 'pullpin' }))
+  server.seed(copy('team-b', { owner: 'someone-else' }))
+  const logs = new LogCapture()
+  const logger = createLogger({ level: 'debug', destination: logs })
+  const connection = connectCluster({ kubeConfig: server.kubeConfig() })
+  const state = new PullSecretState(connection, parseConfig(BASE, 'test').pullSecrets, { logger })
+  for (const i of state.sourceInformers()) i.start()
+  t.teardown(() => Promise.all(state.sourceInformers().map(i => i.stop())))
+  await Promise.all(state.sourceInformers().map(i => i.waitForSync()))
+  const metrics = createMetrics({ defaultMetrics: false })
+  const availability = new CopyAvailability({ connection, state, logger, metrics: metrics.cluster })
+  const check = (namespace: string) => availability.check({ namespace, names: ['ghcr-credentials', 'hub-credentials'], create: true, signal: new AbortController().signal })
+
+  const ours = await check('team-a')
+  t.same([...ours.refused.keys()], [], 'pullpin\'s copy: usable')
+  t.same(ours.warnings, [])
+  const foreign = await check('team-b')
+  t.same([...foreign.refused.entries()], [['ghcr-credentials', 'pullpin: ghcr-credentials not added: Secret team-b/ghcr-credentials is not managed by pullpin']])
+  for (const ns of ['team-a', 'team-b']) {
+    t.same(server.requests.filter(r => r.path.startsWith(`/api/v1/namespaces/${ns}/secrets`)).map(r => r.method), ['POST', 'GET'], `${ns}: create (409), then read`)
+  }
+  t.equal(server.get({ resource: 'secrets', namespace: 'team-b', name: 'ghcr-credentials' }).metadata.labels.owner, 'someone-else', 'the foreign Secret is not written')
+  t.equal(await metricValue(metrics, 'pullpin_secret_conflict_refusals_total', { secret: 'ghcr-credentials' }), 1)
+  noSecretsIn(t, logs)
 })
 
 t.test('a source that is not kubernetes.io/dockerconfigjson is reported and skipped', async (t) => {
@@ -415,4 +461,55 @@ pullSecrets:
   t.same(pullSecrets('team-a', 'default'), ['mine'], 'only what pullpin added is removed')
   t.equal(w.server.get({ resource: 'serviceaccounts', namespace: 'team-a', name: 'default' }).metadata.annotations?.['pullpin.io/image-pull-secrets'], undefined)
   noSecretsIn(t, w.logs)
+})
+
+t.test('reconcile: a copy is deleted on the namespace as it is now, not on a cache that has not seen the opt-in yet', async (t) => {
+  // The namespace watch and the Secret watches are separate streams: the leader can see the copy
+  // another replica made for the first pod of a freshly labelled namespace before it sees the
+  // label. Here the leader's namespace cache is frozen from before the label.
+  const server = await startFakeApiServer({ namespaces: ['default', 'pullpin', 'team-a'] })
+  t.teardown(() => server.stop())
+  server.seed(SOURCE)
+  const logs = new LogCapture()
+  const settings = { logger: createLogger({ level: 'debug', destination: logs }) }
+  const connection = connectCluster({ kubeConfig: server.kubeConfig() })
+  const config = parseConfig(BASE, 'test')
+  const namespaces = namespaceInformer(connection, settings)
+  namespaces.start()
+  await namespaces.waitForSync()
+  await namespaces.stop()
+  const core = server.kubeConfig().makeApiClient(CoreV1Api)
+  const label = (value: string): Promise<unknown> => core.patchNamespace({ name: 'team-a', body: { metadata: { labels: { 'pullpin.io/inject': value } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))
+  await label('enabled')
+  const state = new PullSecretState(connection, config.pullSecrets, settings)
+  const informers = [...state.sourceInformers(), ...state.copyInformers()]
+  for (const i of informers) i.start()
+  t.teardown(() => Promise.all(informers.map(i => i.stop())))
+  await Promise.all(informers.map(i => i.waitForSync()))
+  const copy = desiredCopy('ghcr-credentials', 'team-a', state.sourceState(state.rules[0]!) as Extract<SourceState, { kind: 'ready' }>)
+  await core.createNamespacedSecret({ namespace: 'team-a', body: copy })
+  await until('copy seen', () => state.existing('ghcr-credentials', 'team-a') !== undefined)
+  const reconciler = new Reconciler({
+    connection,
+    state,
+    namespaces,
+    policy: createNamespacePolicy(config, 'pullpin'),
+    secretNames: config.pullSecrets.map(r => r.name),
+    injection: 'pod',
+    serviceAccounts: new Map(),
+    placeholders: undefined,
+    webhook: undefined,
+    caBundle: () => undefined,
+    isLeader: () => true,
+    logger: settings.logger,
+    metrics: createMetrics({ defaultMetrics: false }).cluster,
+  })
+  const signal = new AbortController().signal
+  await reconciler.reconcile('team-a', signal)
+  t.ok(secretIn({ server } as World, 'team-a'), 'the copy of an opted-in namespace stays')
+  t.equal(server.requests.filter(r => r.method === 'DELETE').length, 0)
+
+  await label('disabled')
+  await reconciler.reconcile('team-a', signal)
+  t.equal(secretIn({ server } as World, 'team-a'), undefined, 'deleted once the namespace really opted out')
 })

@@ -2,6 +2,10 @@
 // works from the informers, keeps working while the API server is gone, and catches up when it
 // comes back (resumed watch, or a relist after 410 Gone). /readyz reports the informers' state.
 import t from 'tap'
+import { createServer as createNetServer, type AddressInfo } from 'node:net'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { CoreV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node'
 import { startFakeApiServer } from './support/fake-apiserver.js'
 import { startPullpin } from './support/pullpin.js'
@@ -9,6 +13,10 @@ import { admissionReview, podFromWorkload } from './support/pods.js'
 import { connectCluster } from '../src/cluster/index.js'
 import { createMetrics } from '../src/server/metrics.js'
 import { clusterTarget } from '../src/cli.js'
+import { createApp } from '../src/app.js'
+import { SelfSignedDirectorySource } from '../src/certs/self-signed.js'
+import { parseConfig } from '../src/policy/config.js'
+import { createLogger } from '../src/server/logger.js'
 
 async function until (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
   const started = Date.now()
@@ -135,4 +143,29 @@ t.test('cluster detection: --kubeconfig/KUBECONFIG, else the pod\'s service acco
   const conn = connectCluster({ inCluster: { host: 'fd00::1', port: '443', serviceAccountDir: '/sa' } })
   t.equal(conn.server, 'https://[fd00::1]:443')
   t.match(conn.description, /in-cluster/)
+})
+
+t.test('a start that fails (port in use) leaves nothing running that would keep the process alive', async (t) => {
+  const s = await startFakeApiServer({ namespaces: ['default', 'pullpin-system'] })
+  t.teardown(() => s.stop())
+  const taken = createNetServer()
+  await new Promise<void>(resolve => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>(resolve => taken.close(() => resolve())))
+  const dir = await mkdtemp(join(tmpdir(), 'pullpin-start-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const app = await createApp({
+    config: parseConfig(CONFIG, 'test'),
+    logger: createLogger({ level: 'silent' }),
+    certificates: new SelfSignedDirectorySource(dir, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }),
+    host: '127.0.0.1',
+    port: (taken.address() as AddressInfo).port,
+    cluster: connectCluster({ kubeConfig: s.kubeConfig() }),
+    clusterOptions: { leaderElection: { leaseDurationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100 } },
+  })
+  await t.rejects(app.start(), { code: 'EADDRINUSE' })
+  // The CLI exits with the error; informers, the leader election and their timers must not have
+  // started, or the process would linger, not listening, instead of restarting. A few retry
+  // periods of the leader election to be sure nothing reached the API server.
+  await new Promise(resolve => setTimeout(resolve, 300))
+  t.same(s.requests.map(r => `${r.method} ${r.path}`), [], 'no request reached the API server')
 })

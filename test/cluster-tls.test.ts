@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TLSSocket } from 'node:tls'
 import { AdmissionregistrationV1Api, KubeConfig } from '@kubernetes/client-node'
+import { generate } from 'selfsigned'
 import { startFakeApiServer, type FakeApiServer } from './support/fake-apiserver.js'
 import { LogCapture, startPullpin } from './support/pullpin.js'
 import { admissionReview, podFromWorkload } from './support/pods.js'
@@ -69,7 +70,8 @@ t.test('replicas starting together share one TLS Secret (create race settled by 
   const cert = new X509Certificate(loaded[0]!.cert)
   t.ok(cert.checkHost('pullpin.pullpin.svc'), 'in-cluster service name covered')
   t.ok(cert.verify(new X509Certificate(loaded[0]!.ca!).publicKey), 'signed by the CA in ca.crt')
-  t.ok(s.requests.filter(r => r.method === 'POST').length >= 1)
+  // All three read "no Secret" before any of them had made its certificate, so all three created.
+  t.equal(s.requests.filter(r => r.method === 'POST').length, 3, 'three creates: one won, two got 409 and re-read')
   // A restart reuses it.
   const again = await secretSource(s, logs, () => new Date()).load()
   t.equal(again.cert, loaded[0]!.cert)
@@ -274,4 +276,31 @@ t.test('provided certificate files are reloaded on a Kubernetes-style symlink sw
   while ((fp = await served(two.ca!)) !== fingerprint(two.cert) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
   t.equal(fp, fingerprint(two.cert), 'the new certificate is served')
   t.ok(run.logs.records.some(r => r.msg === 'serving certificate reloaded'))
+})
+
+t.test('a renewed pair the TLS stack refuses is reported; the previous certificate stays served', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pullpin-files-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const one = await issueSelfSigned({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] })
+  await writeFile(join(dir, 'tls.crt'), one.cert)
+  await writeFile(join(dir, 'tls.key'), one.key)
+  const source = new FileCertificateSource(join(dir, 'tls.crt'), join(dir, 'tls.key'), undefined, { debounceMs: 50 })
+  const run = await startPullpin(CONFIG, { certificates: source })
+  t.teardown(() => run.close())
+  // A matching pair OpenSSL will not serve (a 512-bit RSA key: "ee key too small"). The reload
+  // runs in a file-watch callback: a throw there must not end the process.
+  const weak = await generate([{ name: 'commonName', value: 'localhost' }], { keySize: 512, algorithm: 'sha256' })
+  await writeFile(join(dir, 'tls.key'), weak.private)
+  await writeFile(join(dir, 'tls.crt'), weak.cert)
+  await until('reload failure reported', () => run.logs.records.some(r => r.msg === 'certificate reload failed; still serving the previous certificate'))
+  const fp = await new Promise<string | undefined>((resolve) => {
+    const req = httpsRequest({ host: '127.0.0.1', port: Number(new URL(run.url).port), path: '/healthz', agent: false, ca: one.ca, servername: 'localhost' }, (res) => {
+      resolve((res.socket as TLSSocket).getPeerCertificate().fingerprint256)
+      res.resume()
+    })
+    req.on('error', () => resolve(undefined))
+    req.end()
+  })
+  t.equal(fp, fingerprint(one.cert), 'still serving the first certificate')
+  t.notOk(run.logs.records.some(r => r.msg === 'serving certificate reloaded'))
 })

@@ -1,7 +1,12 @@
 // The cluster integration's pure parts (copy / ServiceAccount / placeholder plans, backoff, error
 // mapping), its work queue, and its informer's restart rules against the in-test API server.
-import t from 'tap'
-import { ApiException, CoreV1Api, type V1Secret } from '@kubernetes/client-node'
+import t, { type Test } from 'tap'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ApiException, CoreV1Api, KubeConfig, type V1Secret } from '@kubernetes/client-node'
 import { startFakeApiServer } from './support/fake-apiserver.js'
 import { LogCapture } from './support/pullpin.js'
 import {
@@ -21,8 +26,19 @@ import { Backoff } from '../src/cluster/backoff.js'
 import { describeError, microTime, statusOf } from '../src/cluster/kube-api.js'
 import { WorkQueue } from '../src/cluster/work-queue.js'
 import { connectCluster } from '../src/cluster/connection.js'
-import { secretsNamedInformer } from '../src/cluster/informers.js'
+import { namespaceInformer, secretsNamedInformer } from '../src/cluster/resource-informers.js'
 import { createLogger } from '../src/server/logger.js'
+import { main as cliMain } from '../src/cli.js'
+import { parseConfig } from '../src/policy/config.js'
+
+async function until (what: string, cond: () => boolean, timeoutMs = 5000): Promise<number> {
+  const started = Date.now()
+  while (!cond()) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 2))
+  }
+  return Date.now() - started
+}
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64')
 const DC = b64('{"auths":{"ghcr.io":{"auth":"Ym90OnB3"}}}')
@@ -122,7 +138,7 @@ t.test('work queue: deduplicates, re-runs a key changed while in progress, retri
   q.add('slow')
   q.add('a')
   q.add('a')
-  await new Promise(resolve => setTimeout(resolve, 5))
+  await until('slow in progress', () => seen.includes('slow'))
   q.add('slow') // while in progress: runs again afterwards
   release()
   const until3 = Date.now() + 2000
@@ -136,7 +152,8 @@ t.test('work queue: deduplicates, re-runs a key changed while in progress, retri
   t.equal(seen.filter(k => k === 'flaky').length, 2, 'retried after a failure')
   await q.stop()
   q.add('after-stop')
-  await new Promise(resolve => setTimeout(resolve, 20))
+  t.equal(q.length, 0, 'nothing is queued once stopped')
+  await q.idle()
   t.notOk(seen.includes('after-stop'))
 })
 
@@ -190,6 +207,101 @@ t.test('informer: resumes after a clean close, relists after 410, retries errors
   s.closeWatches()
   while (restarts.filter(r => r === 'error').length < 4 && Date.now() < deadline + 10000) await new Promise(resolve => setTimeout(resolve, 5))
   await s.waitForWatches('secrets')
-  t.ok(informer.status().synced)
+  t.ok(informer.hasSynced)
   t.ok(logs.records.some(r => r.level === 40 && /list\/watch failed/.test(r.msg)))
+})
+
+t.test('informer: 410 Gone over and over backs off instead of relisting in a tight loop', async (t) => {
+  const s = await startFakeApiServer({ namespaces: ['default'] })
+  t.teardown(() => s.stop())
+  const restarts: string[] = []
+  const informer = namespaceInformer(connectCluster({ kubeConfig: s.kubeConfig() }), {
+    logger: createLogger({ level: 'silent' }),
+    backoff: { initialMs: 100, maxMs: 200 },
+    onRestart: (_name, reason) => restarts.push(reason),
+  })
+  t.teardown(() => informer.stop())
+  informer.start()
+  await informer.waitForSync()
+  await s.waitForWatches('namespaces')
+  // A server whose lists and watches keep answering 410 (a watch cache behind etcd does that
+  // right after a list): every expiry is followed by a relist, and the relists must back off.
+  s.failNext('GET', '/api/v1/namespaces', 410, 6)
+  const started = Date.now()
+  s.closeWatches()
+  await until('six expiries', () => restarts.filter(r => r === 'expired').length >= 6)
+  await s.waitForWatches('namespaces')
+  const ms = Date.now() - started
+  t.comment(`six 410s in a row took ${ms} ms`)
+  // Full jitter keeps at least half of each ceiling: 50 + 5 × 100 ms at the least.
+  t.ok(ms >= 550, `backed off between relists (${ms} ms)`)
+  t.ok(informer.hasSynced)
+})
+
+/** An API server that lists one namespace and accepts watches without ever answering them. */
+async function silentWatchServer (t: Test): Promise<{ kubeConfig: KubeConfig; watches: () => number }> {
+  let watches = 0
+  const server = createServer((req, res) => {
+    if (req.url?.includes('watch=true') === true) { watches++; return }
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ kind: 'NamespaceList', apiVersion: 'v1', metadata: { resourceVersion: '5' }, items: [{ metadata: { name: 'default', resourceVersion: '5' } }] }))
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>(resolve => { server.closeAllConnections(); server.close(() => resolve()) }))
+  const kubeConfig = new KubeConfig()
+  kubeConfig.loadFromOptions({
+    clusters: [{ name: 'silent', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+    users: [{ name: 'anonymous' }],
+    contexts: [{ name: 'silent', cluster: 'silent', user: 'anonymous' }],
+    currentContext: 'silent',
+  })
+  return { kubeConfig, watches: () => watches }
+}
+
+t.test('informer: stop() returns while a watch request is still waiting for the API server', async (t) => {
+  const { kubeConfig, watches } = await silentWatchServer(t)
+  const informer = namespaceInformer(connectCluster({ kubeConfig }), { logger: createLogger({ level: 'silent' }) })
+  informer.start()
+  await informer.waitForSync()
+  await until('watch sent', () => watches() === 1)
+  const stopped = await Promise.race([
+    informer.stop().then(() => 'stopped'),
+    new Promise(resolve => setTimeout(() => resolve('still waiting'), 2000).unref()),
+  ])
+  t.equal(stopped, 'stopped', 'shutdown is not held up by an unanswered watch')
+})
+
+t.test('a kubeconfig that cannot be parsed: exit code 2, and none of its content in the message', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pullpin-kubeconfig-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'config')
+  // Bad indentation two lines below a token: YAML parsers quote the lines around an error.
+  await writeFile(file, 'apiVersion: v1\nusers:\n- name: u\n  user:\n    token: kubeconfig-Tok3n-do-not-print\n   bad: [\n')
+  const examples = new URL('../examples/pullpin.yaml', import.meta.url).pathname
+  const run = async (kubeconfig: string): Promise<{ code: number; err: string }> => {
+    let err = ''
+    const code = await cliMain(['serve', '--config', examples, '--kubeconfig', kubeconfig], { out: () => {}, err: (s) => { err += s }, env: {} })
+    return { code, err }
+  }
+  const bad = await run(file)
+  t.equal(bad.code, 2)
+  t.match(bad.err, /cannot use kubeconfig .*config: bad indentation/)
+  t.notOk(bad.err.includes('kubeconfig-Tok3n-do-not-print'), 'the token is not printed')
+  const missing = await run(join(dir, 'missing'))
+  t.equal(missing.code, 2)
+  t.match(missing.err, /cannot use kubeconfig .*missing: ENOENT/)
+})
+
+t.test('the commented cluster settings of examples/pullpin.yaml are valid once uncommented', async (t) => {
+  const text = await readFile(new URL('../examples/pullpin.yaml', import.meta.url), 'utf8')
+  const uncommented = text
+    .replace(/^(\s*)# (source: .*)$/m, '$1$2')
+    .replace(/^# (injection|serviceAccounts|cluster)\b/mg, '$1')
+    .replace(/^#( {3}.*)$/mg, '$1')
+  t.not(uncommented, text)
+  const config = parseConfig(uncommented, 'examples/pullpin.yaml, uncommented')
+  t.same(config.pullSecrets[0]?.source, { namespace: 'pullpin', name: 'ghcr-credentials-source' })
+  t.equal(config.cluster.leaderElection.leaseName, 'pullpin-leader')
+  t.equal(config.cluster.webhookConfigurationName, 'pullpin')
+  t.equal(config.injection, 'pod')
 })

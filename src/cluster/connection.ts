@@ -11,9 +11,8 @@ import {
   Watch,
 } from '@kubernetes/client-node'
 
+import { ERR_CONFIG_KUBECONFIG } from '../errors.js'
 import { SERVICE_ACCOUNT_DIR } from './service-account.js'
-
-export { SERVICE_ACCOUNT_DIR }
 
 export type ClusterConnectOptions =
   /** One or more kubeconfig files, merged in order as kubectl does (KUBECONFIG=a:b). */
@@ -41,11 +40,11 @@ export function connectCluster (opts: ClusterConnectOptions): ClusterConnection 
     description = 'kubeconfig (in memory)'
   } else if ('kubeconfigFiles' in opts) {
     const [first, ...rest] = opts.kubeconfigFiles
-    if (first === undefined) throw new Error('no kubeconfig file given')
-    kc.loadFromFile(first)
+    if (first === undefined) throw new ERR_CONFIG_KUBECONFIG('(none)', 'no kubeconfig file given')
+    loadFile(kc, first)
     for (const file of rest) {
       const more = new KubeConfig()
-      more.loadFromFile(file)
+      loadFile(more, file)
       // kubectl's merge rule: the first file that sets a value wins.
       kc.mergeConfig(more, true)
     }
@@ -66,7 +65,7 @@ export function connectCluster (opts: ClusterConnectOptions): ClusterConnection 
     description = `in-cluster ${server}`
   }
   const cluster = kc.getCurrentCluster()
-  if (cluster === null) throw new Error(`kubeconfig has no cluster for context "${kc.getCurrentContext()}"`)
+  if (cluster === null) throw new ERR_CONFIG_KUBECONFIG(description, `no cluster for context "${kc.getCurrentContext()}"`)
   return {
     description,
     server: cluster.server,
@@ -74,5 +73,17 @@ export function connectCluster (opts: ClusterConnectOptions): ClusterConnection 
     coordination: kc.makeApiClient(CoordinationV1Api),
     admissionRegistration: kc.makeApiClient(AdmissionregistrationV1Api),
     watch: new Watch(kc),
+  }
+}
+
+/**
+ * A kubeconfig holds credentials (tokens, client keys), and the YAML parser's message quotes the
+ * lines around a syntax error: only its first line (what is wrong, and where) is kept.
+ */
+function loadFile (kc: KubeConfig, file: string): void {
+  try {
+    kc.loadFromFile(file)
+  } catch (err) {
+    throw new ERR_CONFIG_KUBECONFIG(file, String((err as Error).message).split('\n')[0])
   }
 }

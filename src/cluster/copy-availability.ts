@@ -6,7 +6,9 @@
 //    on CREATE in enforce mode and not a dry run, it is created synchronously, so the first pod
 //    does not race the reconciler. A 409 means someone else made it meanwhile: re-read to see
 //    whose it is. Other failures still inject the secret, with a warning: the kubelet retries
-//    the pull, and the reconciler creates the copy once the API server answers.
+//    the pull, and the reconciler creates the copy once the API server answers. Reviews that
+//    need the same copy at the same time (a Deployment scaled up in a new namespace) share one
+//    create, bounded by its own timeout rather than by the deadline of whichever review came first.
 import type { Logger } from 'pino'
 import type { AvailabilityRequest, AvailabilityResult, SecretAvailability } from '../mutate/inject-secrets.js'
 import type { ClusterConnection } from './connection.js'
@@ -27,13 +29,17 @@ export interface CopyAvailabilityOptions {
 /** How long a copy created here is trusted before the informer has caught up with it. */
 const RECENT_MS = 60_000
 
-export function conflictWarning (name: string, namespace: string): string {
+type CreateOutcome = { readonly kind: 'ok' | 'conflict' } | { readonly kind: 'failed'; readonly error: string }
+
+function conflictWarning (name: string, namespace: string): string {
   // Kept short: admission warnings are cut at 120 characters.
   return `pullpin: ${name} not added: Secret ${namespace}/${name} is not managed by pullpin`
 }
 
 export class CopyAvailability implements SecretAvailability {
   private readonly recent = new Map<string, { secret: SecretLike; at: number }>()
+  /** Creates in flight, by namespace/name. */
+  private readonly creating = new Map<string, Promise<CreateOutcome>>()
 
   constructor (private readonly opts: CopyAvailabilityOptions) {}
 
@@ -55,7 +61,13 @@ export class CopyAvailability implements SecretAvailability {
         warnings.push(`pullpin: ${name} not copied to ${req.namespace}: source ${source.source} ${source.kind === 'missing' ? 'not found' : 'is not a dockerconfigjson'}`)
         continue
       }
-      pending.push(this.create(name, req.namespace, desiredCopy(name, req.namespace, source), req.signal).then((outcome) => {
+      const key = `${req.namespace}/${name}`
+      let creation = this.creating.get(key)
+      if (creation === undefined) {
+        creation = this.create(name, req.namespace, desiredCopy(name, req.namespace, source)).finally(() => this.creating.delete(key))
+        this.creating.set(key, creation)
+      }
+      pending.push(creation.then((outcome) => {
         if (outcome.kind === 'conflict') this.refuse(refused, name, req.namespace)
         else if (outcome.kind === 'failed') warnings.push(`pullpin: copy of ${name} not created in ${req.namespace} yet: ${outcome.error}`)
       }))
@@ -84,9 +96,10 @@ export class CopyAvailability implements SecretAvailability {
     this.recent.set(key, { secret, at: now })
   }
 
-  private async create (name: string, namespace: string, body: SecretLike, parent: AbortSignal): Promise<{ kind: 'ok' | 'conflict' } | { kind: 'failed'; error: string }> {
+  /** Never rejects. */
+  private async create (name: string, namespace: string, body: SecretLike): Promise<CreateOutcome> {
     const { core } = this.opts.connection
-    const signal = timeoutSignal(this.opts.createTimeoutMs ?? 3000, parent)
+    const signal = timeoutSignal(this.opts.createTimeoutMs ?? 3000)
     try {
       const created = await core.createNamespacedSecret({ namespace, body }, callOptions({ signal }))
       this.remember(`${namespace}/${name}`, created as SecretLike)

@@ -7,7 +7,10 @@
 //  - 410 Gone (in-band ERROR event or HTTP status) means the history is compacted: relist
 //    ("Efficient detection of changes", Kubernetes API concepts);
 //  - any other failure (connection refused, 5xx, 403) is retried with jittered exponential
-//    backoff, forever, keeping the last known objects: admission keeps working from them.
+//    backoff, forever, keeping the last known objects: admission keeps working from them;
+//  - a relist after 410 backs off too (client-go's reflector waits between every ListAndWatch):
+//    a watch cache behind the list answers 410 again at once, and must not make a tight loop.
+//    The backoff starts over only once a watch has worked (delivered an event or lasted).
 // Handlers see add/update/delete with the old object, and a resync after every relist.
 import type { Logger } from 'pino'
 import type { Watch } from '@kubernetes/client-node'
@@ -31,7 +34,6 @@ export interface ObjectList<T> {
 
 export interface ListParams {
   fieldSelector?: string
-  labelSelector?: string
   limit: number
   _continue?: string
   signal: AbortSignal
@@ -50,7 +52,6 @@ export interface InformerOptions<T extends KubeObject> {
   readonly list: (params: ListParams) => Promise<ObjectList<T>>
   readonly watch: Watch
   readonly fieldSelector?: string
-  readonly labelSelector?: string
   /** Applied to every object before it is stored (drop what must not be kept in memory). */
   readonly transform?: (obj: T) => T
   readonly logger: Logger
@@ -62,25 +63,16 @@ export interface InformerOptions<T extends KubeObject> {
   readonly onRestart?: (reason: 'expired' | 'error') => void
 }
 
-export interface InformerStatus {
-  /** A full list has succeeded at least once: the cache is a usable last known state. */
-  readonly synced: boolean
-  /** A watch stream is open right now. */
-  readonly watching: boolean
-  readonly lastError?: string
-}
-
 const keyOf = (o: KubeObject): string => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`
 
 export class Informer<T extends KubeObject> {
   private store = new Map<string, T>()
   private rv = ''
   private synced = false
-  private watching = false
+  /** The last failure, while failing: the first one is logged at warn, the rest at debug. */
   private lastError: string | undefined
-  private stopped = true
+  /** Aborted by stop(): ends the loop, the list in progress, the backoff sleep and the watch. */
   private readonly abort = new AbortController()
-  private controller: AbortController | undefined
   private loop: Promise<void> | undefined
   private readonly handlers: Array<(e: InformerEvent<T>) => void> = []
   private readonly resyncHandlers: Array<() => void> = []
@@ -103,17 +95,16 @@ export class Informer<T extends KubeObject> {
     return namespace === undefined ? all : all.filter(o => o.metadata?.namespace === namespace)
   }
 
-  status (): InformerStatus {
-    return { synced: this.synced, watching: this.watching, ...(this.lastError !== undefined ? { lastError: this.lastError } : {}) }
-  }
-
+  /** A full list has succeeded at least once: the cache is a usable last known state. */
   get hasSynced (): boolean { return this.synced }
 
+  /** Starts the list+watch loop; an informer runs once (a stopped one does not start again). */
   start (): void {
-    if (!this.stopped || this.abort.signal.aborted) return
-    this.stopped = false
+    if (this.loop !== undefined || this.stopped) return
     this.loop = this.run()
   }
+
+  private get stopped (): boolean { return this.abort.signal.aborted }
 
   /** Resolves once the first list is in the store. */
   waitForSync (): Promise<void> {
@@ -122,11 +113,7 @@ export class Informer<T extends KubeObject> {
   }
 
   async stop (): Promise<void> {
-    this.stopped = true
     this.abort.abort()
-    this.controller?.abort()
-    this.controller = undefined
-    this.watching = false
     await this.loop
   }
 
@@ -138,20 +125,16 @@ export class Informer<T extends KubeObject> {
         const outcome = await this.watchOnce()
         if (outcome === 'expired') {
           this.opts.logger.info({ informer: this.name }, 'watch expired (410 Gone): relisting')
-          this.opts.onRestart?.('expired')
-          this.rv = ''
+          await this.expired()
           continue
         }
-        if (outcome === 'closed') { this.backoff.reset(); continue }
-        // A stream that ended at once without an event: treat like a failure, or a server that
-        // closes every watch immediately would be hammered in a tight loop.
-        await sleep(this.backoff.next(), this.abort.signal)
+        // A stream that ended at once without an event is treated like a failure, or a server
+        // that closes every watch immediately would be hammered in a tight loop.
+        if (outcome === 'short') await sleep(this.backoff.next(), this.abort.signal)
       } catch (err) {
-        this.watching = false
         if (this.stopped) break
         if (isGone(err)) {
-          this.opts.onRestart?.('expired')
-          this.rv = ''
+          await this.expired()
           continue
         }
         // warn on the change from working to failing; debug while it keeps failing.
@@ -165,6 +148,13 @@ export class Informer<T extends KubeObject> {
     }
   }
 
+  /** History compacted (410 Gone): relist, after the backoff (see the top of this file). */
+  private async expired (): Promise<void> {
+    this.opts.onRestart?.('expired')
+    this.rv = ''
+    await sleep(this.backoff.next(), this.abort.signal)
+  }
+
   private async relist (): Promise<void> {
     const items: T[] = []
     let cont: string | undefined
@@ -175,7 +165,6 @@ export class Informer<T extends KubeObject> {
         signal: this.abort.signal,
         ...(cont !== undefined ? { _continue: cont } : {}),
         ...(this.opts.fieldSelector !== undefined ? { fieldSelector: this.opts.fieldSelector } : {}),
-        ...(this.opts.labelSelector !== undefined ? { labelSelector: this.opts.labelSelector } : {}),
       })
       for (const item of page.items) items.push(this.prepare(item))
       cont = page.metadata?._continue !== undefined && page.metadata._continue !== '' ? page.metadata._continue : undefined
@@ -192,9 +181,9 @@ export class Informer<T extends KubeObject> {
       else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit({ type: 'update', object: obj, old })
     }
     this.rv = rv
+    // The server answers again: the next failure is logged at warn. (The backoff is not reset
+    // here but by a watch that works: a list alone does not prove the next 410 is not coming.)
     this.lastError = undefined
-    // The server answers again: the next failure starts from a short delay (and is logged at warn).
-    this.backoff.reset()
     if (!this.synced) {
       this.synced = true
       for (const w of this.syncWaiters) w()
@@ -203,6 +192,13 @@ export class Informer<T extends KubeObject> {
     for (const h of this.resyncHandlers) this.safely(h)
   }
 
+  /**
+   * One watch request, from this.rv. 'closed': the server ended a stream that worked (it had
+   * events or lasted a second); 'short': it ended at once with nothing; 'expired': 410 Gone.
+   * Rejects on any other failure. Settles as soon as stop() is called: client-node's Watch hands
+   * out its AbortController only once the response headers came, so a request the API server
+   * does not answer is abandoned here (and aborted if it ever gets an answer).
+   */
   private watchOnce (): Promise<'closed' | 'expired' | 'short'> {
     return new Promise((resolve, reject) => {
       let expired = false
@@ -217,7 +213,6 @@ export class Informer<T extends KubeObject> {
         timeoutSeconds: Math.round(base * (1 + Math.random())),
       }
       if (this.opts.fieldSelector !== undefined) params.fieldSelector = this.opts.fieldSelector
-      if (this.opts.labelSelector !== undefined) params.labelSelector = this.opts.labelSelector
       const onEvent = (type: string, obj: any): void => {
         if (finished || this.stopped) return
         if (type === 'ERROR') {
@@ -226,7 +221,8 @@ export class Informer<T extends KubeObject> {
           else streamError = Object.assign(new Error(`watch error event: ${status?.message ?? 'unknown'}`), { statusCode: status?.code ?? 500 })
           return
         }
-        events++
+        // The watch works: the next failure starts from a short delay again.
+        if (events++ === 0) this.backoff.reset()
         const rv = (obj as KubeObject | undefined)?.metadata?.resourceVersion
         if (type === 'BOOKMARK') { if (rv !== undefined && rv !== '') this.rv = rv; return }
         if (type === 'ADDED' || type === 'MODIFIED') this.upsert(obj as T)
@@ -234,22 +230,28 @@ export class Informer<T extends KubeObject> {
         else return
         if (rv !== undefined && rv !== '') this.rv = rv
       }
+      let controller: AbortController | undefined
+      const onStop = (): void => { controller?.abort(); onDone(null) }
       const onDone = (err: unknown): void => {
         if (finished) return
         finished = true
-        this.watching = false
-        this.controller = undefined
+        this.abort.signal.removeEventListener('abort', onStop)
         if (this.stopped) { resolve('closed'); return }
         if (expired) { resolve('expired'); return }
         if (err !== null && err !== undefined) { reject(err); return }
         if (streamError !== undefined) { reject(streamError); return }
-        resolve(events > 0 || Date.now() - started >= 1000 ? 'closed' : 'short')
+        if (events > 0 || Date.now() - started >= 1000) {
+          this.backoff.reset()
+          resolve('closed')
+        } else {
+          resolve('short')
+        }
       }
-      this.opts.watch.watch(this.opts.path, params, onEvent, onDone).then((controller) => {
-        if (finished) return
-        if (this.stopped) { controller.abort(); return }
-        this.controller = controller
-        this.watching = true
+      this.abort.signal.addEventListener('abort', onStop, { once: true })
+      this.opts.watch.watch(this.opts.path, params, onEvent, onDone).then((c) => {
+        // Answered after stop() (or after it already failed): close it at once.
+        if (finished) { c.abort(); return }
+        controller = c
         this.lastError = undefined
       }, onDone)
     })

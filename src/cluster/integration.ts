@@ -17,7 +17,7 @@ import type { ClusterConnection } from './connection.js'
 import { isPlaceholder } from './copy-plan.js'
 import { CopyAvailability } from './copy-availability.js'
 import type { Informer } from './informer.js'
-import { dockerConfigSecretsInformer, namespaceInformer, serviceAccountsNamedInformer, webhookConfigurationInformer, type InformerSettings } from './informers.js'
+import { dockerConfigSecretsInformer, namespaceInformer, serviceAccountsNamedInformer, webhookConfigurationInformer, type InformerSettings } from './resource-informers.js'
 import { LeaderElector } from './leader-election.js'
 import { noClusterMetrics, type ClusterMetrics } from './metrics.js'
 import { clusterNamespaceDirectory } from './namespace-directory.js'
@@ -115,9 +115,10 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
     logger,
     metrics,
   })
+  // Active only while this replica leads: add() is a no-op otherwise.
   const work = new WorkQueue({ process: (key, signal) => reconciler.reconcile(key, signal), logger })
-  const queue = { add: (key: string): void => { if (key !== '') work.add(key) }, start: () => work.start(), stop: () => work.stop(), idle: () => work.idle() }
-  const enqueueAll = (): void => { for (const k of reconciler.allKeys()) queue.add(k) }
+  const enqueue = (key: string | undefined): void => { if (key !== undefined && key !== '') work.add(key) }
+  const enqueueAll = (): void => { for (const k of reconciler.allKeys()) work.add(k) }
   const syncAll = (): Promise<void> => Promise.all(informers.map(i => i.waitForSync())).then(() => {})
 
   const elector: LeaderElector = new LeaderElector({
@@ -129,27 +130,28 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
     logger,
     onStartedLeading: () => {
       metrics.leader(true)
-      queue.start()
+      work.start()
       // Decisions need the whole picture: reconcile once every informer has listed.
-      void syncAll().then(() => {
+      syncAll().then(() => {
         if (!elector.isLeader()) return
         reconciler.reportSources()
         enqueueAll()
-        queue.add(RETIRED_KEY)
-      })
+        work.add(RETIRED_KEY)
+      }).catch((err: unknown) => logger.error({ err }, 'could not start reconciling'))
     },
     onStoppedLeading: () => {
       metrics.leader(false)
-      void queue.stop()
+      // Aborts the key in progress; never rejects.
+      void work.stop()
     },
   })
 
-  // Informer events → work for the leader (queue.add is a no-op while not leading).
-  namespaces.on(e => queue.add(e.object.metadata?.name ?? ''))
-  for (const i of state.copyInformers()) i.on(e => queue.add(e.object.metadata?.namespace ?? ''))
-  for (const i of serviceAccounts.values()) i.on(e => queue.add(e.object.metadata?.namespace ?? ''))
-  placeholders?.on(e => { if (isPlaceholder(e.object)) queue.add(e.object.metadata?.namespace ?? '') })
-  webhookInformer?.on(() => queue.add(WEBHOOK_KEY))
+  // Informer events → work for the leader.
+  namespaces.on(e => enqueue(e.object.metadata?.name))
+  for (const i of state.copyInformers()) i.on(e => enqueue(e.object.metadata?.namespace))
+  for (const i of serviceAccounts.values()) i.on(e => enqueue(e.object.metadata?.namespace))
+  placeholders?.on(e => { if (isPlaceholder(e.object)) enqueue(e.object.metadata?.namespace) })
+  webhookInformer?.on(() => work.add(WEBHOOK_KEY))
   for (const i of state.sourceInformers()) {
     const changed = (): void => {
       feedCredentials()
@@ -207,9 +209,10 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
     setCaBundle (pem) {
       if (pem === caBundle) return
       caBundle = pem
-      queue.add(WEBHOOK_KEY)
+      work.add(WEBHOOK_KEY)
     },
     start () {
+      if (resync !== undefined) return
       for (const i of informers) i.start()
       elector.start()
       metrics.leader(false)
@@ -218,11 +221,11 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
       logger.info({ server: connection.description, identity, informers: informers.map(i => i.name) }, 'cluster integration started')
     },
     waitForSync: syncAll,
-    idle: () => queue.idle(),
+    idle: () => work.idle(),
     async stop () {
       clearInterval(resync)
       await elector.stop()
-      await queue.stop()
+      await work.stop()
       await Promise.all(informers.map(i => i.stop()))
     },
   }

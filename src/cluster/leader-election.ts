@@ -5,9 +5,9 @@
 // one wins; the leader steps down when it could not renew within renewDeadline, which is shorter
 // than leaseDuration, so the old leader has stopped before anyone else may start. Every replica
 // keeps serving admission whatever happens here.
-import { setTimeout as delay } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node'
+import { sleep } from './backoff.js'
 import { callOptions, describeError, isConflict, isNotFound, microTime, timeoutSignal } from './kube-api.js'
 
 export interface LeaderElectionOptions {
@@ -28,8 +28,8 @@ interface Observed { readonly key: string; readonly at: number }
 
 export class LeaderElector {
   private leading = false
-  private stopped = true
   private loop: Promise<void> | undefined
+  /** Aborted by stop(): ends the loop, the request in progress and the wait between attempts. */
   private readonly abort = new AbortController()
   private observed: Observed | undefined
   private lastRenew = 0
@@ -42,19 +42,19 @@ export class LeaderElector {
     this.now = opts.now ?? Date.now
   }
 
-  get identity (): string { return this.opts.identity }
   isLeader (): boolean { return this.leading }
 
+  /** Starts campaigning; an elector runs once (a stopped one does not start again). */
   start (): void {
-    if (!this.stopped || this.abort.signal.aborted) return
-    this.stopped = false
+    if (this.loop !== undefined || this.stopped) return
     this.loop = this.run()
   }
 
+  private get stopped (): boolean { return this.abort.signal.aborted }
+
   /** Stop; a leader releases the Lease (holder cleared) so another replica takes over at once. */
   async stop (): Promise<void> {
-    if (this.stopped) return
-    this.stopped = true
+    if (this.stopped || this.loop === undefined) { this.abort.abort(); return }
     this.abort.abort()
     await this.loop
     this.stepDown('stopping')
@@ -87,11 +87,7 @@ export class LeaderElector {
       }
       // Jitter the candidates' polling (client-go: JitterFactor 1.2) so they do not collide forever.
       const wait = this.leading ? this.opts.retryPeriodMs : this.opts.retryPeriodMs * (1 + Math.random() * 0.2)
-      try {
-        await delay(wait, undefined, { signal: this.abort.signal })
-      } catch {
-        break
-      }
+      if (!await sleep(wait, this.abort.signal)) break
       if (this.leading && this.now() - this.lastRenew >= this.opts.renewDeadlineMs) {
         // A long event-loop stall or a hung request: do not keep acting on an expired belief.
         this.stepDown('renewDeadline passed')

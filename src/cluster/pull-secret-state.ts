@@ -6,14 +6,10 @@ import type { PullSecretRule } from '../policy/config.js'
 import type { DockerConfigSource } from '../registry/keyring.js'
 import type { ClusterConnection } from './connection.js'
 import type { Informer } from './informer.js'
-import { secretInformer, secretsNamedInformer, type InformerSettings } from './informers.js'
+import { secretInformer, secretsNamedInformer, type InformerSettings } from './resource-informers.js'
 import { isManagedByPullpin, isSourceItself, sourceKey, sourceState, type SecretLike, type SourceRef, type SourceState } from './copy-plan.js'
 
 export interface ManagedRule { readonly name: string; readonly source: SourceRef }
-
-export function managedRules (rules: readonly PullSecretRule[]): ManagedRule[] {
-  return rules.flatMap(r => r.source !== undefined ? [{ name: r.name, source: r.source }] : [])
-}
 
 export class PullSecretState {
   readonly rules: readonly ManagedRule[]
@@ -21,7 +17,8 @@ export class PullSecretState {
   private readonly copies = new Map<string, Informer<V1Secret>>()
 
   constructor (conn: ClusterConnection, rules: readonly PullSecretRule[], settings: InformerSettings) {
-    this.rules = managedRules(rules)
+    // Only entries with a source are pullpin's to copy; the others are injected as they are.
+    this.rules = rules.flatMap(r => r.source !== undefined ? [{ name: r.name, source: r.source }] : [])
     for (const rule of this.rules) {
       const key = sourceKey(rule.source)
       if (!this.sources.has(key)) this.sources.set(key, secretInformer(conn, rule.source.namespace, rule.source.name, settings))

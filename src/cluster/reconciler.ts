@@ -51,7 +51,8 @@ export interface ReconcilerOptions {
 class NotLeader extends Error {}
 
 export class Reconciler {
-  private readonly reportedConflicts = new Set<string>()
+  /** namespace/name → resourceVersion of the foreign Secret last reported: each version is logged once. */
+  private readonly reportedConflicts = new Map<string, string>()
   private readonly reportedSources = new Map<string, string>()
 
   constructor (private readonly opts: ReconcilerOptions) {}
@@ -93,23 +94,33 @@ export class Reconciler {
     const { state, connection: { core }, logger, metrics } = this.opts
     const ns = this.opts.namespaces.get(namespace)
     // Deleted: its Secrets went with it. Terminating: the API server refuses new objects in it.
-    if (ns === undefined || ns.status?.phase === 'Terminating') return
+    if (ns === undefined || ns.status?.phase === 'Terminating') {
+      for (const rule of state.rules) this.reportedConflicts.delete(`${namespace}/${rule.name}`)
+      return
+    }
     const decision = this.opts.policy.decide(namespace, ns.metadata?.labels ?? {})
     const enforce = decision.mode === 'enforce'
     const refused = new Set<string>()
+    // Deletes are decided on the namespace as it is now. The namespace watch and the Secret
+    // watches are separate streams: the copy another replica made for the first pod of a freshly
+    // labelled namespace can reach this leader before the label does. One GET, only when deleting.
+    let current: Promise<boolean> | undefined
+    const stillOptedIn = (): Promise<boolean> => (current ??= this.optedInNow(namespace, signal))
 
     for (const rule of state.rules) {
       const existing = state.existing(rule.name, namespace)
       const action = planCopy({ name: rule.name, namespace, sourceRef: rule.source, source: state.sourceState(rule), wanted: enforce, existing })
       const log = logger.child({ namespace, secret: rule.name })
+      const conflictKey = `${namespace}/${rule.name}`
+      if (action.kind !== 'conflict') this.reportedConflicts.delete(conflictKey)
       switch (action.kind) {
         case 'none':
           break
         case 'conflict': {
           refused.add(rule.name)
-          const key = `${namespace}/${rule.name}@${action.existing.metadata?.resourceVersion ?? ''}`
-          if (!this.reportedConflicts.has(key)) {
-            this.reportedConflicts.add(key)
+          const version = action.existing.metadata?.resourceVersion ?? ''
+          if (this.reportedConflicts.get(conflictKey) !== version) {
+            this.reportedConflicts.set(conflictKey, version)
             log.warn('a Secret not managed by pullpin holds the name of a pull-secret copy: left untouched, not injected in this namespace')
           }
           break
@@ -132,6 +143,7 @@ export class Reconciler {
           log.info({ reason: action.reason }, action.reason === 'rotated' ? 'pull-secret copy updated: source rotated' : 'pull-secret copy repaired')
           break
         case 'delete':
+          if (await stillOptedIn()) break
           this.guard()
           try {
             await core.deleteNamespacedSecret({ name: rule.name, namespace, body: { preconditions: { ...(action.uid !== undefined ? { uid: action.uid } : {}), ...(action.resourceVersion !== undefined ? { resourceVersion: action.resourceVersion } : {}) } } }, callOptions({ signal }))
@@ -175,6 +187,19 @@ export class Reconciler {
         metrics.write('placeholder', 'updated', 'reconcile')
         logger.info({ namespace, secret: secret.metadata?.name, sources: merged.sources }, 'Carvel placeholder secret filled')
       }
+    }
+  }
+
+  /** Read the namespace from the API server: opted in (enforce) right now? A deleted one is not. */
+  private async optedInNow (namespace: string, signal: AbortSignal): Promise<boolean> {
+    try {
+      const ns = await this.opts.connection.core.readNamespace({ name: namespace }, callOptions({ signal }))
+      const optedIn = this.opts.policy.decide(namespace, ns.metadata?.labels ?? {}).mode === 'enforce'
+      if (optedIn) this.opts.logger.debug({ namespace }, 'namespace opted in after all (the cache is behind): copies kept')
+      return optedIn
+    } catch (err) {
+      if (isNotFound(err)) return false
+      throw err
     }
   }
 

@@ -10,8 +10,7 @@
 // steps: first the next CA is added to the bundle (the leader patches caBundle), and only at a
 // later serving renewal does it start signing; the old CA stays in the bundle until it expires.
 import { X509Certificate, createPrivateKey } from 'node:crypto'
-import { generate } from 'selfsigned'
-import { issueServing, isUsable, type SelfSignedOptions } from '../certs/self-signed.js'
+import { issueCa as issueSelfSignedCa, issueServing, isUsable, type CaMaterial, type SelfSignedOptions } from '../certs/self-signed.js'
 import type { TlsMaterial } from '../certs/certificate-source.js'
 
 const DAY = 86_400_000
@@ -45,20 +44,8 @@ export function toMaterial (d: TlsSecretData): TlsMaterial {
   return { cert: d['tls.crt'], key: d['tls.key'], ca: d['ca.crt'] }
 }
 
-async function issueCa (now: Date, days: number): Promise<{ cert: string; key: string }> {
-  const ca = await generate([{ name: 'commonName', value: `pullpin webhook CA ${now.toISOString().slice(0, 10)}` }], {
-    keyType: 'ec',
-    curve: 'P-256',
-    algorithm: 'sha256',
-    notBeforeDate: new Date(now.getTime() - 5 * 60_000),
-    notAfterDate: new Date(now.getTime() + days * DAY),
-    extensions: [
-      { name: 'basicConstraints', cA: true, critical: true },
-      { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
-    ],
-  })
-  return { cert: ca.cert, key: ca.private }
-}
+// Dated names tell the CAs of a bundle apart while one replaces the other.
+const issueCa = (now: Date, days: number): Promise<CaMaterial> => issueSelfSignedCa(`pullpin webhook CA ${now.toISOString().slice(0, 10)}`, now, days)
 
 interface Parsed {
   bundle: Array<{ pem: string; x509: X509Certificate }>
@@ -138,10 +125,10 @@ export async function planTls (current: TlsSecretData | undefined, opts: TlsPlan
   return same ? undefined : { data, reason: reasons.join(', ') || 'CA bundle pruned' }
 }
 
-/** When the serving certificate must next be looked at (its renewal point). */
-export function renewalDue (d: TlsSecretData, renewBeforeDays: number): number | undefined {
+/** When the serving certificate `cert` (PEM) must next be looked at (its renewal point). */
+export function renewalDue (cert: string, renewBeforeDays: number): number | undefined {
   try {
-    return endOf(new X509Certificate(d['tls.crt'])) - renewBeforeDays * DAY
+    return endOf(new X509Certificate(cert)) - renewBeforeDays * DAY
   } catch {
     return undefined
   }

@@ -10,7 +10,7 @@ import type { CertificateSource, TlsMaterial } from '../certs/certificate-source
 import type { ClusterConnection } from './connection.js'
 import { sleep } from './backoff.js'
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from './copy-plan.js'
-import { secretInformer, type InformerSettings } from './informers.js'
+import { secretInformer, type InformerSettings } from './resource-informers.js'
 import type { Informer } from './informer.js'
 import { callOptions, describeError, isConflict, isNotFound, timeoutSignal } from './kube-api.js'
 import { planTls, renewalDue, toMaterial, type TlsSecretData } from './tls-rotation.js'
@@ -88,7 +88,7 @@ export class SecretCertificateSource implements CertificateSource {
       if (this.last !== undefined && material.cert === this.last.cert && material.key === this.last.key && material.ca === this.last.ca) return
       this.last = material
       onChange(material)
-      schedule(data)
+      schedule(material.cert)
     }
     const check = (): void => { this.renewIfDue().catch((err: unknown) => onError(new Error(`TLS renewal failed: ${describeError(err)}`))) }
     informer.on((e) => {
@@ -96,8 +96,8 @@ export class SecretCertificateSource implements CertificateSource {
       else deliver(e.object)
     })
     let dueTimer: NodeJS.Timeout | undefined
-    const schedule = (data: TlsSecretData): void => {
-      const due = renewalDue(data, this.opts.renewBeforeDays)
+    const schedule = (cert: string): void => {
+      const due = renewalDue(cert, this.opts.renewBeforeDays)
       if (due === undefined) return
       clearTimeout(dueTimer)
       // A little jitter so replicas do not all try in the same millisecond (one wins, the rest re-read).
@@ -107,7 +107,7 @@ export class SecretCertificateSource implements CertificateSource {
     }
     const interval = setInterval(check, this.opts.checkIntervalMs ?? 3_600_000)
     interval.unref()
-    if (this.last !== undefined) schedule({ 'tls.crt': this.last.cert, 'tls.key': this.last.key, 'ca.crt': this.last.ca ?? '', 'ca.key': '' })
+    if (this.last !== undefined) schedule(this.last.cert)
     informer.start()
     return () => {
       clearInterval(interval)

@@ -61,7 +61,8 @@ export class WorkQueue {
 
   private addAfter (key: string, ms: number): void {
     if (!this.active || this.timers.has(key)) return
-    this.timers.set(key, setTimeout(() => { this.timers.delete(key); this.add(key) }, ms))
+    // unref: a retry waiting on its timer never keeps a stopping process alive.
+    this.timers.set(key, setTimeout(() => { this.timers.delete(key); this.add(key) }, ms).unref())
   }
 
   private kick (): void {

@@ -1,12 +1,13 @@
-// The informers pullpin runs, one factory per kind. Secrets and ServiceAccounts are watched by
-// name (fieldSelector metadata.name=…), which lets RBAC restrict them with resourceNames: pullpin
-// never needs to read every Secret of the cluster (README "Cluster", RBAC).
+// The informers pullpin runs, one factory per kind of object (the list+watch machinery they share
+// is informer.ts). Secrets and ServiceAccounts are watched by name (fieldSelector
+// metadata.name=…), which lets RBAC restrict them with resourceNames: pullpin never needs to read
+// every Secret of the cluster (README "Cluster", RBAC).
 import type { Logger } from 'pino'
 import type { V1MutatingWebhookConfiguration, V1Namespace, V1Secret, V1ServiceAccount } from '@kubernetes/client-node'
 import type { BackoffOptions } from './backoff.js'
 import type { ClusterConnection } from './connection.js'
 import { callOptions } from './kube-api.js'
-import { Informer, type ListParams } from './informer.js'
+import { Informer } from './informer.js'
 import { isManagedByPullpin, isPlaceholder, type SecretLike } from './copy-plan.js'
 
 export interface InformerSettings {
@@ -15,13 +16,6 @@ export interface InformerSettings {
   readonly watchTimeoutSeconds?: number
   readonly onRestart?: (informer: string, reason: 'expired' | 'error') => void
 }
-
-const selectors = (p: ListParams): { fieldSelector?: string; labelSelector?: string; limit: number; _continue?: string } => ({
-  limit: p.limit,
-  ...(p.fieldSelector !== undefined ? { fieldSelector: p.fieldSelector } : {}),
-  ...(p.labelSelector !== undefined ? { labelSelector: p.labelSelector } : {}),
-  ...(p._continue !== undefined ? { _continue: p._continue } : {}),
-})
 
 function common (name: string, s: InformerSettings, conn: ClusterConnection) {
   return {
@@ -38,7 +32,7 @@ export function namespaceInformer (conn: ClusterConnection, s: InformerSettings)
   return new Informer<V1Namespace>({
     ...common('namespaces', s, conn),
     path: '/api/v1/namespaces',
-    list: (p) => conn.core.listNamespace(selectors(p), callOptions({ signal: p.signal })),
+    list: (p) => conn.core.listNamespace(p, callOptions({ signal: p.signal })),
     // Labels and phase are all pullpin reads; dropping the rest keeps thousands of namespaces cheap.
     transform: (ns) => ({ metadata: { name: ns.metadata?.name, resourceVersion: ns.metadata?.resourceVersion, labels: ns.metadata?.labels ?? {} }, ...(ns.status?.phase !== undefined ? { status: { phase: ns.status.phase } } : {}) }),
   })
@@ -59,7 +53,7 @@ export function secretsNamedInformer (conn: ClusterConnection, name: string, s: 
     ...common(`secrets name=${name}`, s, conn),
     path: '/api/v1/secrets',
     fieldSelector: `metadata.name=${name}`,
-    list: (p) => conn.core.listSecretForAllNamespaces(selectors(p), callOptions({ signal: p.signal })),
+    list: (p) => conn.core.listSecretForAllNamespaces(p, callOptions({ signal: p.signal })),
     transform: keepDataIf(isManagedByPullpin),
   })
 }
@@ -70,7 +64,7 @@ export function secretInformer (conn: ClusterConnection, namespace: string, name
     ...common(`secret ${namespace}/${name}`, s, conn),
     path: `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`,
     fieldSelector: `metadata.name=${name}`,
-    list: (p) => conn.core.listNamespacedSecret({ namespace, ...selectors(p) }, callOptions({ signal: p.signal })),
+    list: (p) => conn.core.listNamespacedSecret({ ...p, namespace }, callOptions({ signal: p.signal })),
   })
 }
 
@@ -80,7 +74,7 @@ export function dockerConfigSecretsInformer (conn: ClusterConnection, s: Informe
     ...common('secrets type=dockerconfigjson', s, conn),
     path: '/api/v1/secrets',
     fieldSelector: 'type=kubernetes.io/dockerconfigjson',
-    list: (p) => conn.core.listSecretForAllNamespaces(selectors(p), callOptions({ signal: p.signal })),
+    list: (p) => conn.core.listSecretForAllNamespaces(p, callOptions({ signal: p.signal })),
     transform: keepDataIf(isPlaceholder),
   })
 }
@@ -90,7 +84,7 @@ export function serviceAccountsNamedInformer (conn: ClusterConnection, name: str
     ...common(`serviceaccounts name=${name}`, s, conn),
     path: '/api/v1/serviceaccounts',
     fieldSelector: `metadata.name=${name}`,
-    list: (p) => conn.core.listServiceAccountForAllNamespaces(selectors(p), callOptions({ signal: p.signal })),
+    list: (p) => conn.core.listServiceAccountForAllNamespaces(p, callOptions({ signal: p.signal })),
   })
 }
 
@@ -99,6 +93,6 @@ export function webhookConfigurationInformer (conn: ClusterConnection, name: str
     ...common(`mutatingwebhookconfiguration ${name}`, s, conn),
     path: '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
     fieldSelector: `metadata.name=${name}`,
-    list: (p) => conn.admissionRegistration.listMutatingWebhookConfiguration(selectors(p), callOptions({ signal: p.signal })),
+    list: (p) => conn.admissionRegistration.listMutatingWebhookConfiguration(p, callOptions({ signal: p.signal })),
   })
 }
