@@ -19,20 +19,13 @@ import { parseConfig, type Config } from '../src/policy/config.js'
 import { createLogger } from '../src/server/logger.js'
 import { createMetrics, type Metrics } from '../src/server/metrics.js'
 import { CredentialStore } from '../src/registry/credential-store.js'
+import { until } from './support/until.js'
 
 // ---- harness (kept in this file: test/support belongs to others) ----
 
 const PASSWORD = 'hunter2-s3cr3t-pw'
 const ROTATED = 'rotated-Pa55-w0rd'
 
-async function until (what: string, cond: () => boolean, timeoutMs = 5000): Promise<number> {
-  const started = Date.now()
-  while (!cond()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
-  return Date.now() - started
-}
 
 function dockerConfig (registry: string, user: string, password: string): string {
   return Buffer.from(JSON.stringify({ auths: { [registry]: { auth: Buffer.from(`${user}:${password}`).toString('base64') } } })).toString('base64')

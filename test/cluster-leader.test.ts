@@ -9,14 +9,8 @@ import { LeaderElector } from '../src/cluster/leader-election.js'
 import { connectCluster, createClusterIntegration } from '../src/cluster/index.js'
 import { parseConfig } from '../src/policy/config.js'
 import { createLogger } from '../src/server/logger.js'
+import { until } from './support/until.js'
 
-async function until (what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const started = Date.now()
-  while (!cond()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 2))
-  }
-}
 
 const TIMING = { leaseDurationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100 }
 

@@ -17,14 +17,8 @@ import { createApp } from '../src/app.js'
 import { SelfSignedDirectorySource } from '../src/certs/self-signed.js'
 import { parseConfig } from '../src/policy/config.js'
 import { createLogger } from '../src/server/logger.js'
+import { until } from './support/until.js'
 
-async function until (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const started = Date.now()
-  while (!(await cond())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
-}
 
 const PASSWORD = 'outage-test-Pa55'
 const dockerConfig = Buffer.from(JSON.stringify({ auths: { 'ghcr.io': { auth: Buffer.from(`bot:${PASSWORD}`).toString('base64') } } })).toString('base64')

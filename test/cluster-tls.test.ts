@@ -20,16 +20,10 @@ import { issueSelfSigned } from '../src/certs/self-signed.js'
 import type { TlsMaterial } from '../src/certs/certificate-source.js'
 import { parseConfig } from '../src/policy/config.js'
 import { createLogger } from '../src/server/logger.js'
+import { until } from './support/until.js'
 
 const DAY = 86_400_000
 
-async function until (what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const started = Date.now()
-  while (!cond()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
-}
 
 const fingerprint = (pem: string): string => new X509Certificate(pem).fingerprint256
 

@@ -30,15 +30,8 @@ import { namespaceInformer, secretsNamedInformer } from '../src/cluster/resource
 import { createLogger } from '../src/server/logger.js'
 import { main as cliMain } from '../src/cli.js'
 import { parseConfig } from '../src/policy/config.js'
+import { until } from './support/until.js'
 
-async function until (what: string, cond: () => boolean, timeoutMs = 5000): Promise<number> {
-  const started = Date.now()
-  while (!cond()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 2))
-  }
-  return Date.now() - started
-}
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64')
 const DC = b64('{"auths":{"ghcr.io":{"auth":"Ym90OnB3"}}}')

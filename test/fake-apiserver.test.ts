@@ -18,6 +18,7 @@ import {
   type V1Secret,
 } from '@kubernetes/client-node'
 import { parseLabelSelector, startFakeApiServer, type FakeApiServer } from './support/fake-apiserver.js'
+import { until } from './support/until.js'
 
 interface Status { kind: string; code: number; reason: string; message: string; details?: Record<string, unknown> }
 
@@ -33,13 +34,6 @@ async function failure(p: Promise<unknown>): Promise<{ code: number; status: Sta
   throw new Error('expected the call to fail')
 }
 
-async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
 
 async function withServer(t: { teardown(fn: () => unknown): void }, opts?: Parameters<typeof startFakeApiServer>[0]): Promise<FakeApiServer> {
   const s = await startFakeApiServer(opts)
