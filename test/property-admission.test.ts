@@ -1,13 +1,26 @@
 // Property-based tests (fast-check): random pods and random AdmissionReviews never crash pullpin,
 // every answer is a valid AdmissionReview, every patch applies and gives the intended pod, a second
 // review of the result is empty, and nothing outside imagePullSecrets, images and pullpin's
-// annotations changes.
+// annotations changes — with secret injection alone, and with pinning through a warm cache of the
+// real registry (CREATE and UPDATE).
 import t from 'tap'
 import fc from 'fast-check'
 import { admissionReview, applyResponsePatch, podFromWorkload } from './support/pods.js'
 import { testHandler } from './support/handler.js'
+import { gitSha, startPinningEnv } from './support/pinning-env.js'
 import { parseImageReference } from '../src/reference/parse.js'
 import { isCodedError } from '../src/errors.js'
+import { createAdmissionHandler } from '../src/admission/handler.js'
+import { buildSteps } from '../src/app.js'
+import { createMutator } from '../src/mutate/mutator.js'
+import { createNamespacePolicy } from '../src/policy/namespace-mode.js'
+import { staticNamespaceLabels } from '../src/policy/static-namespaces.js'
+import { createLogger } from '../src/server/logger.js'
+import { createMetrics } from '../src/server/metrics.js'
+import { createPinningStack } from '../src/pinning.js'
+import { CredentialStore, readDockerConfigFiles } from '../src/registry/credential-store.js'
+import { LogCapture } from './support/pullpin.js'
+import type { Pod } from '../src/mutate/pod.js'
 
 const RUNS = 300
 const { handle } = testHandler()
@@ -118,4 +131,113 @@ t.test('random and malformed references: only the typed parse error is thrown', 
     }
   }), { numRuns: 5000 })
   t.pass('typed errors only')
+})
+
+t.test('random pods pinned through a warm cache of the real registry', async t => {
+  const env = await startPinningEnv()
+  t.teardown(() => env.stop())
+  const host = env.host
+  const webSha = gitSha('prop-web')
+  const apiSha = gitSha('prop-api')
+  const webDigest = await env.registry.push({ seed: 'prop-web' }, 'prop/web', ['latest', 'main', webSha, `sha-${webSha.slice(0, 7)}`])
+  await env.registry.push({ kind: 'index', seed: 'prop-api' }, 'prop/api', ['latest', apiSha])
+  await env.registry.push({ seed: 'prop-nosha' }, 'prop/nosha', ['latest'])
+  /** image as written → the image pullpin must pin it to (absent: left as written). */
+  const pins = new Map<string, string>([
+    [`${host}/prop/web:latest`, `${host}/prop/web:${webSha}`],
+    [`${host}/prop/web:main`, `${host}/prop/web:${webSha}`],
+    [`${host}/prop/web`, `${host}/prop/web:${webSha}`],
+    [`${host}/prop/api:latest`, `${host}/prop/api:${apiSha}`],
+  ])
+  const registryImages = [...pins.keys(), `${host}/prop/nosha:latest`, `${host}/prop/ghost:latest`, `${host}/prop/web:${webSha}`,
+    `${host}/prop/web:sha-${webSha.slice(0, 7)}`, `${host}/prop/web@${webDigest}`]
+
+  const config = env.config('  cache: { negativeTtlSeconds: 600, tagListMinIntervalSeconds: 600 }')
+  const credentials = new CredentialStore()
+  credentials.replace(await readDockerConfigFiles(config.pinning.credentials.dockerConfigFiles))
+  const stack = await createPinningStack({ config: config.pinning, credentials })
+  t.teardown(() => stack.close())
+  const metrics = createMetrics({ defaultMetrics: false })
+  const pinHandle = createAdmissionHandler({
+    policy: createNamespacePolicy(config, 'pullpin-system'),
+    namespaces: staticNamespaceLabels(config),
+    mutator: createMutator(buildSteps(config, stack, metrics)),
+    logger: createLogger({ level: 'debug', destination: new LogCapture() }),
+    metrics: metrics.admission,
+    failOpen: config.failOpen,
+    deadlineMs: 5000,
+  })
+  // Warm the cache: every registry image once (the missing tag is remembered as missing).
+  const warm = podFromWorkload('deployment-web', { namespace: 'team-a' })
+  warm.spec!.containers = registryImages.map((image, i) => ({ name: `w${i}`, image }))
+  const warmed = applyResponsePatch(warm, (await pinHandle(admissionReview(warm))).response)
+  t.same(warmed.spec.containers.map((c: any) => c.image), registryImages.map(i => pins.get(i) ?? i), 'the warm-up pins what it should')
+  const registryRequests = env.proxy.log.length
+
+  const pinImageArb = fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...registryImages) }, { weight: 1, arbitrary: imageArb })
+  const pinPodArb = podArb.chain(p => fc.record({
+    containers: fc.constant(p.containers).chain(cs => fc.tuple(...cs.map(c => pinImageArb.map(image => ({ ...c, image }))))),
+    init: fc.constant(p.init).chain(cs => fc.tuple(...cs.map(c => pinImageArb.map(image => ({ ...c, image }))))),
+    ephemeral: fc.constant(p.ephemeral),
+    secrets: fc.constant(p.secrets),
+    annotations: fc.constant(p.annotations),
+    namespace: fc.constantFrom('team-a', 'team-a', 'team-b', 'other'),
+  }))
+
+  let pinsSeen = 0
+  /** Checks one answer; returns the pod the API server would store. */
+  const check = (pod: Pod, review: any, out: any, enforce: boolean, pinnable: (field: string, name: string) => boolean): any => {
+    t.equal(out.apiVersion, 'admission.k8s.io/v1')
+    t.equal(out.response.uid, review.request.uid)
+    t.equal(out.response.allowed, true, 'pinning never denies here (onMissingImage: warn)')
+    for (const w of out.response.warnings ?? []) t.ok(w.length < 120, 'warning under 120 characters')
+    const result = applyResponsePatch(pod, out.response)
+    t.same(strip(result), strip(pod), 'nothing outside imagePullSecrets, images and pullpin annotations changed')
+    // Written by pullpin whenever it pins (a random pod may carry any value there otherwise).
+    const originals = (): Record<string, string> => JSON.parse(result.metadata?.annotations?.['pullpin.io/original-images'] ?? '{}')
+    for (const field of ['initContainers', 'containers', 'ephemeralContainers'] as const) {
+      const before = pod.spec![field] ?? []
+      const after: any[] = result.spec[field] ?? []
+      for (let i = 0; i < before.length; i++) {
+        const was = before[i]!.image!
+        const expected = enforce && pinnable(field, before[i]!.name) ? pins.get(was) ?? was : was
+        t.equal(after[i].image, expected, `${field}[${i}] ${was}`)
+        if (expected !== was) {
+          pinsSeen++
+          t.equal(originals()[before[i]!.name], was, 'the original image is recorded')
+        }
+      }
+    }
+    return result
+  }
+
+  await fc.assert(fc.asyncProperty(pinPodArb, fc.boolean(), async (p, dryRun) => {
+    const pod = buildPod(p)
+    const skipped = pod.metadata?.annotations?.['pullpin.io/skip'] === 'true'
+    const review = admissionReview(pod, { dryRun })
+    const out = await pinHandle(review)
+    const result = check(pod, review, out, p.namespace === 'team-a' && !skipped, () => true)
+    const again = await pinHandle(admissionReview(result, { dryRun }))
+    t.equal(again.response.patch, undefined, 'reinvocation: a second review changes nothing')
+  }), { numRuns: 200 })
+
+  // UPDATE: only images that changed against oldObject are pinned, and never any secret.
+  await fc.assert(fc.asyncProperty(pinPodArb, fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }), fc.array(pinImageArb, { minLength: 8, maxLength: 8 }), async (p, change, images) => {
+    const old = buildPod(p)
+    const skipped = old.metadata?.annotations?.['pullpin.io/skip'] === 'true'
+    const pod = structuredClone(old)
+    let k = 0
+    for (const c of [...(pod.spec!.initContainers ?? []), ...pod.spec!.containers!]) { if (change[k]) c.image = images[k]!; k++ }
+    const oldImage = (field: string, name: string): string | undefined => (old.spec![field as 'containers'] ?? []).find(c => c.name === name)?.image
+    const newImage = (field: string, name: string): string | undefined => (pod.spec![field as 'containers'] ?? []).find(c => c.name === name)?.image
+    const review = admissionReview(pod, { operation: 'UPDATE', oldObject: old })
+    const out = await pinHandle(review)
+    const result = check(pod, review, out, p.namespace === 'team-a' && !skipped, (field, name) => oldImage(field, name) !== newImage(field, name))
+    t.same(result.spec.imagePullSecrets, pod.spec!.imagePullSecrets, 'no secret on UPDATE')
+    const again = await pinHandle(admissionReview(result, { operation: 'UPDATE', oldObject: old }))
+    t.equal(again.response.patch, undefined, 'reinvocation of the UPDATE changes nothing')
+  }), { numRuns: 150 })
+
+  t.ok(pinsSeen > 20, `${pinsSeen} images pinned across the runs`)
+  t.equal(env.proxy.log.length, registryRequests, 'a warm cache: no registry request during the properties')
 })

@@ -76,6 +76,28 @@ export interface MutationResult {
 
 export type Mutator = (input: MutationInput) => Promise<MutationResult>
 
+/**
+ * A deep copy of a JSON value (the pod comes from a parsed request body: objects, arrays, strings,
+ * numbers, booleans, null). About 6× cheaper than structuredClone for a pod (0.8 vs 5.1 µs;
+ * BENCHMARKS.md), and the draft is copied on every review.
+ */
+export function cloneJson<T> (value: T): T {
+  if (value === null || typeof value !== 'object') return value
+  if (Array.isArray(value)) {
+    const out = new Array<unknown>(value.length)
+    for (let i = 0; i < value.length; i++) out[i] = cloneJson(value[i])
+    return out as T
+  }
+  const out: Record<string, unknown> = {}
+  for (const key of Object.keys(value)) {
+    const v = cloneJson((value as Record<string, unknown>)[key])
+    // JSON.parse makes "__proto__" an own property; an assignment would set the prototype instead.
+    if (key === '__proto__') Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true })
+    else out[key] = v
+  }
+  return out as T
+}
+
 export function createMutator (steps: readonly MutationStep[]): Mutator {
   return async function mutate (input) {
     const ctx: MutationContext = {
@@ -86,7 +108,7 @@ export function createMutator (steps: readonly MutationStep[]): Mutator {
       dryRun: input.dryRun,
       original: input.object,
       oldObject: input.oldObject,
-      pod: structuredClone(input.object),
+      pod: cloneJson(input.object),
       images: listImages(input.object),
       signal: input.signal,
       changes: [],

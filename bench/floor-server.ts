@@ -1,0 +1,34 @@
+// The floor: a bare Fastify HTTPS server that answers every POST /mutate with one constant
+// AdmissionReview response. Same Fastify version, certificate, TLS minimum, body limit and
+// keep-alive as pullpin's server (src/server/server.ts), no logger, no work: whatever pullpin
+// costs on top of this is admission work.
+//
+//   node --import tsx bench/floor-server.ts --port N --cert FILE --key FILE
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import Fastify from 'fastify'
+import { BODY_LIMIT_BYTES } from '../src/server/server.js'
+
+const { values } = parseArgs({ options: { port: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' } } })
+if (values.port === undefined || values.cert === undefined || values.key === undefined) {
+  throw new Error('usage: floor-server.ts --port N --cert FILE --key FILE')
+}
+
+const RESPONSE = {
+  apiVersion: 'admission.k8s.io/v1',
+  kind: 'AdmissionReview',
+  response: { uid: '705ab4f5-6393-11e8-b7cc-42010a800002', allowed: true },
+}
+
+const fastify = Fastify({
+  https: { cert: readFileSync(values.cert, 'utf8'), key: readFileSync(values.key, 'utf8'), minVersion: 'TLSv1.2' },
+  logger: false,
+  bodyLimit: BODY_LIMIT_BYTES,
+  forceCloseConnections: 'idle',
+  keepAliveTimeout: 65_000,
+})
+fastify.post('/mutate', async () => RESPONSE)
+fastify.get('/readyz', async () => ({ status: 'ok' }))
+
+await fastify.listen({ host: '127.0.0.1', port: Number(values.port) })
+process.once('SIGTERM', () => { void fastify.close().then(() => process.exit(0)) })

@@ -1,0 +1,105 @@
+// The admission hot path without HTTP: CPU time per review of the handler as src/app.ts builds it
+// (namespace policy → secret injection → pin step → JSON patch → log line → metrics), answering the
+// bench pod (bench/fixtures.ts) from a warm tag cache. The tag cache is filled by a synthetic
+// in-process RegistryReader (no network), since a warm cache does no I/O anyway. The log goes to
+// /dev/null through pino's own synchronous destination, so its serialization is measured and the
+// disk is not. This is the number `bench/profile.ts` findings are checked against.
+//
+//   node --import tsx bench/hot-path.ts [--steps all|secrets|none]
+//     → one JSON line: µs of CPU per review, best and median of 5 rounds. --steps leaves the pin
+//       step (secrets) or both steps (none) out, to see what each costs.
+import { createHash } from 'node:crypto'
+import { parseArgs } from 'node:util'
+import { pino } from 'pino'
+import { createAdmissionHandler } from '../src/admission/handler.js'
+import { createMutator } from '../src/mutate/mutator.js'
+import { createSecretInjectionStep } from '../src/mutate/inject-secrets.js'
+import { createPinningStep } from '../src/mutate/pin-images.js'
+import { parseConfig } from '../src/policy/config.js'
+import { createNamespacePolicy } from '../src/policy/namespace-mode.js'
+import { staticNamespaceLabels } from '../src/policy/static-namespaces.js'
+import { createLogger } from '../src/server/logger.js'
+import { createMetrics } from '../src/server/metrics.js'
+import { TagCache, type RegistryReader } from '../src/cache/tag-cache.js'
+import { OwnerPins } from '../src/cache/owner-pins.js'
+import { BENCH_REPOSITORIES, benchConfigYaml, benchReview } from './fixtures.js'
+import { gitSha, type PinningEnv } from '../test/support/pinning-env.js'
+
+const { values: args } = parseArgs({ options: { steps: { type: 'string', default: 'all' } } })
+const STEPS = args.steps as 'all' | 'secrets' | 'none'
+if (!['all', 'secrets', 'none'].includes(STEPS)) throw new Error('--steps must be all, secrets or none')
+const HOST = 'registry.bench.local:5000'
+const REVIEWS = 10_000
+const ROUNDS = 5
+
+const env = { host: HOST, dockerConfigFile: '/dev/null', registry: { caFile: '/dev/null' } } as unknown as PinningEnv
+const config = parseConfig(benchConfigYaml(env), 'hot-path bench')
+const digestOf = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`
+// Each repository's mutable tag and its SHA tag point at the same build, as CI pushes them.
+const reader: RegistryReader = {
+  async headManifest (ref) {
+    return { digest: digestOf(`${ref.repository}@${gitSha(`bench-${ref.repository}`)}`), mediaType: 'application/vnd.oci.image.manifest.v1+json' }
+  },
+  async listTags (ref) {
+    const sha = gitSha(`bench-${ref.repository}`)
+    return ['latest', 'main', sha, `sha-${sha.slice(0, 7)}`]
+  },
+}
+const c = config.pinning.cache
+const cache = new TagCache({
+  registry: reader,
+  shaTagPatterns: config.pinning.shaTagPatterns.map(p => new RegExp(p)),
+  ttlMs: 3_600_000,
+  staleWhileRevalidateMs: c.staleWhileRevalidateSeconds * 1000,
+  staleIfErrorMs: c.staleIfErrorSeconds * 1000,
+  negativeTtlMs: c.negativeTtlSeconds * 1000,
+  maxEntries: c.maxEntries,
+  maxRepositories: c.maxRepositories,
+  tagListMinIntervalMs: c.tagListMinIntervalSeconds * 1000,
+})
+const metrics = createMetrics()
+// The same steps src/app.ts buildSteps makes for this config.
+const handle = createAdmissionHandler({
+  policy: createNamespacePolicy(config, 'pullpin-system'),
+  namespaces: staticNamespaceLabels(config),
+  mutator: createMutator([
+    ...(STEPS === 'none' ? [] : [createSecretInjectionStep(config.pullSecrets)]),
+    ...(STEPS === 'all' ? [createPinningStep({ config: config.pinning, cache, ownerPins: new OwnerPins(c.ownerPins), metrics: metrics.pinning })] : []),
+  ]),
+  logger: createLogger({ destination: pino.destination({ dest: '/dev/null', sync: true }) }),
+  metrics: metrics.admission,
+  failOpen: config.failOpen,
+  deadlineMs: 9000,
+})
+
+async function measure (namespace: string): Promise<{ bestUs: number; medianUs: number; patched: boolean }> {
+  const text = benchReview(HOST, namespace)
+  const first = await handle(JSON.parse(text))
+  for (let i = 0; i < REVIEWS; i++) await handle(JSON.parse(text))
+  const rounds: number[] = []
+  for (let r = 0; r < ROUNDS; r++) {
+    const c0 = process.cpuUsage()
+    for (let i = 0; i < REVIEWS; i++) await handle(JSON.parse(text))
+    const used = process.cpuUsage(c0)
+    rounds.push((used.user + used.system) / REVIEWS)
+  }
+  rounds.sort((a, b) => a - b)
+  return { bestUs: rounds[0]!, medianUs: rounds[Math.floor(ROUNDS / 2)]!, patched: first.response.patch !== undefined }
+}
+
+// JSON.parse of the body is in every review (Fastify does it before the handler); measured apart.
+const body = benchReview(HOST, 'team-a')
+const p0 = process.cpuUsage()
+for (let i = 0; i < REVIEWS * 5; i++) JSON.parse(body)
+const parse = process.cpuUsage(p0)
+const enforce = await measure('team-a')
+const audit = await measure('team-b')
+if (enforce.patched !== (STEPS !== 'none') || audit.patched) throw new Error('hot-path bench: enforce must patch (with a step) and audit must not')
+process.stdout.write(JSON.stringify({
+  steps: STEPS,
+  images: BENCH_REPOSITORIES.length,
+  bodyBytes: body.length,
+  jsonParseUs: (parse.user + parse.system) / (REVIEWS * 5),
+  enforce,
+  audit,
+}) + '\n')
