@@ -240,3 +240,19 @@ t.test('token auth: the real registry verifies tokens from the test token server
   t.equal(result.spec!.containers![0]!.image, `${tokenEnv.host}/acme/tok:${sha}`)
   t.ok(tokenEnv.registry.tokenServer!.requests >= 1)
 })
+
+t.test('digest formats never write a digest the registry does not serve', async t => {
+  const digest = await env.registry.push({ seed: 'liar-1' }, 'acme/liar', ['latest'])
+  const p = await pullpin(t, '  format: digest')
+  const good = await review(p, podWith([`${env.host}/acme/liar:latest`]))
+  t.equal(good.result.spec!.containers![0]!.image, `${env.host}/acme/liar@${digest}`)
+  t.equal(env.proxy.count(`HEAD /v2/acme/liar/manifests/${digest}`), 1, 'the digest was checked once')
+  const q = await pullpin(t, '  format: digest')
+  env.proxy.fault = (r) => r.path.endsWith('/acme/liar/manifests/latest') ? { action: 'wrong-digest' } : undefined
+  t.teardown(() => { env.proxy.fault = undefined })
+  const lied = await review(q, podWith([`${env.host}/acme/liar:latest`]))
+  t.equal(lied.response.allowed, true)
+  t.equal(lied.result.spec!.containers![0]!.image, `${env.host}/acme/liar:latest`, 'left as written')
+  t.match(lied.response.warnings, [/acme\/liar:latest not pinned: registry sent a bad response$/])
+  t.match(q.logs.text, /which the registry does not serve/)
+})

@@ -1,7 +1,7 @@
 // A self-signed CA and a serving certificate it signs, kept in a directory and reused on the next
 // start while still valid for the wanted names. Used for `npm start` on a laptop and, through the
 // cluster module, as the source of the Secret shared by replicas.
-import { X509Certificate, createPrivateKey } from 'node:crypto'
+import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generate } from 'selfsigned'
@@ -21,9 +21,14 @@ const DAY = 86_400_000
 
 export interface CaMaterial { readonly cert: string; readonly key: string }
 
-/** A self-signed CA valid from 5 minutes before `now` (clock skew) for `days`. EC P-256: fast to make and to serve. */
+/**
+ * A self-signed CA valid from 5 minutes before `now` (clock skew) for `days`. EC P-256: fast to make
+ * and to serve. Each CA gets a unique subject: during a rotation the old and the new CA sit in one
+ * caBundle, and OpenSSL-based clients (curl, Node) pick the issuer by subject name, so two CAs with
+ * one name make the new certificate fail with "certificate signature failure".
+ */
 export async function issueCa (commonName: string, now: Date, days: number): Promise<CaMaterial> {
-  const ca = await generate([{ name: 'commonName', value: commonName }], {
+  const ca = await generate([{ name: 'commonName', value: `${commonName} ${randomBytes(6).toString('hex')}` }], {
     keyType: 'ec',
     curve: 'P-256',
     algorithm: 'sha256',

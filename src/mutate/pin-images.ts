@@ -9,7 +9,7 @@ import { compileRegistryGlob } from '../reference/host-glob.js'
 import { formatImageReference, parseImageReference, type ImageReference } from '../reference/parse.js'
 import type { TagCache, TagResolution } from '../cache/tag-cache.js'
 import type { OwnerPins } from '../cache/owner-pins.js'
-import { isCodedError } from '../errors.js'
+import { ERR_REGISTRY_BAD_RESPONSE, isCodedError } from '../errors.js'
 import type { MutationContext, MutationStep } from './mutator.js'
 import type { Container, ImageSite, Pod } from './pod.js'
 
@@ -58,16 +58,32 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       if (remembered !== undefined) return { kind: 'pin', to: remembered.to, verified: remembered.verified, source: 'owner' }
     }
     const hit = cache.peekTag(ref, tag)
-    if (hit !== undefined) {
+    if (hit !== undefined && (!pinsDigest || cache.peekTag(ref, hit.digest) !== undefined)) {
       const fromIndex = config.format === 'digest' ? [] : cache.peekShaTags(ref, hit.digest)
       if (fromIndex !== undefined) return pinFor(site, ref, hit, fromIndex, 'cache')
     }
     return lookup(site, ref, tag, deadline())
   }
 
+  // A digest written into the pod must exist: a tag's HEAD only reports a digest (a broken or
+  // lying registry may report one it does not serve), so formats that write the digest ask for the
+  // manifest by that digest once (cached like any lookup) before using it. The tag format needs no
+  // extra request: the chosen SHA tag's own HEAD already answered with the same digest.
+  const pinsDigest = config.format !== 'tag'
+
+  async function verifyDigest (ref: ImageReference, tag: string, digest: string, signal: AbortSignal): Promise<void> {
+    try {
+      await cache.resolveTag(ref, digest, signal)
+    } catch (err) {
+      if (!isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) throw err
+      throw new ERR_REGISTRY_BAD_RESPONSE(ref.registry, `tag ${tag} points at ${digest}, which the registry does not serve`)
+    }
+  }
+
   async function lookup (site: ImageSite, ref: ImageReference, tag: string, signal: AbortSignal): Promise<Decision> {
     try {
       const resolved = await cache.resolveTag(ref, tag, signal)
+      if (pinsDigest) await verifyDigest(ref, tag, resolved.digest, signal)
       const shaTags = config.format === 'digest' ? [] : await cache.shaTagsFor(ref, resolved.digest, signal)
       return pinFor(site, ref, resolved, shaTags, resolved.stale ? 'stale' : 'registry')
     } catch (err) {
