@@ -22,6 +22,7 @@ import { createLogger } from '../src/server/logger.js'
 import { createMetrics } from '../src/server/metrics.js'
 import { TagCache, type RegistryReader } from '../src/cache/tag-cache.js'
 import { OwnerPins } from '../src/cache/owner-pins.js'
+import { tagCacheOptions } from '../src/pinning.js'
 import { BENCH_REPOSITORIES, benchConfigYaml, benchReview } from './fixtures.js'
 import { gitSha, type PinningEnv } from '../test/support/pinning-env.js'
 
@@ -45,18 +46,8 @@ const reader: RegistryReader = {
     return ['latest', 'main', sha, `sha-${sha.slice(0, 7)}`]
   },
 }
-const c = config.pinning.cache
-const cache = new TagCache({
-  registry: reader,
-  shaTagPatterns: config.pinning.shaTagPatterns.map(p => new RegExp(p)),
-  ttlMs: 3_600_000,
-  staleWhileRevalidateMs: c.staleWhileRevalidateSeconds * 1000,
-  staleIfErrorMs: c.staleIfErrorSeconds * 1000,
-  negativeTtlMs: c.negativeTtlSeconds * 1000,
-  maxEntries: c.maxEntries,
-  maxRepositories: c.maxRepositories,
-  tagListMinIntervalMs: c.tagListMinIntervalSeconds * 1000,
-})
+// A long TTL: the bench measures warm-cache reviews, never a refresh.
+const cache = new TagCache({ ...tagCacheOptions(config.pinning, reader), ttlMs: 3_600_000 })
 const metrics = createMetrics()
 // The same steps src/app.ts buildSteps makes for this config.
 const handle = createAdmissionHandler({
@@ -64,7 +55,7 @@ const handle = createAdmissionHandler({
   namespaces: staticNamespaceLabels(config),
   mutator: createMutator([
     ...(STEPS === 'none' ? [] : [createSecretInjectionStep(config.pullSecrets)]),
-    ...(STEPS === 'all' ? [createPinningStep({ config: config.pinning, cache, ownerPins: new OwnerPins(c.ownerPins), metrics: metrics.pinning })] : []),
+    ...(STEPS === 'all' ? [createPinningStep({ config: config.pinning, cache, ownerPins: new OwnerPins(config.pinning.cache.ownerPins), metrics: metrics.pinning })] : []),
   ]),
   logger: createLogger({ destination: pino.destination({ dest: '/dev/null', sync: true }) }),
   metrics: metrics.admission,

@@ -7,7 +7,7 @@ import { ERR_CONFIG_READ } from './errors.js'
 import { compileRegistryGlob } from './reference/host-glob.js'
 import { RegistryClient, type RegistryEvent, type RegistryHostOptions } from './registry/client.js'
 import { CredentialStore } from './registry/credential-store.js'
-import { TagCache, type CacheEvent } from './cache/tag-cache.js'
+import { TagCache, type CacheEvent, type RegistryReader, type TagCacheOptions } from './cache/tag-cache.js'
 import { OwnerPins } from './cache/owner-pins.js'
 
 /** Docker Hub hands out tokens from auth.docker.io, not from the registry's own host. */
@@ -71,9 +71,21 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
     ...(opts.onRegistryEvent !== undefined ? { onEvent: opts.onRegistryEvent } : {}),
     userAgent: 'pullpin',
   })
+  const cache = new TagCache(tagCacheOptions(config, client, opts.onCacheEvent))
+  return {
+    client,
+    cache,
+    ownerPins: new OwnerPins(config.cache.ownerPins),
+    credentials: opts.credentials,
+    close: () => client.close(),
+  }
+}
+
+/** The tag cache's options from the config (seconds → milliseconds, patterns compiled once). */
+export function tagCacheOptions (config: PinningConfig, registry: RegistryReader, onEvent?: (e: CacheEvent) => void): TagCacheOptions {
   const c = config.cache
-  const cache = new TagCache({
-    registry: client,
+  return {
+    registry,
     shaTagPatterns: config.shaTagPatterns.map(p => new RegExp(p)),
     ttlMs: c.ttlSeconds * 1000,
     staleWhileRevalidateMs: c.staleWhileRevalidateSeconds * 1000,
@@ -82,13 +94,6 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
     maxEntries: c.maxEntries,
     maxRepositories: c.maxRepositories,
     tagListMinIntervalMs: c.tagListMinIntervalSeconds * 1000,
-    ...(opts.onCacheEvent !== undefined ? { onEvent: opts.onCacheEvent } : {}),
-  })
-  return {
-    client,
-    cache,
-    ownerPins: new OwnerPins(c.ownerPins),
-    credentials: opts.credentials,
-    close: () => client.close(),
+    ...(onEvent !== undefined ? { onEvent } : {}),
   }
 }
