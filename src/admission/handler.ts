@@ -158,7 +158,7 @@ function describeAuditChange (c: Change): string {
 
 // Audit annotation keys must be qualified names without a prefix (the API server prefixes them
 // with the webhook's name) and at most 63 characters.
-function auditAnnotations (mode: 'enforce' | 'audit', changes: readonly Change[], prefix: '' | 'would-'): Record<string, string> {
+export function auditAnnotations (mode: 'enforce' | 'audit', changes: readonly Change[], prefix: '' | 'would-'): Record<string, string> {
   const out: Record<string, string> = { mode }
   // One plain loop: 1.1 µs per review where the flatMap/fromEntries form took 2.3 µs.
   const secrets: string[] = []
