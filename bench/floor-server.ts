@@ -3,21 +3,34 @@
 // keep-alive as pullpin's server (src/server/server.ts), no logger, no work: whatever pullpin
 // costs on top of this is admission work.
 //
-//   node --import tsx bench/floor-server.ts --port N --cert FILE --key FILE
+//   node --import tsx bench/floor-server.ts --port N --cert FILE --key FILE [--response FILE] [--work-us N]
+//
+// Calibration (bench/run.ts breakdown): --response answers with that file's AdmissionReview (say,
+// pullpin's own answer, to see what the bigger response costs), --work-us spins the CPU that long
+// per request (to see what any server doing that much work per request gets on this machine).
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import Fastify from 'fastify'
 import { BODY_LIMIT_BYTES } from '../src/server/server.js'
 
-const { values } = parseArgs({ options: { port: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' } } })
+const { values } = parseArgs({ options: { port: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, response: { type: 'string' }, 'work-us': { type: 'string' } } })
 if (values.port === undefined || values.cert === undefined || values.key === undefined) {
   throw new Error('usage: floor-server.ts --port N --cert FILE --key FILE')
 }
 
-const RESPONSE = {
-  apiVersion: 'admission.k8s.io/v1',
-  kind: 'AdmissionReview',
-  response: { uid: '705ab4f5-6393-11e8-b7cc-42010a800002', allowed: true },
+const RESPONSE: unknown = values.response !== undefined
+  ? JSON.parse(readFileSync(values.response, 'utf8'))
+  : {
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      response: { uid: '705ab4f5-6393-11e8-b7cc-42010a800002', allowed: true },
+    }
+const WORK_MS = Number(values['work-us'] ?? 0) / 1000
+
+/** Busy CPU for WORK_MS, as a handler computing something would be. */
+function work (): void {
+  const until = performance.now() + WORK_MS
+  while (performance.now() < until);
 }
 
 const fastify = Fastify({
@@ -27,7 +40,7 @@ const fastify = Fastify({
   forceCloseConnections: 'idle',
   keepAliveTimeout: 65_000,
 })
-fastify.post('/mutate', async () => RESPONSE)
+fastify.post('/mutate', WORK_MS > 0 ? async () => { work(); return RESPONSE } : async () => RESPONSE)
 fastify.get('/readyz', async () => ({ status: 'ok' }))
 
 await fastify.listen({ host: '127.0.0.1', port: Number(values.port) })

@@ -1,11 +1,12 @@
 // The profile findings of BENCHMARKS.md, each measured alone: what pullpin did before (reproduced
-// here as it was in commit d89ee5e) against what it does now, in CPU time per operation.
+// here as it was in the commit named in each row) against what it does now, in CPU time per operation.
 //
 //   node --expose-gc --import tsx bench/pieces.ts
 import { pino, type Logger } from 'pino'
 import { LRUCache } from 'lru-cache'
 import { createLogger } from '../src/server/logger.js'
-import { cloneJson } from '../src/mutate/mutator.js'
+import { draftOf } from '../src/mutate/mutator.js'
+import type { Pod } from '../src/mutate/pod.js'
 import { auditAnnotations } from '../src/admission/handler.js'
 import type { Change } from '../src/mutate/mutator.js'
 import { benchReview } from './fixtures.js'
@@ -19,7 +20,7 @@ const BEFORE_REDACT_PATHS = [
   '*.identitytoken', '*.data', '*.stringData', '*.*.data', '*.*.stringData', '*.dockerconfigjson', '*[".dockerconfigjson"]',
 ]
 const loggers: Array<[string, Logger]> = [
-  ['log line, pino redact paths (before)', pino({ level: 'info', redact: { paths: BEFORE_REDACT_PATHS, censor: '[redacted]' }, base: { name: 'pullpin' }, timestamp: pino.stdTimeFunctions.isoTime }, dest())],
+  ['log line, pino redact paths (d89ee5e)', pino({ level: 'info', redact: { paths: BEFORE_REDACT_PATHS, censor: '[redacted]' }, base: { name: 'pullpin' }, timestamp: pino.stdTimeFunctions.isoTime }, dest())],
   ['log line, createLogger (now)', createLogger({ destination: dest() })],
   ['log line, no censoring at all', pino({ level: 'info', base: { name: 'pullpin' }, timestamp: pino.stdTimeFunctions.isoTime }, dest())],
 ]
@@ -41,6 +42,15 @@ function auditAnnotationsBefore (mode: string, list: typeof changes, prefix: str
 }
 
 
+/** The draft copy as it was in bf2e8a8: a deep copy of the whole pod. */
+function cloneJson<T> (value: T): T {
+  if (value === null || typeof value !== 'object') return value
+  if (Array.isArray(value)) return value.map(cloneJson) as T
+  const out: Record<string, unknown> = {}
+  for (const key of Object.keys(value)) out[key] = cloneJson((value as Record<string, unknown>)[key])
+  return out as T
+}
+
 let sink = 0
 function cpu (name: string, fn: () => unknown, n = 50_000): void {
   for (let i = 0; i < Math.min(5000, n); i++) fn()
@@ -55,11 +65,12 @@ for (const [name, logger] of loggers) {
   cpu(name, () => logger.child({ uid: '705ab4f5-6393-11e8-b7cc-42010a800002', namespace: 'team-a', pod: 'web-*', operation: 'CREATE' })
     .info({ mode: 'enforce', outcome: 'mutated', dryRun: false, changes, warnings: [], diagnostics: [] }, 'pod mutated'))
 }
-cpu('deadline signal per review: AbortSignal.any([signal, AbortSignal.timeout(2000)]) (before)', () => AbortSignal.any([new AbortController().signal, AbortSignal.timeout(2000)]), 20_000)
-const pod = JSON.parse(benchReview('registry.bench.local:5000', 'team-a')).request.object as unknown
-cpu('draft copy of the pod, structuredClone (before)', () => structuredClone(pod))
-cpu('draft copy of the pod, cloneJson (now)', () => cloneJson(pod))
-cpu('audit annotations, flatMap/fromEntries (before)', () => auditAnnotationsBefore('enforce', changes, ''), 500_000)
+cpu('deadline signal per review: AbortSignal.any([signal, AbortSignal.timeout(2000)]) (d89ee5e)', () => AbortSignal.any([new AbortController().signal, AbortSignal.timeout(2000)]), 20_000)
+const pod = JSON.parse(benchReview('registry.bench.local:5000', 'team-a')).request.object as Pod
+cpu('draft copy of the pod, structuredClone (d89ee5e)', () => structuredClone(pod))
+cpu('draft copy of the pod, cloneJson (bf2e8a8)', () => cloneJson(pod))
+cpu('draft copy of the pod, copies along the paths steps may edit (now)', () => draftOf(pod))
+cpu('audit annotations, flatMap/fromEntries (d89ee5e)', () => auditAnnotationsBefore('enforce', changes, ''), 500_000)
 cpu('audit annotations, one loop (now)', () => auditAnnotations('enforce', changes, ''), 500_000)
 
 // Tag cache keys: `${registry}/${repository}:${tag}` is a ConsString (a tree of its pieces) that a
@@ -81,7 +92,7 @@ if (gc !== undefined) {
     sink += lru.size
     return bytes
   }
-  process.stdout.write(`| tag cache key in an LRU, concatenated (before) | ${heapPerEntry(false).toFixed(0)} bytes of heap |\n`)
+  process.stdout.write(`| tag cache key in an LRU, concatenated (d89ee5e) | ${heapPerEntry(false).toFixed(0)} bytes of heap |\n`)
   process.stdout.write(`| tag cache key in an LRU, flat copy (now) | ${heapPerEntry(true).toFixed(0)} bytes of heap |\n`)
 }
 if (sink < 0) process.stdout.write('\n')

@@ -21,7 +21,7 @@
 //   npx tsx bench/run.ts [--duration 8] [--rounds 3] [--connections 16] [--soak 30] [--only throughput,miss,...]
 //                        [--out FILE] [--dist DIR: another build of src/, e.g. an older commit] [--strict: exit 1 on a missed target]
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import { readdirSync, readFileSync } from 'node:fs'
@@ -93,12 +93,12 @@ async function startPullpin (ctx: Ctx, name: string, configFile = ctx.configFile
   return server
 }
 
-async function startFloor (ctx: Ctx): Promise<ServerProcess> {
+async function startFloor (ctx: Ctx, extraArgs: string[] = []): Promise<ServerProcess> {
   const port = await freePort()
   const server = spawnServer({
     name: 'floor',
     command: process.execPath,
-    args: ['--import', 'tsx', join(ROOT, 'bench', 'floor-server.ts'), '--port', String(port), '--cert', ctx.certs.certFile, '--key', ctx.certs.keyFile],
+    args: ['--import', 'tsx', join(ROOT, 'bench', 'floor-server.ts'), '--port', String(port), '--cert', ctx.certs.certFile, '--key', ctx.certs.keyFile, ...extraArgs],
     url: `https://127.0.0.1:${port}`,
     cpu: 1,
     logFile: join(ctx.dir, 'floor.log'),
@@ -213,22 +213,17 @@ async function throughput (ctx: Ctx): Promise<ThroughputResult> {
 // ---------------------------------------------------------------------------------------------
 // 1b. where pullpin's CPU per review goes: the same server with less and less to do
 
-async function breakdown (ctx: Ctx): Promise<Array<{ variant: string; rps: number; cpuUsPerReview: number; p99: number }>> {
+interface BreakdownRow { variant: string; rps: number; cpuUsPerReview: number; p99: number }
+
+async function breakdown (ctx: Ctx): Promise<BreakdownRow[]> {
   const base = `namespaces:\n  labels:\n    team-a: { pullpin.io/inject: enabled }\n`
   const secrets = benchConfigYaml(ctx.env).slice(0, benchConfigYaml(ctx.env).indexOf('pinning:'))
-  const files = { none: join(ctx.dir, 'breakdown-none.yaml'), secrets: join(ctx.dir, 'breakdown-secrets.yaml') }
+  const files = { none: join(ctx.dir, 'breakdown-none.yaml'), secrets: join(ctx.dir, 'breakdown-secrets.yaml'), response: join(ctx.dir, 'enforce-response.json') }
   await writeFile(files.none, base)
   await writeFile(files.secrets, secrets)
-  const variants: Array<[string, string, string[]]> = [
-    ['no step configured: policy, draft copy, diff, metrics (no patch, no log line)', files.none, []],
-    ['+ 2 pull secrets injected (patch, one log line)', files.secrets, []],
-    ['+ 4 images pinned from the warm cache (the enforce benchmark)', ctx.configFile, []],
-    ['the same with --log-level warn (no log line per pod)', ctx.configFile, ['--log-level', 'warn']],
-  ]
   const body = benchReview(ctx.env.host, 'team-a')
-  const out: Array<{ variant: string; rps: number; cpuUsPerReview: number; p99: number }> = []
-  for (const [variant, config, args] of variants) {
-    const server = await startPullpin(ctx, 'pullpin-breakdown', config, args)
+  const out: BreakdownRow[] = []
+  const measure = async (variant: string, server: ServerProcess): Promise<void> => {
     try {
       await runLoad({ url: `${server.url}/mutate`, body, connections: CONNECTIONS, durationS: 2 })
       const r = await runLoad({ url: `${server.url}/mutate`, body, connections: CONNECTIONS, durationS: 5, serverPid: server.pid })
@@ -238,6 +233,25 @@ async function breakdown (ctx: Ctx): Promise<Array<{ variant: string; rps: numbe
       await server.stop()
     }
   }
+  const variants: Array<[string, string, string[]]> = [
+    ['pullpin, no step configured: policy, draft, diff, metrics (no patch)', files.none, []],
+    ['pullpin, + 2 pull secrets injected (patch)', files.secrets, []],
+    ['pullpin, + 4 images pinned from the warm cache (the enforce benchmark)', ctx.configFile, []],
+    ['pullpin, the same with --log-level debug (a log line per mutated pod)', ctx.configFile, ['--log-level', 'debug']],
+  ]
+  for (const [variant, config, args] of variants) await measure(variant, await startPullpin(ctx, 'pullpin-breakdown', config, args))
+
+  // Calibration: the floor itself, made to answer pullpin's real (bigger) response, or to spend a
+  // fixed CPU time per request. What a server doing N µs of work gets here, whatever the work is.
+  const pullpin = await startPullpin(ctx, 'pullpin-response')
+  try {
+    await writeFile(files.response, JSON.stringify(await post(pullpin.url, ctx.certs.ca, body)))
+  } finally {
+    await pullpin.stop()
+  }
+  const bytes = (await readFile(files.response)).length
+  await measure(`floor, answering pullpin's enforce response (${bytes} bytes, constant)`, await startFloor(ctx, ['--response', files.response]))
+  for (const us of [5, 10, 20, 40]) await measure(`floor, + ${us} µs of busy CPU per request`, await startFloor(ctx, ['--work-us', String(us)]))
   return out
 }
 
@@ -496,19 +510,20 @@ function table (results: Record<string, any>): string {
     }
     out.push('', `Images pinned from the cache: ${String(tp.checks.pinnedFromCache)}. Registry requests during the runs: ${String(tp.checks.registryRequestsDuringRuns)} (the background refreshes of the 4 tags each time their 60 s TTL ends; reviews meanwhile get the cached answer).`, '')
   }
-  const bd = results.breakdown as Array<{ variant: string; rps: number; cpuUsPerReview: number; p99: number }> | undefined
+  const bd = results.breakdown as BreakdownRow[] | undefined
   if (bd !== undefined) {
-    out.push(`### Where pullpin's CPU per review goes (same bench pod and connections, 5 s each; the floor: ${tp !== undefined ? `${(tp.median.floor!.serverCpu! * 1e6 / tp.median.floor!.rps).toFixed(0)} µs` : 'see above'})`, '')
-    out.push('| pullpin server configured with | req/s | server CPU per review | p99 |', '|---|---:|---:|---:|')
-    for (const b of bd) out.push(`| ${b.variant} | ${b.rps.toFixed(0)} | ${b.cpuUsPerReview.toFixed(0)} µs | ${ms(b.p99)} |`)
+    out.push(`### Where the CPU per review goes, and what any server gets here (same bench pod and connections, 5 s each; the floor above: ${tp !== undefined ? `${tp.median.floor!.rps.toFixed(0)} req/s, ${(tp.median.floor!.serverCpu! * 1e6 / tp.median.floor!.rps).toFixed(0)} µs` : 'see above'})`, '')
+    out.push('| server | req/s | vs floor | server CPU per review | p99 |', '|---|---:|---:|---:|---:|')
+    const floorRps = tp?.median.floor?.rps
+    for (const b of bd) out.push(`| ${b.variant} | ${b.rps.toFixed(0)} | ${floorRps !== undefined ? `${(b.rps / floorRps).toFixed(2)}×` : '-'} | ${b.cpuUsPerReview.toFixed(0)} µs | ${ms(b.p99)} |`)
     out.push('')
   }
   const hp = results.hotpath
   if (hp !== undefined) {
     out.push(`### Admission hot path without HTTP (bench/hot-path.ts: CPU per review, best / median of 5 rounds of 10,000)`, '')
     out.push('| review | CPU per review |', '|---|---:|')
-    out.push(`| enforce: 2 secrets added, 4 images pinned from the warm cache, patch, log line, metrics | ${hp.enforce.bestUs.toFixed(1)} / ${hp.enforce.medianUs.toFixed(1)} µs |`)
-    out.push(`| audit: the same findings reported, no patch | ${hp.audit.bestUs.toFixed(1)} / ${hp.audit.medianUs.toFixed(1)} µs |`)
+    out.push(`| enforce: 2 secrets added, 4 images pinned from the warm cache, patch, metrics | ${hp.enforce.bestUs.toFixed(1)} / ${hp.enforce.medianUs.toFixed(1)} µs |`)
+    out.push(`| audit: the same findings reported (warnings, log line), no patch | ${hp.audit.bestUs.toFixed(1)} / ${hp.audit.medianUs.toFixed(1)} µs |`)
     out.push(`| (JSON.parse of the ${hp.bodyBytes}-byte body, done by Fastify before the handler) | ${hp.jsonParseUs.toFixed(1)} µs |`, '')
   }
   if (results.pieces !== undefined) out.push('### Profile findings, each measured alone (bench/pieces.ts; "before" reproduces commit d89ee5e)', '', results.pieces as string, '')

@@ -10,7 +10,7 @@ import { createApp } from './app.js'
 import { loadConfig, parseConfig } from './policy/config.js'
 import { CredentialStore, readDockerConfigFiles } from './registry/credential-store.js'
 import { formatResolveResult, resolveImage } from './resolve.js'
-import { createLogger } from './server/logger.js'
+import { bufferedDestination, createLogger } from './server/logger.js'
 import { SelfSignedDirectorySource } from './certs/self-signed.js'
 import { FileCertificateSource } from './certs/file-source.js'
 import { isCodedError } from './errors.js'
@@ -184,7 +184,10 @@ async function serve (argv: string[], io: Io): Promise<number> {
   const target = values.standalone === true ? undefined : clusterTarget(values.kubeconfig ?? env.KUBECONFIG, env)
 
   const config = await loadConfig(configFile)
-  const logger = createLogger({ level: level as 'info' })
+  const destination = bufferedDestination(1)
+  // Whatever is still buffered goes out when the process ends, however it ends.
+  process.on('exit', () => { try { destination.flushSync() } catch { /* stdout is gone */ } })
+  const logger = createLogger({ level: level as 'info', destination })
   const dnsNames = ['localhost', service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`]
   // Loaded only with a cluster: standalone pullpin never loads @kubernetes/client-node.
   const clusterModule = target !== undefined ? await import('./cluster/index.js') : undefined

@@ -160,3 +160,37 @@ t.test('steps see dryRun, mode and operation', async t => {
     { dryRun: false, mode: 'enforce', op: 'UPDATE', sub: 'ephemeralcontainers', images: 4 },
   ])
 })
+
+t.test('the patch covers what steps may change, and the draft shares the rest with the request', async t => {
+  let sharedSpec = false
+  const step: MutationStep = {
+    name: 'edit',
+    operations: ['CREATE'],
+    run (ctx) {
+      ctx.pod.metadata!.annotations = { ...ctx.pod.metadata!.annotations, 'example.com/a': 'b' }
+      ctx.pod.spec!.containers![0]!.image = 'example.com/app:1'
+      // Outside the contract (only annotations, imagePullSecrets and images): never patched.
+      ctx.pod.metadata!.labels = { sneaky: 'yes' }
+      sharedSpec = ctx.pod.spec!.volumes === ctx.original.spec!.volumes
+      ctx.changes.push({ kind: 'secret', secret: 'marker' })
+    },
+  }
+  const { handle } = testHandler(undefined, { steps: [step] })
+  const pod = richPod()
+  const out = await handle(admissionReview(pod))
+  const patch = JSON.parse(Buffer.from(out.response.patch!, 'base64').toString('utf8'))
+  t.same(patch.map((op: { path: string }) => op.path).sort(), ['/metadata/annotations', '/spec/containers/0/image'])
+  t.ok(sharedSpec, 'untouched parts of the pod are not copied')
+  t.same(pod.metadata?.labels, richPod().metadata?.labels, 'the request object itself is never edited')
+})
+
+t.test('a review answered without I/O makes no deadline timer', async t => {
+  const timers = (): number => process.getActiveResourcesInfo().filter(r => r === 'Timeout').length
+  let during = -1
+  const step: MutationStep = { name: 'look', operations: ['CREATE'], run () { during = timers() } }
+  const { handle } = testHandler(undefined, { steps: [step] })
+  const before = timers()
+  const out = await handle(admissionReview(richPod()))
+  t.equal(during, before, 'no timer while the steps run')
+  t.equal(out.response.allowed, true)
+})

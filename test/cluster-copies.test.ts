@@ -148,7 +148,7 @@ t.test('a namespace labelled later gets its copy; the copy is labelled and annot
   // The pod of that namespace gets the secret, with no API call on the admission path: both
   // lookups answer synchronously from the informer caches.
   t.notOk(w.integration.namespaces.labels('team-a') instanceof Promise, 'namespace labels: sync on a hit')
-  t.notOk(w.integration.availability!.check({ namespace: 'team-a', names: ['ghcr-credentials'], create: true, signal: new AbortController().signal }) instanceof Promise, 'copy availability: sync on a hit')
+  t.notOk(w.integration.availability!.check({ namespace: 'team-a', names: ['ghcr-credentials'], create: true }) instanceof Promise, 'copy availability: sync on a hit')
   const apiCalls = (): number => w.server.requests.filter(r => !r.path.includes('/leases')).length // the Lease is renewed meanwhile
   const before = apiCalls()
   const out = await w.handle(admissionReview(podFromWorkload('deployment-web', { namespace: 'team-a' })))
@@ -306,7 +306,7 @@ t.test('admission: a copy created by someone else meanwhile (409 AlreadyExists) 
   await Promise.all(state.sourceInformers().map(i => i.waitForSync()))
   const metrics = createMetrics({ defaultMetrics: false })
   const availability = new CopyAvailability({ connection, state, logger, metrics: metrics.cluster })
-  const check = (namespace: string) => availability.check({ namespace, names: ['ghcr-credentials', 'hub-credentials'], create: true, signal: new AbortController().signal })
+  const check = (namespace: string) => availability.check({ namespace, names: ['ghcr-credentials', 'hub-credentials'], create: true })
 
   const ours = await check('team-a')
   t.same([...ours.refused.keys()], [], 'pullpin\'s copy: usable')

@@ -73,7 +73,7 @@ t.test('shutdown: unready first, in-flight reviews finish, then connections clos
   const gate = new Promise<void>(resolve => { release = resolve })
   let entered!: () => void
   const inFlight = new Promise<void>(resolve => { entered = resolve })
-  const slowStep: MutationStep = { name: 'slow', operations: ['CREATE'], async run (ctx) { entered(); await gate; ctx.pod.metadata!.labels = { slow: 'done' } } }
+  const slowStep: MutationStep = { name: 'slow', operations: ['CREATE'], async run (ctx) { entered(); await gate; ctx.pod.metadata!.annotations = { ...ctx.pod.metadata!.annotations, slow: 'done' } } }
   const p = await startPullpin(BASE_CONFIG, { steps: [slowStep], shutdownDelayMs: 300 })
   const review = p.post('/mutate', admissionReview(richPod()))
   await inFlight

@@ -9,6 +9,7 @@ import type { Change, MutationResult, Mutator } from '../mutate/mutator.js'
 import type { Pod } from '../mutate/pod.js'
 import { isPodMutation, parseAdmissionReview, reviewResponse, type AdmissionRequest, type AdmissionResponse, type AdmissionReviewOut } from './review.js'
 import { limitWarnings } from './warnings.js'
+import { DeadlineError, ReviewDeadline } from './deadline.js'
 
 export type Outcome = 'mutated' | 'unchanged' | 'audited' | 'denied' | 'error' | 'skipped'
 
@@ -37,8 +38,6 @@ export interface AdmissionOptions {
 
 export type AdmissionHandler = (body: unknown) => Promise<AdmissionReviewOut>
 
-class DeadlineError extends Error {}
-
 export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandler {
   const { policy, namespaces, mutator, logger, metrics, failOpen, deadlineMs } = opts
 
@@ -56,40 +55,47 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       return done('skipped', { uid: req.uid, allowed: true, auditAnnotations: { skipped: SKIP_ANNOTATION } })
     }
     const namespace = req.namespace ?? pod.metadata?.namespace ?? ''
-    const log = logger.child({ uid: req.uid, namespace, pod: podName(pod, req), operation: req.operation })
+    // The per-review logger is made only when a line is written: most reviews write none, or one.
+    let reviewLog: Logger | undefined
+    const log = (): Logger => (reviewLog ??= logger.child({ uid: req.uid, namespace, pod: podName(pod, req), operation: req.operation }))
 
     let result: MutationResult
     let mode: 'enforce' | 'audit'
+    const deadline = new ReviewDeadline(deadlineMs)
     try {
       const labelsOrPromise = namespaces.labels(namespace)
-      const labels = labelsOrPromise instanceof Promise ? await labelsOrPromise : labelsOrPromise
+      const labels = labelsOrPromise instanceof Promise ? await deadline.race(labelsOrPromise) : labelsOrPromise
       const decision = policy.decide(namespace, labels)
       if (decision.mode === 'off') {
-        log.debug({ reason: decision.reason }, 'namespace not mutated')
+        if (logger.isLevelEnabled('debug')) log().debug({ reason: decision.reason }, 'namespace not mutated')
         return done('skipped', { uid: req.uid, allowed: true })
       }
       mode = decision.mode
-      result = await withDeadline(deadlineMs, (signal) => mutator({
+      const mutated = mutator({
         operation: req.operation as 'CREATE' | 'UPDATE',
         subResource: req.subResource === '' ? undefined : req.subResource,
         namespace,
-        mode: decision.mode as 'enforce' | 'audit',
+        mode: decision.mode,
         dryRun: req.dryRun === true,
         object: pod,
         oldObject: req.oldObject as Pod | undefined,
-        signal,
-      }))
+        deadline,
+      })
+      // Only a step that waits on I/O makes a Promise; a review answered from caches is never raced.
+      result = mutated instanceof Promise ? await deadline.race(mutated) : mutated
     } catch (err) {
-      const reason = err instanceof DeadlineError ? `no answer within ${deadlineMs} ms` : (err as Error).message
-      log.error({ err }, 'mutation failed')
+      const reason = err instanceof DeadlineError ? err.message : (err as Error).message
+      log().error({ err }, 'mutation failed')
       if (failOpen) {
         return done('error', { uid: req.uid, allowed: true, warnings: limitWarnings([`pullpin: internal error, pod admitted unchanged: ${reason}`]) })
       }
       return done('error', { uid: req.uid, allowed: false, status: { code: 500, reason: 'InternalError', message: `pullpin: internal error (failOpen is false): ${reason}` } })
+    } finally {
+      deadline.clear()
     }
 
     if (result.deny !== undefined && mode === 'enforce') {
-      log.info({ mode, outcome: 'denied', reason: result.deny, warnings: result.warnings, diagnostics: result.diagnostics }, 'pod denied')
+      log().info({ mode, outcome: 'denied', reason: result.deny, warnings: result.warnings, diagnostics: result.diagnostics }, 'pod denied')
       return done('denied', {
         uid: req.uid,
         allowed: false,
@@ -102,7 +108,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       for (const c of result.changes) metrics.auditFinding(c.kind)
       const findings = [...result.changes.map(describeAuditChange), ...result.warnings]
       if (result.deny !== undefined) findings.push(`pullpin audit: would deny: ${result.deny}`)
-      log.info({ mode, outcome: 'audited', wouldChange: result.changes, wouldDeny: result.deny, warnings: result.warnings, diagnostics: result.diagnostics }, 'audit: pod would be mutated')
+      log().info({ mode, outcome: 'audited', wouldChange: result.changes, wouldDeny: result.deny, warnings: result.warnings, diagnostics: result.diagnostics }, 'audit: pod would be mutated')
       return done('audited', {
         uid: req.uid,
         allowed: true,
@@ -118,31 +124,19 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     if (warnings.length > 0) response.warnings = warnings
     if (result.patch.length === 0) {
       // Unchanged with warnings is worth a line (a registry problem); plain unchanged is not.
-      if (result.warnings.length > 0) log.info({ mode, outcome: 'unchanged', warnings: result.warnings, diagnostics: result.diagnostics }, 'pod unchanged, with warnings')
-      else log.debug({ mode, outcome: 'unchanged' }, 'pod unchanged')
+      if (result.warnings.length > 0) log().info({ mode, outcome: 'unchanged', warnings: result.warnings, diagnostics: result.diagnostics }, 'pod unchanged, with warnings')
+      else if (logger.isLevelEnabled('debug')) log().debug({ mode, outcome: 'unchanged' }, 'pod unchanged')
       return done('unchanged', response)
     }
     response.patchType = 'JSONPatch'
     response.patch = Buffer.from(JSON.stringify(result.patch)).toString('base64')
     response.auditAnnotations = auditAnnotations('enforce', result.changes, '')
-    log.info({ mode, outcome: 'mutated', dryRun, changes: result.changes, warnings: result.warnings, diagnostics: result.diagnostics }, 'pod mutated')
+    // A clean mutation is recorded on the pod (pullpin.io/original-images), in the API server's
+    // audit log (the audit annotations above) and in the metrics; its log line is debug, since at
+    // info it was a third of the review's CPU (BENCHMARKS.md). Anything with a warning is info.
+    if (result.warnings.length > 0) log().info({ mode, outcome: 'mutated', dryRun, changes: result.changes, warnings: result.warnings, diagnostics: result.diagnostics }, 'pod mutated, with warnings')
+    else if (logger.isLevelEnabled('debug')) log().debug({ mode, outcome: 'mutated', dryRun, changes: result.changes }, 'pod mutated')
     return done('mutated', response)
-  }
-}
-
-async function withDeadline<T> (ms: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const controller = new AbortController()
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
-      controller.abort(new DeadlineError('deadline'))
-      reject(new DeadlineError('deadline'))
-    }, ms)
-  })
-  try {
-    return await Promise.race([fn(controller.signal), deadline])
-  } finally {
-    clearTimeout(timer)
   }
 }
 

@@ -4,6 +4,7 @@
 import type { PullSecretRule } from '../policy/config.js'
 import { compileRegistryGlob } from '../reference/host-glob.js'
 import type { MutationStep } from './mutator.js'
+import { memoize } from './memoize.js'
 
 interface CompiledRule {
   readonly name: string
@@ -19,8 +20,27 @@ function compileRule (rule: PullSecretRule): CompiledRule {
 /** The secrets (in config order) that the given images call for. */
 export function createSecretSelector (rules: readonly PullSecretRule[]): (images: readonly string[]) => string[] {
   const compiled = rules.map(compileRule)
-  return (images) => compiled.filter(r => images.some(image => r.matches(image))).map(r => r.name)
+  // Which rules an image matches depends on the image string alone: matched once per distinct
+  // image (host globs parse the reference), as bits in rule order.
+  const matchedBy = memoize(IMAGE_MEMO_SIZE, (image: string) => compiled.map(r => r.matches(image)))
+  return (images) => {
+    if (images.length === 1) return names(matchedBy(images[0]!))
+    const any = new Array<boolean>(compiled.length).fill(false)
+    for (const image of images) {
+      const m = matchedBy(image)
+      for (let i = 0; i < m.length; i++) if (m[i] === true) any[i] = true
+    }
+    return names(any)
+  }
+  function names (matched: readonly boolean[]): string[] {
+    const out: string[] = []
+    for (let i = 0; i < matched.length; i++) if (matched[i] === true) out.push(compiled[i]!.name)
+    return out
+  }
 }
+
+/** Distinct image strings whose matches are kept; a cluster runs far fewer. */
+const IMAGE_MEMO_SIZE = 10_000
 
 /**
  * Whether a secret pullpin would add can be used in a namespace (with a cluster: its copy exists,
@@ -38,8 +58,6 @@ export interface AvailabilityRequest {
   readonly names: readonly string[]
   /** Create missing copies before answering: enforce mode and not request.dryRun (sideEffects NoneOnDryRun). */
   readonly create: boolean
-  /** The review's deadline. */
-  readonly signal: AbortSignal
 }
 
 export interface AvailabilityResult {
@@ -82,7 +100,6 @@ export function createSecretInjectionStep (rules: readonly PullSecretRule[], opt
         namespace: ctx.namespace,
         names: candidates,
         create: ctx.mode === 'enforce' && !ctx.dryRun,
-        signal: ctx.signal,
       })
       return result instanceof Promise ? result.then(finish) : finish(result)
     },

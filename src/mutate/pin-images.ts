@@ -11,6 +11,7 @@ import type { TagCache, TagResolution } from '../cache/tag-cache.js'
 import type { OwnerPins } from '../cache/owner-pins.js'
 import { ERR_REGISTRY_BAD_RESPONSE, isCodedError } from '../errors.js'
 import type { MutationContext, MutationStep } from './mutator.js'
+import { memoize } from './memoize.js'
 import type { Container, ImageSite, Pod } from './pod.js'
 
 export type UnpinnedReason = 'invalid' | 'registry-not-allowed' | 'no-sha-tag' | 'not-found' | 'registry-error' | 'deadline'
@@ -32,7 +33,13 @@ type Decision =
   | { readonly kind: 'pin'; readonly to: string; readonly verified: boolean; readonly source: 'registry' | 'cache' | 'owner' | 'stale' }
   | { readonly kind: 'unpinned'; readonly reason: UnpinnedReason; readonly warning: string; readonly deny?: string; readonly detail?: string }
 
+/** An image pinning applies to: what the cache or the registry must answer. */
+interface Candidate { readonly kind: 'candidate'; readonly ref: ImageReference; readonly tag: string }
+
 const KEEP: Decision = { kind: 'keep' }
+
+/** Distinct image strings whose analysis is kept; a cluster runs far fewer. */
+const IMAGE_MEMO_SIZE = 10_000
 
 export function createPinningStep (deps: PinningDeps): MutationStep {
   const { config, cache, ownerPins, metrics } = deps
@@ -40,11 +47,15 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
   const isAllowed = (ref: ImageReference): boolean => allowed.some(m => m(ref))
   const skipped = compileGlobs(config.skipImages)
 
-  /** Decide from what is already known, or return the lookup to await. No I/O on a cache hit. */
-  function decide (site: ImageSite, ownerUid: string | undefined, deadline: () => AbortSignal): Decision | Promise<Decision> {
+  /**
+   * What the image string alone decides (parse, SHA tag, skipImages, pinning.registries), made
+   * once per distinct image: the pods of one Deployment repeat the same few images, and this is
+   * most of a warm review's pin work otherwise (BENCHMARKS.md).
+   */
+  const analyze = memoize(IMAGE_MEMO_SIZE, (image: string): Decision | Candidate => {
     let ref: ImageReference
     try {
-      ref = parseImageReference(site.image)
+      ref = parseImageReference(image)
     } catch (err) {
       return unpinned('invalid', `pullpin: ${(err as Error).message}`)
     }
@@ -52,7 +63,15 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
     const tag = ref.tag ?? 'latest'
     if (cache.isShaTag(tag)) return KEEP
     if (skipped(ref.name) || skipped(`${ref.name}:${tag}`)) return KEEP
-    if (!isAllowed(ref)) return unpinned('registry-not-allowed', `pullpin: ${site.image} not pinned: ${ref.registry} is not in pinning.registries`)
+    if (!isAllowed(ref)) return unpinned('registry-not-allowed', `pullpin: ${image} not pinned: ${ref.registry} is not in pinning.registries`)
+    return { kind: 'candidate', ref, tag }
+  })
+
+  /** Decide from what is already known, or return the lookup to await. No I/O on a cache hit. */
+  function decide (site: ImageSite, ownerUid: string | undefined, deadline: () => AbortSignal): Decision | Promise<Decision> {
+    const known = analyze(site.image)
+    if (known.kind !== 'candidate') return known
+    const { ref, tag } = known
     if (ownerUid !== undefined) {
       const remembered = ownerPins.get(ownerUid, site.image)
       if (remembered !== undefined) return { kind: 'pin', to: remembered.to, verified: remembered.verified, source: 'owner' }
@@ -114,7 +133,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
   return {
     name: 'pin-images',
     operations: ['CREATE', 'UPDATE'],
-    async run (ctx) {
+    run (ctx) {
       if (!config.enabled) return
       const sites = sitesToPin(ctx)
       if (sites.length === 0) return
@@ -123,34 +142,39 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       // taken in this same tick, so it still starts now): AbortSignal.any + AbortSignal.timeout cost
       // about 20 µs, which a pod answered from the cache does not need to pay (BENCHMARKS.md).
       let signal: AbortSignal | undefined
-      const deadline = (): AbortSignal => (signal ??= AbortSignal.any([ctx.signal, AbortSignal.timeout(config.deadlineMs)]))
+      const deadline = (): AbortSignal => (signal ??= AbortSignal.any([ctx.deadline.signal, AbortSignal.timeout(config.deadlineMs)]))
       const pending = sites.map(site => decide(site, ownerUid, deadline))
-      // Only await when some image needed the registry: a pod whose images all hit the cache is
-      // answered without a single await.
-      const decisions = pending.some(d => d instanceof Promise) ? await Promise.all(pending) : pending as Decision[]
-      const originals: Record<string, string> = {}
-      for (let i = 0; i < sites.length; i++) {
-        const site = sites[i]!
-        const d = decisions[i]!
-        if (d.kind === 'keep') continue
-        if (d.kind === 'unpinned') {
-          ctx.warnings.push(d.warning)
-          if (d.detail !== undefined) ctx.diagnostics.push(d.detail)
-          metrics?.unpinned(d.reason)
-          if (d.deny !== undefined && ctx.deny === undefined) ctx.deny = d.deny
-          continue
-        }
-        if (d.to === site.image) continue
-        containerAt(ctx.pod, site).image = d.to
-        originals[site.container] = site.image
-        ctx.changes.push({ kind: 'pin', field: site.field, container: site.container, from: site.image, to: d.to, verified: d.verified })
-        metrics?.pinned(config.format, d.source)
-        if (d.source === 'stale') ctx.warnings.push(`pullpin: ${site.image} pinned from the last known digest; the registry did not answer`)
-        // Remember the first pin per owner, but not for what audit mode or a dry run only looked at.
-        if (ownerUid !== undefined && ctx.mode === 'enforce' && !ctx.dryRun) ownerPins.remember(ownerUid, site.image, { to: d.to, verified: d.verified })
-      }
-      if (Object.keys(originals).length > 0) recordOriginals(ctx.pod, originals)
+      // Only wait when some image needed the registry: a pod whose images all hit the cache is
+      // answered synchronously, without a single Promise.
+      if (pending.some(d => d instanceof Promise)) return Promise.all(pending).then(decisions => apply(ctx, sites, decisions, ownerUid))
+      apply(ctx, sites, pending as Decision[], ownerUid)
     },
+  }
+
+  function apply (ctx: MutationContext, sites: readonly ImageSite[], decisions: readonly Decision[], ownerUid: string | undefined): void {
+    let originals: Record<string, string> | undefined
+    for (let i = 0; i < sites.length; i++) {
+      const site = sites[i]!
+      const d = decisions[i]!
+      if (d.kind === 'keep') continue
+      if (d.kind === 'unpinned') {
+        ctx.warnings.push(d.warning)
+        if (d.detail !== undefined) ctx.diagnostics.push(d.detail)
+        metrics?.unpinned(d.reason)
+        if (d.deny !== undefined && ctx.deny === undefined) ctx.deny = d.deny
+        continue
+      }
+      if (d.to === site.image) continue
+      containerAt(ctx.pod, site).image = d.to
+      // No prototype: a container named "__proto__" (webhooks run before validation) stays a key.
+      ;(originals ??= Object.create(null) as Record<string, string>)[site.container] = site.image
+      ctx.changes.push({ kind: 'pin', field: site.field, container: site.container, from: site.image, to: d.to, verified: d.verified })
+      metrics?.pinned(config.format, d.source)
+      if (d.source === 'stale') ctx.warnings.push(`pullpin: ${site.image} pinned from the last known digest; the registry did not answer`)
+      // Remember the first pin per owner, but not for what audit mode or a dry run only looked at.
+      if (ownerUid !== undefined && ctx.mode === 'enforce' && !ctx.dryRun) ownerPins.remember(ownerUid, site.image, { to: d.to, verified: d.verified })
+    }
+    if (originals !== undefined) recordOriginals(ctx.pod, originals)
   }
 }
 
@@ -204,13 +228,16 @@ function containerAt (pod: Pod, site: ImageSite): Container {
 function recordOriginals (pod: Pod, originals: Record<string, string>): void {
   const meta = pod.metadata ?? (pod.metadata = {})
   const annotations = meta.annotations ?? (meta.annotations = {})
-  let previous: Record<string, string> = {}
-  try {
-    const parsed = JSON.parse(annotations[ORIGINAL_IMAGES_ANNOTATION] ?? '{}') as unknown
-    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) previous = parsed as Record<string, string>
-  } catch {
-    // A hand-edited, unparsable annotation is replaced rather than kept half-valid.
+  const written = annotations[ORIGINAL_IMAGES_ANNOTATION]
+  let previous: Record<string, string> | undefined
+  if (written !== undefined) {
+    try {
+      const parsed = JSON.parse(written) as unknown
+      if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) previous = parsed as Record<string, string>
+    } catch {
+      // A hand-edited, unparsable annotation is replaced rather than kept half-valid.
+    }
   }
   // Containers pinned earlier keep their entry; a container re-pinned on UPDATE records what the user wrote this time.
-  annotations[ORIGINAL_IMAGES_ANNOTATION] = JSON.stringify({ ...previous, ...originals })
+  annotations[ORIGINAL_IMAGES_ANNOTATION] = JSON.stringify(previous === undefined ? originals : { ...previous, ...originals })
 }

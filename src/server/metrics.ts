@@ -134,16 +134,23 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
   for (const outcome of ['mutated', 'unchanged', 'audited', 'denied', 'error', 'skipped'] satisfies Outcome[]) duration.labels(outcome)
   for (const kind of ['secret', 'pin']) audit.labels(kind)
 
+  // The admission path's series, looked up once per label set instead of hashed per review.
+  const durationOf = bound((outcome: string) => duration.labels(outcome))
+  const injectedOf = bound((secret: string, dryRun: string) => injected.labels(secret, dryRun))
+  const auditOf = bound((kind: string) => audit.labels(kind))
+  const pinnedOf = bound((format: string, source: string) => pinned.labels(format, source))
+  const unpinnedOf = bound((reason: string) => unpinned.labels(reason))
+
   return {
     registry,
     admission: {
-      observe: (outcome, seconds) => duration.labels(outcome).observe(seconds),
-      secretsInjected: (secret, dryRun) => injected.labels(secret, String(dryRun)).inc(),
-      auditFinding: (kind) => audit.labels(kind).inc(),
+      observe: (outcome, seconds) => durationOf(outcome).observe(seconds),
+      secretsInjected: (secret, dryRun) => injectedOf(secret, dryRun ? 'true' : 'false').inc(),
+      auditFinding: (kind) => auditOf(kind).inc(),
     },
     pinning: {
-      pinned: (format, source) => pinned.labels(format, source).inc(),
-      unpinned: (reason) => unpinned.labels(reason).inc(),
+      pinned: (format, source) => pinnedOf(format, source).inc(),
+      unpinned: (reason) => unpinnedOf(reason).inc(),
     },
     cacheEvent: (e) => cacheLookups.labels(e.kind, e.result).inc(),
     registryEvent: (e) => {
@@ -162,5 +169,19 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
         sourceProblems.labels(source, 'invalid').set(problem === 'invalid' ? 1 : 0)
       },
     },
+  }
+}
+
+/**
+ * A metric's child series by label values, kept after first use. The label sets are bounded by
+ * configuration (outcomes, formats, sources, reasons, configured secret names), so is this map.
+ */
+function bound<A extends string[], C> (child: (...labels: A) => C): (...labels: A) => C {
+  const children = new Map<string, C>()
+  return (...labels) => {
+    const key = labels.length === 1 ? labels[0]! : labels.join('\u0000')
+    let c = children.get(key)
+    if (c === undefined) children.set(key, c = child(...labels))
+    return c
   }
 }

@@ -40,6 +40,9 @@ function makeFastify (opts: ServerOptions) {
     loggerInstance: opts.logger,
     // One log line per review comes from the admission handler; per-request access logs would double it.
     logController: new LogController({ disableRequestLogging: true }),
+    // No child logger per request either (it is made on every request, used on almost none): the
+    // error handler, the only user of request.log, puts the request id in its own lines.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: BODY_LIMIT_BYTES,
     // Keep-alive connections from the API server are closed on shutdown once idle, so close()
     // finishes in-flight reviews and then returns instead of waiting for the peer.
@@ -55,8 +58,8 @@ export function buildServer (opts: ServerOptions): PullpinServer {
 
   fastify.setErrorHandler((err: FastifyError, request, reply) => {
     const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500
-    if (status >= 500) request.log.error({ err }, 'request failed')
-    else request.log.warn({ code: err.code, message: err.message }, 'bad request')
+    if (status >= 500) request.log.error({ reqId: request.id, err }, 'request failed')
+    else request.log.warn({ reqId: request.id, code: err.code, message: err.message }, 'bad request')
     void reply.code(status).send({
       error: status === 413 ? 'Payload Too Large' : status < 500 ? 'Bad Request' : 'Internal Server Error',
       code: isCodedError(err) ? err.code : 'PULLPIN_INTERNAL',

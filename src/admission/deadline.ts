@@ -1,0 +1,51 @@
+// A review's deadline, made lazily: most reviews are answered from caches without any I/O, and a
+// timer plus an AbortController per review is a measurable part of that path (bench/pieces.ts).
+// The clock starts when the review does; the timer only when something first waits.
+import type { Deadline } from '../mutate/mutator.js'
+
+export class DeadlineError extends Error {
+  constructor (ms: number) {
+    super(`no answer within ${ms} ms`)
+    this.name = 'DeadlineError'
+  }
+}
+
+export class ReviewDeadline implements Deadline {
+  readonly #ms: number
+  readonly #started = performance.now()
+  #controller: AbortController | undefined
+  #timer: NodeJS.Timeout | undefined
+
+  constructor (ms: number) {
+    this.#ms = ms
+  }
+
+  /** Aborted (with a DeadlineError) once the review's time is up. Starts the timer on first use. */
+  get signal (): AbortSignal {
+    if (this.#controller === undefined) {
+      const controller = this.#controller = new AbortController()
+      const left = Math.max(0, this.#ms - (performance.now() - this.#started))
+      this.#timer = setTimeout(() => controller.abort(new DeadlineError(this.#ms)), left)
+    }
+    return this.#controller.signal
+  }
+
+  /** `work`, or a DeadlineError rejection if the deadline passes first. */
+  race<T> (work: Promise<T>): Promise<T> {
+    const signal = this.signal
+    if (signal.aborted) return Promise.reject(signal.reason as Error)
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => reject(signal.reason as Error)
+      signal.addEventListener('abort', onAbort, { once: true })
+      work.then(
+        (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
+        (err: unknown) => { signal.removeEventListener('abort', onAbort); reject(err) },
+      )
+    })
+  }
+
+  /** The review is answered: stop the timer (the signal, if made, stays unaborted). */
+  clear (): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+  }
+}

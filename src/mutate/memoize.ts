@@ -1,0 +1,15 @@
+// A bounded memo for pure functions of a string (an image reference): the hot path sees the same
+// few strings over and over. A plain Map, emptied when it reaches its bound, rather than an LRU:
+// a hit is one Map lookup with no recency bookkeeping (four images × two steps per review), and a
+// cluster running more distinct images than the bound only recomputes what it asks for again.
+export function memoize<V extends object> (max: number, fn: (key: string) => V): (key: string) => V {
+  const memo = new Map<string, V>()
+  return (key) => {
+    let v = memo.get(key)
+    if (v === undefined) {
+      if (memo.size >= max) memo.clear()
+      memo.set(key, v = fn(key))
+    }
+    return v
+  }
+}

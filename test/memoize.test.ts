@@ -1,0 +1,14 @@
+import t from 'tap'
+import { memoize } from '../src/mutate/memoize.js'
+
+t.test('memoize computes once per key and stays within its bound', async t => {
+  const calls: string[] = []
+  const f = memoize(3, (k: string) => { calls.push(k); return { k } })
+  const a = f('a')
+  t.equal(f('a'), a, 'same value on a hit')
+  f('b'); f('c')
+  t.same(calls, ['a', 'b', 'c'])
+  f('d') // the bound is reached: the memo starts over
+  t.not(f('a'), a, 'recomputed after the memo was emptied')
+  t.same(calls, ['a', 'b', 'c', 'd', 'a'])
+})
