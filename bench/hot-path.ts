@@ -1,6 +1,6 @@
 // The admission hot path without HTTP: CPU time per review of the handler as src/app.ts builds it
-// (namespace policy → secret injection → pin step → JSON patch → log line → metrics), answering the
-// bench pod (bench/fixtures.ts) from a warm tag cache. The tag cache is filled by a synthetic
+// (namespace policy → secret injection → pin step → JSON patch → metrics; audit: warnings and a log
+// line), answering the bench pod (bench/fixtures.ts) from a warm tag cache. The tag cache is filled by a synthetic
 // in-process RegistryReader (no network), since a warm cache does no I/O anyway. The log goes to
 // /dev/null through pino's own synchronous destination, so its serialization is measured and the
 // disk is not. This is the number `bench/profile.ts` findings are checked against.

@@ -1,4 +1,4 @@
-// `npm run bench`: every pullpin benchmark in one bounded run (about 4 minutes), loopback only.
+// `npm run bench`: every pullpin benchmark in one bounded run (about 5 minutes), loopback only.
 // Writes bench/results.json and prints the Markdown tables BENCHMARKS.md shows.
 //
 //  1. Admission throughput, side by side in one run so the ratios hold on a noisy machine: the
@@ -7,7 +7,8 @@
 //     duration, rounds interleaved (floor, enforce, audit, floor, …), the median round reported.
 //     pullpin is the built CLI (`node dist/cli.js serve`, compiled here into .cache/bench/dist).
 //     Each server is a child process pinned to CPU 1, the load generator (this process) to CPU 0.
-//     Then the same server with fewer steps configured, to see what each costs per review.
+//     Then the same server with fewer steps configured, to see what each costs per review, and
+//     the floor answering pullpin's real response or spending N µs of CPU per request (calibration).
 //  2. Cache misses: 1,000 concurrent admissions for one uncached image against the real registry,
 //     manifest HEADs counted at the proxy in front of it.
 //  3. A 10,000-tag repository: SHA-tag index build time; HEADs of a refresh after 10 new tags.
