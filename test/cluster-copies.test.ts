@@ -145,6 +145,14 @@ t.test('a namespace labelled later gets its copy; the copy is labelled and annot
   t.equal(await metricValue(w.metrics, 'pullpin_cluster_writes_total', { kind: 'copy', action: 'created', origin: 'reconcile' }), 1)
   t.equal(await metricValue(w.metrics, 'pullpin_leader'), 1)
 
+  // The copy reaches the Secret informer's cache by its watch event, a moment after the write was
+  // answered (on a slow machine, after idle() returns): wait for that before counting API calls.
+  await until('the copy in the Secret informer cache', async () => {
+    const probe = w.integration.availability!.check({ namespace: 'team-a', names: ['ghcr-credentials'], create: true })
+    if (!(probe instanceof Promise)) return true
+    await probe
+    return false
+  })
   // The pod of that namespace gets the secret, with no API call on the admission path: both
   // lookups answer synchronously from the informer caches.
   t.notOk(w.integration.namespaces.labels('team-a') instanceof Promise, 'namespace labels: sync on a hit')
