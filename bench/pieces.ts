@@ -42,12 +42,20 @@ function auditAnnotationsBefore (mode: string, list: typeof changes, prefix: str
 }
 
 
-/** The draft copy as it was in bf2e8a8: a deep copy of the whole pod. */
+/** The draft copy as it was in bf2e8a8 (src/mutate/mutator.ts cloneJson): a deep copy of the whole pod. */
 function cloneJson<T> (value: T): T {
   if (value === null || typeof value !== 'object') return value
-  if (Array.isArray(value)) return value.map(cloneJson) as T
+  if (Array.isArray(value)) {
+    const out = new Array<unknown>(value.length)
+    for (let i = 0; i < value.length; i++) out[i] = cloneJson(value[i])
+    return out as T
+  }
   const out: Record<string, unknown> = {}
-  for (const key of Object.keys(value)) out[key] = cloneJson((value as Record<string, unknown>)[key])
+  for (const key of Object.keys(value)) {
+    const v = cloneJson((value as Record<string, unknown>)[key])
+    if (key === '__proto__') Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true })
+    else out[key] = v
+  }
   return out as T
 }
 

@@ -427,13 +427,7 @@ t.test('serviceaccount mode: the configured ServiceAccounts get the secrets, and
     config: `
 injection: serviceaccount
 serviceAccounts: [default, builder]
-pullSecrets:
-  - name: ghcr-credentials
-    registries: [ghcr.io]
-    source: { namespace: pullpin, name: ghcr-source }
-  - name: hub-credentials
-    registries: [docker.io]
-`,
+${BASE}`,
     seed: (s) => {
       s.seed(sa('team-a', 'default', ['mine']))
       s.seed(sa('team-a', 'builder'))

@@ -3,7 +3,7 @@
 // The clock starts when the review does; the timer only when something first waits.
 import type { Deadline } from '../mutate/mutator.js'
 
-export class DeadlineError extends Error {
+class DeadlineError extends Error {
   constructor (ms: number) {
     super(`no answer within ${ms} ms`)
     this.name = 'DeadlineError'

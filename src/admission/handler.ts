@@ -9,7 +9,7 @@ import type { Change, MutationResult, Mutator } from '../mutate/mutator.js'
 import type { Pod } from '../mutate/pod.js'
 import { isPodMutation, parseAdmissionReview, reviewResponse, type AdmissionRequest, type AdmissionResponse, type AdmissionReviewOut } from './review.js'
 import { limitWarnings } from './warnings.js'
-import { DeadlineError, ReviewDeadline } from './deadline.js'
+import { ReviewDeadline } from './deadline.js'
 
 export type Outcome = 'mutated' | 'unchanged' | 'audited' | 'denied' | 'error' | 'skipped'
 
@@ -84,7 +84,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       // Only a step that waits on I/O makes a Promise; a review answered from caches is never raced.
       result = mutated instanceof Promise ? await deadline.race(mutated) : mutated
     } catch (err) {
-      const reason = err instanceof DeadlineError ? err.message : (err as Error).message
+      const reason = (err as Error).message
       log().error({ err }, 'mutation failed')
       if (failOpen) {
         return done('error', { uid: req.uid, allowed: true, warnings: limitWarnings([`pullpin: internal error, pod admitted unchanged: ${reason}`]) })

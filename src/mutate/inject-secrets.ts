@@ -4,7 +4,7 @@
 import type { PullSecretRule } from '../policy/config.js'
 import { compileRegistryGlob } from '../reference/host-glob.js'
 import type { MutationStep } from './mutator.js'
-import { memoize } from './memoize.js'
+import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
 
 interface CompiledRule {
   readonly name: string
@@ -24,23 +24,12 @@ export function createSecretSelector (rules: readonly PullSecretRule[]): (images
   // image (host globs parse the reference), as bits in rule order.
   const matchedBy = memoize(IMAGE_MEMO_SIZE, (image: string) => compiled.map(r => r.matches(image)))
   return (images) => {
-    if (images.length === 1) return names(matchedBy(images[0]!))
-    const any = new Array<boolean>(compiled.length).fill(false)
-    for (const image of images) {
-      const m = matchedBy(image)
-      for (let i = 0; i < m.length; i++) if (m[i] === true) any[i] = true
-    }
-    return names(any)
-  }
-  function names (matched: readonly boolean[]): string[] {
+    const matches = images.map(matchedBy)
     const out: string[] = []
-    for (let i = 0; i < matched.length; i++) if (matched[i] === true) out.push(compiled[i]!.name)
+    for (let i = 0; i < compiled.length; i++) if (matches.some(m => m[i] === true)) out.push(compiled[i]!.name)
     return out
   }
 }
-
-/** Distinct image strings whose matches are kept; a cluster runs far fewer. */
-const IMAGE_MEMO_SIZE = 10_000
 
 /**
  * Whether a secret pullpin would add can be used in a namespace (with a cluster: its copy exists,

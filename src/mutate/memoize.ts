@@ -2,6 +2,9 @@
 // few strings over and over. A plain Map, emptied when it reaches its bound, rather than an LRU:
 // a hit is one Map lookup with no recency bookkeeping (four images × two steps per review), and a
 // cluster running more distinct images than the bound only recomputes what it asks for again.
+/** The bound the mutation steps use: distinct image strings whose analysis is kept (a cluster runs far fewer). */
+export const IMAGE_MEMO_SIZE = 10_000
+
 export function memoize<V extends object> (max: number, fn: (key: string) => V): (key: string) => V {
   const memo = new Map<string, V>()
   return (key) => {

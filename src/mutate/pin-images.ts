@@ -11,7 +11,7 @@ import type { TagCache, TagResolution } from '../cache/tag-cache.js'
 import type { OwnerPins } from '../cache/owner-pins.js'
 import { ERR_REGISTRY_BAD_RESPONSE, isCodedError } from '../errors.js'
 import type { MutationContext, MutationStep } from './mutator.js'
-import { memoize } from './memoize.js'
+import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
 import type { Container, ImageSite, Pod } from './pod.js'
 
 export type UnpinnedReason = 'invalid' | 'registry-not-allowed' | 'no-sha-tag' | 'not-found' | 'registry-error' | 'deadline'
@@ -37,9 +37,6 @@ type Decision =
 interface Candidate { readonly kind: 'candidate'; readonly ref: ImageReference; readonly tag: string }
 
 const KEEP: Decision = { kind: 'keep' }
-
-/** Distinct image strings whose analysis is kept; a cluster runs far fewer. */
-const IMAGE_MEMO_SIZE = 10_000
 
 export function createPinningStep (deps: PinningDeps): MutationStep {
   const { config, cache, ownerPins, metrics } = deps
@@ -206,8 +203,8 @@ function unpinned (reason: UnpinnedReason, warning: string, detail?: string): De
  * server allows image changes on update and pullpin must not rewrite what was already admitted.
  * pods/ephemeralcontainers: only the ephemeral containers (the only field that subresource may change).
  */
-function sitesToPin (ctx: MutationContext): ImageSite[] {
-  if (ctx.operation === 'CREATE') return [...ctx.images]
+function sitesToPin (ctx: MutationContext): readonly ImageSite[] {
+  if (ctx.operation === 'CREATE') return ctx.images
   const old = new Map<string, string | undefined>()
   for (const field of ['initContainers', 'containers', 'ephemeralContainers'] as const) {
     for (const c of ctx.oldObject?.spec?.[field] ?? []) old.set(`${field}/${c.name}`, c.image)

@@ -100,14 +100,14 @@ function copyOf (obj: Record<string, unknown>): Record<string, unknown> {
 }
 
 /** Bytes of log lines held before one write(2); and the longest a line waits at low traffic. */
-export const LOG_BUFFER_BYTES = 4096
-export const LOG_FLUSH_INTERVAL_MS = 200
+const LOG_BUFFER_BYTES = 4096
+const LOG_FLUSH_INTERVAL_MS = 200
 
 /**
  * The production log destination: lines are buffered and written synchronously in 4 KiB writes
- * (or every 200 ms when traffic is low), instead of one write(2) per line on the admission path
- * (BENCHMARKS.md: a blocking write per line, or an asynchronous one through libuv's thread pool,
- * was the largest single cost of a logged review). Whoever owns the process must call
+ * (or every 200 ms when traffic is low), instead of one write(2) per line on the admission path.
+ * Synchronous, because pino's asynchronous destination hands each write to libuv's thread pool on
+ * the server's own core (BENCHMARKS.md, "Tried and not kept"). Whoever owns the process must call
  * `flushSync()` when it exits (src/cli.ts does).
  */
 export function bufferedDestination (fd: number): pino.DestinationStream & { flushSync (): void } {

@@ -38,7 +38,7 @@ function makeFastify (opts: ServerOptions) {
   return Fastify({
     https: secureContextOptions(opts.tls),
     loggerInstance: opts.logger,
-    // One log line per review comes from the admission handler; per-request access logs would double it.
+    // Review log lines come from the admission handler; per-request access logs would repeat them.
     logController: new LogController({ disableRequestLogging: true }),
     // No child logger per request either (it is made on every request, used on almost none): the
     // error handler, the only user of request.log, puts the request id in its own lines.
