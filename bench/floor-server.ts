@@ -3,17 +3,19 @@
 // keep-alive as pullpin's server (src/server/server.ts), no logger, no work: whatever pullpin
 // costs on top of this is admission work.
 //
-//   node --import tsx bench/floor-server.ts --port N --cert FILE --key FILE [--response FILE] [--work-us N]
+//   node --import tsx bench/floor-server.ts --port N --cert FILE --key FILE [--response FILE] [--work-us N] [--turn-flush]
 //
 // Calibration (bench/run.ts breakdown): --response answers with that file's AdmissionReview (say,
 // pullpin's own answer, to see what the bigger response costs), --work-us spins the CPU that long
-// per request (to see what any server doing that much work per request gets on this machine).
+// per request (to see what any server doing that much work per request gets on this machine),
+// --turn-flush holds each answer to the end of its event-loop turn as pullpin's server does.
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import Fastify from 'fastify'
 import { BODY_LIMIT_BYTES } from '../src/server/server.js'
+import { turnFlush } from '../src/server/turn-flush.js'
 
-const { values } = parseArgs({ options: { port: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, response: { type: 'string' }, 'work-us': { type: 'string' } } })
+const { values } = parseArgs({ options: { port: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, response: { type: 'string' }, 'work-us': { type: 'string' }, 'turn-flush': { type: 'boolean' } } })
 if (values.port === undefined || values.cert === undefined || values.key === undefined) {
   throw new Error('usage: floor-server.ts --port N --cert FILE --key FILE')
 }
@@ -40,7 +42,12 @@ const fastify = Fastify({
   forceCloseConnections: 'idle',
   keepAliveTimeout: 65_000,
 })
-fastify.post('/mutate', WORK_MS > 0 ? async () => { work(); return RESPONSE } : async () => RESPONSE)
+const endOfTurn = values['turn-flush'] === true ? turnFlush() : undefined
+fastify.post('/mutate', async () => {
+  if (WORK_MS > 0) work()
+  if (endOfTurn !== undefined) await endOfTurn()
+  return RESPONSE
+})
 fastify.get('/readyz', async () => ({ status: 'ok' }))
 
 await fastify.listen({ host: '127.0.0.1', port: Number(values.port) })

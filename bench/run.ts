@@ -79,12 +79,12 @@ interface Ctx {
 // ---------------------------------------------------------------------------------------------
 // servers
 
-async function startPullpin (ctx: Ctx, name: string, configFile = ctx.configFile, extraArgs: string[] = []): Promise<ServerProcess> {
+async function startPullpin (ctx: Ctx, name: string, configFile = ctx.configFile, extraArgs: string[] = [], nodeFlags: string[] = []): Promise<ServerProcess> {
   const port = await freePort()
   const server = spawnServer({
     name,
     command: process.execPath,
-    args: [join(DIST, 'cli.js'), 'serve', '--config', configFile, '--host', '127.0.0.1', '--port', String(port),
+    args: [...nodeFlags, join(DIST, 'cli.js'), 'serve', '--config', configFile, '--host', '127.0.0.1', '--port', String(port),
       '--tls-cert', ctx.certs.certFile, '--tls-key', ctx.certs.keyFile, '--namespace', 'pullpin-system', ...extraArgs],
     url: `https://127.0.0.1:${port}`,
     cpu: 1,
@@ -94,12 +94,12 @@ async function startPullpin (ctx: Ctx, name: string, configFile = ctx.configFile
   return server
 }
 
-async function startFloor (ctx: Ctx, extraArgs: string[] = []): Promise<ServerProcess> {
+async function startFloor (ctx: Ctx, extraArgs: string[] = [], nodeFlags: string[] = []): Promise<ServerProcess> {
   const port = await freePort()
   const server = spawnServer({
     name: 'floor',
     command: process.execPath,
-    args: ['--import', 'tsx', join(ROOT, 'bench', 'floor-server.ts'), '--port', String(port), '--cert', ctx.certs.certFile, '--key', ctx.certs.keyFile, ...extraArgs],
+    args: [...nodeFlags, '--import', 'tsx', join(ROOT, 'bench', 'floor-server.ts'), '--port', String(port), '--cert', ctx.certs.certFile, '--key', ctx.certs.keyFile, ...extraArgs],
     url: `https://127.0.0.1:${port}`,
     cpu: 1,
     logFile: join(ctx.dir, 'floor.log'),
@@ -253,6 +253,12 @@ async function breakdown (ctx: Ctx): Promise<BreakdownRow[]> {
   const bytes = (await readFile(files.response)).length
   await measure(`floor, answering pullpin's enforce response (${bytes} bytes, constant)`, await startFloor(ctx, ['--response', files.response]))
   for (const us of [5, 10, 20, 40]) await measure(`floor, + ${us} µs of busy CPU per request`, await startFloor(ctx, ['--work-us', String(us)]))
+  // What pullpin's write coalescing (src/server/turn-flush.ts) does for a server that does no work.
+  await measure('floor, answers held to the end of the event-loop turn as pullpin holds them', await startFloor(ctx, ['--turn-flush']))
+  // A smaller young generation: shorter, more frequent scavenges. Both servers, so the ratio is fair.
+  const gc = ['--max-semi-space-size=4']
+  await measure('floor, node --max-semi-space-size=4', await startFloor(ctx, [], gc))
+  await measure('pullpin enforce, node --max-semi-space-size=4', await startPullpin(ctx, 'pullpin-gc', ctx.configFile, [], gc))
   return out
 }
 

@@ -9,6 +9,7 @@ import type { AdmissionHandler } from '../admission/handler.js'
 import type { TlsMaterial } from '../certs/certificate-source.js'
 import { isCodedError } from '../errors.js'
 import type { Readiness } from './readiness.js'
+import { turnFlush } from './turn-flush.js'
 
 /** The API server sends AdmissionReviews of a few KiB; etcd's object limit is 1.5 MiB. 3 MiB leaves room and stops abuse. */
 export const BODY_LIMIT_BYTES = 3 * 1024 * 1024
@@ -67,7 +68,13 @@ export function buildServer (opts: ServerOptions): PullpinServer {
     })
   })
 
-  fastify.post(MUTATE_PATH, async (request) => opts.handler(request.body))
+  // Answers computed in one event-loop turn are written together at its end (turn-flush.ts).
+  const endOfTurn = turnFlush()
+  fastify.post(MUTATE_PATH, async (request) => {
+    const review = await opts.handler(request.body)
+    await endOfTurn()
+    return review
+  })
 
   fastify.get('/healthz', async () => ({ status: 'ok' }))
 
