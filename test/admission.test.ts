@@ -96,6 +96,18 @@ t.test('audit mode: allowed, no patch, warnings, audit annotations, one log line
   t.match(await metrics.registry.metrics(), /pullpin_admission_duration_seconds_count\{outcome="audited"\} 1/)
 })
 
+t.test('audit mode with nothing to report: no warnings, and only a debug line', async t => {
+  const { handle, logs, metrics } = testHandler()
+  const pod = richPod('team-b')
+  pod.spec!.imagePullSecrets = [{ name: 'ghcr-credentials' }, { name: 'hub-credentials' }]
+  const out = await handle(admissionReview(pod))
+  t.same(out.response, { uid: out.response.uid, allowed: true, auditAnnotations: { mode: 'audit' } })
+  t.notOk('warnings' in out.response)
+  const lines = logs.records.filter(r => r.outcome === 'audited')
+  t.same(lines.map(l => [l.level, l.msg]), [[20, 'audit: pod would be unchanged']])
+  t.match(await metrics.registry.metrics(), /pullpin_admission_duration_seconds_count\{outcome="audited"\} 1/)
+})
+
 t.test('mode: audit in config applies to every opted-in namespace', async t => {
   const { handle } = testHandler(`mode: audit
 namespaces: {labels: {team-a: {pullpin.io/inject: enabled}}}

@@ -28,7 +28,28 @@ export function limitWarnings (warnings: readonly string[]): string[] {
 }
 
 function oneLine (s: string): string {
-  return s.replace(/\s+/g, ' ').trim()
+  return isOneLine(s) ? s : s.replace(/\s+/g, ' ').trim()
+}
+
+/**
+ * pullpin's own warnings are already one line: a scan of their characters answers that without
+ * the regex's new string (an audit review has a warning per finding). Any whitespace but single
+ * inner spaces, or any non-ASCII character, takes the regex path.
+ */
+function isOneLine (s: string): boolean {
+  let afterSpace = true // a leading space is not one line
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c === 32) {
+      if (afterSpace) return false
+      afterSpace = true
+    } else if (c < 32 || c > 126) {
+      return false
+    } else {
+      afterSpace = false
+    }
+  }
+  return !afterSpace || s.length === 0
 }
 
 function truncate (s: string): string {
