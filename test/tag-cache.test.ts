@@ -187,3 +187,18 @@ t.test('a caller deadline does not cancel the shared lookup: it still fills the 
   await sleep(400)
   t.ok(c.peekTag(ref('slow'), 'latest'), 'answer cached for the next pod')
 })
+
+t.test('one reference object looked up by many tags: each peek answers its own tag', async t => {
+  const tags = Array.from({ length: 12 }, (_, i) => `t${i}`)
+  for (let s = 0; s < 3; s++) await env.registry.push({ seed: `many-keys-${s}` }, 'many-keys', tags.filter((_, i) => i % 3 === s))
+  const c = cache()
+  const r = ref('many-keys')
+  const digests = new Map<string, string>()
+  for (const tag of tags) digests.set(tag, (await c.resolveTag(r, tag)).digest)
+  t.equal(new Set(digests.values()).size, 3)
+  // Twice round, more tags than the per-reference key memo holds: forgotten keys are made again.
+  for (let round = 0; round < 2; round++) {
+    for (const tag of tags) t.equal(c.peekTag(r, tag)?.digest, digests.get(tag), `${tag}, round ${round + 1}`)
+  }
+  t.equal(c.peekTag(r, 'absent'), undefined)
+})
