@@ -108,10 +108,13 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       for (const c of result.changes) metrics.auditFinding(c.kind)
       const findings = [...result.changes.map(describeAuditChange), ...result.warnings]
       if (result.deny !== undefined) findings.push(`pullpin audit: would deny: ${result.deny}`)
-      if (findings.length > 0) log().info({ mode, outcome: 'audited', wouldChange: result.changes, wouldDeny: result.deny, warnings: result.warnings, diagnostics: result.diagnostics }, 'audit: pod would be mutated')
-      else if (logger.isLevelEnabled('debug')) log().debug({ mode, outcome: 'audited' }, 'audit: pod would be unchanged')
       const response: AdmissionResponse = { uid: req.uid, allowed: true, auditAnnotations: auditAnnotations('audit', result.changes, 'would-') }
-      if (findings.length > 0) response.warnings = limitWarnings(findings)
+      if (findings.length > 0) {
+        response.warnings = limitWarnings(findings)
+        log().info({ mode, outcome: 'audited', wouldChange: result.changes, wouldDeny: result.deny, warnings: result.warnings, diagnostics: result.diagnostics }, 'audit: pod would be mutated')
+      } else if (logger.isLevelEnabled('debug')) {
+        log().debug({ mode, outcome: 'audited' }, 'audit: pod would be unchanged')
+      }
       return done('audited', response)
     }
 
