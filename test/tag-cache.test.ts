@@ -5,9 +5,16 @@ import { TagCache, rankShaTags, type TagCacheOptions } from '../src/cache/tag-ca
 import { createPinningStack, type PinningStack } from '../src/pinning.js'
 import { CredentialStore, readDockerConfigFiles } from '../src/registry/credential-store.js'
 import { gitSha, startPinningEnv, type PinningEnv } from './support/pinning-env.js'
+import { until } from './support/until.js'
 
 const SHA_PATTERNS = [/^[0-9a-f]{40}$/, /^sha-[0-9a-f]{7,40}$/]
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
+// TTL tests move a manual clock rather than sleeping: a push to the real registry can take longer
+// than a short TTL on a loaded CI machine, and then 'still fresh' is not.
+function manualClock () {
+  let at = 1_000_000
+  return { now: () => at, advance: (ms: number) => { at += ms } }
+}
 
 let env: PinningEnv
 let stack: PinningStack
@@ -61,50 +68,56 @@ t.test('concurrent identical lookups share one HEAD', async t => {
 })
 
 t.test('not found is cached for the negative TTL', async t => {
-  const c = cache({ negativeTtlMs: 300 })
+  const clock = manualClock()
+  const c = cache({ negativeTtlMs: 300, now: clock.now })
   await t.rejects(c.resolveTag(ref('nothere'), 'latest'), { code: 'PULLPIN_REGISTRY_NOT_FOUND' })
+  clock.advance(299)
   await t.rejects(c.resolveTag(ref('nothere'), 'latest'), { code: 'PULLPIN_REGISTRY_NOT_FOUND' })
   t.equal(heads('nothere', 'latest'), 1)
-  await sleep(350)
+  clock.advance(1)
   await t.rejects(c.resolveTag(ref('nothere'), 'latest'), { code: 'PULLPIN_REGISTRY_NOT_FOUND' })
   t.equal(heads('nothere', 'latest'), 2)
 })
 
 t.test('a moving tag: after the TTL the new digest is seen', async t => {
   const d1 = await env.registry.push({ seed: 'move-1' }, 'move', ['latest'])
-  const c = cache({ ttlMs: 200 })
+  const clock = manualClock()
+  const c = cache({ ttlMs: 200, now: clock.now })
   t.equal((await c.resolveTag(ref('move'), 'latest')).digest, d1)
   const d2 = await env.registry.push({ seed: 'move-2' }, 'move', ['latest'])
+  clock.advance(199)
   t.equal((await c.resolveTag(ref('move'), 'latest')).digest, d1, 'still fresh')
-  await sleep(250)
+  clock.advance(1)
   t.equal((await c.resolveTag(ref('move'), 'latest')).digest, d2)
 })
 
 t.test('stale-while-revalidate: the old digest at once, one refresh behind it', async t => {
   const d1 = await env.registry.push({ seed: 'swr-1' }, 'swr', ['latest'])
-  const c = cache({ ttlMs: 100, staleWhileRevalidateMs: 5000 })
+  const clock = manualClock()
+  const c = cache({ ttlMs: 100, staleWhileRevalidateMs: 5000, now: clock.now })
   await c.resolveTag(ref('swr'), 'latest')
   const d2 = await env.registry.push({ seed: 'swr-2' }, 'swr', ['latest'])
-  await sleep(150)
+  clock.advance(150)
   const before = heads('swr', 'latest')
   const served = await Promise.all([c.resolveTag(ref('swr'), 'latest'), c.resolveTag(ref('swr'), 'latest')])
   t.same(served.map(s => s.digest), [d1, d1], 'stale answers without waiting')
-  await sleep(200)
+  await until('the background refresh', () => c.peekTag(ref('swr'), 'latest')?.digest === d2)
+  await sleep(50)
   t.equal(heads('swr', 'latest'), before + 1, 'one background refresh')
   t.equal((await c.resolveTag(ref('swr'), 'latest')).digest, d2)
 })
 
 t.test('stale-if-error: a registry outage keeps serving the last digest, marked stale', async t => {
   const d1 = await env.registry.push({ seed: 'sie' }, 'sie', ['latest'])
-  const c = cache({ ttlMs: 50, staleIfErrorMs: 10_000 })
+  const clock = manualClock()
+  const c = cache({ ttlMs: 50, staleIfErrorMs: 10_000, now: clock.now })
   await c.resolveTag(ref('sie'), 'latest')
-  await sleep(80)
+  clock.advance(80)
   env.proxy.fault = (r) => r.path.includes('/sie/') ? { action: 'status', status: 503 } : undefined
   t.teardown(() => { env.proxy.fault = undefined })
   const r = await c.resolveTag(ref('sie'), 'latest')
   t.same(r, { digest: d1, mediaType: r.mediaType, stale: true })
   env.proxy.fault = undefined
-  await sleep(10)
   t.same((await c.resolveTag(ref('sie'), 'latest')).stale, false, 'fresh again once the registry is back')
 })
 
@@ -184,8 +197,8 @@ t.test('a caller deadline does not cancel the shared lookup: it still fills the 
   t.teardown(() => { env.proxy.fault = undefined })
   const c = cache()
   await t.rejects(c.resolveTag(ref('slow'), 'latest', AbortSignal.timeout(50)))
-  await sleep(400)
-  t.ok(c.peekTag(ref('slow'), 'latest'), 'answer cached for the next pod')
+  await until('the shared lookup to land', () => c.peekTag(ref('slow'), 'latest') !== undefined)
+  t.pass('answer cached for the next pod')
 })
 
 t.test('one reference object looked up by many tags: each peek answers its own tag', async t => {
