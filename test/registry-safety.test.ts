@@ -163,7 +163,14 @@ t.test('host names resolving to private, loopback, link-local or metadata addres
   t.equal(fwd.connections(), 1)
 
   for (const [address, why] of [['::ffff:169.254.169.254', 'cloud metadata endpoint (IPv4-mapped)'], ['::ffff:7f00:1', 'loopback (IPv4-mapped)'],
-    ['64:ff9b::a9fe:a9fe', 'cloud metadata endpoint (via NAT64)'], ['172.32.0.1', undefined], ['2606:4700::1111', undefined]] as const) {
+    ['64:ff9b::a9fe:a9fe', 'cloud metadata endpoint (via NAT64)'], ['172.32.0.1', undefined], ['2606:4700::1111', undefined],
+    ['64:ff9b::10.9.8.7', 'private (via NAT64)'], ['64:ff9b::808:808', undefined], ['64:ff9b:1::1', 'local-use NAT64'],
+    ['2002:7f00:1::5', 'loopback (via 6to4)'], ['2002:c0a8:101::', 'private (via 6to4)'], ['2002:808:808::1', undefined],
+    ['::ffff:8.8.8.8', undefined], ['::ffff:c0a8:1', 'private (IPv4-mapped)'], ['::7f00:1', 'IPv4-compatible (deprecated)'],
+    ['fe80::1%eth0', 'link-local'], ['fd12:3456::1', 'private (unique local)'], ['ff02::1', 'multicast'],
+    ['100.63.255.255', undefined], ['100.64.0.0', 'carrier-grade NAT'], ['100.127.255.255', 'carrier-grade NAT'], ['100.128.0.0', undefined],
+    ['172.15.255.255', undefined], ['172.31.255.255', 'private'], ['198.19.255.255', 'benchmarking'], ['255.255.255.255', 'reserved'],
+    ['1.2.3', 'not an IP address'], ['registry.example', 'not an IP address'], ['::ffff:1.2.3.256', 'not an IP address']] as const) {
     t.equal(classifyAddress(address), why, address)
   }
 })
