@@ -5,9 +5,11 @@
 // /dev/null through pino's own synchronous destination, so its serialization is measured and the
 // disk is not. This is the number `bench/profile.ts` findings are checked against.
 //
-//   node --import tsx bench/hot-path.ts [--steps all|secrets|none]
-//     → one JSON line: µs of CPU per review, best and median of 5 rounds. --steps leaves the pin
-//       step (secrets) or both steps (none) out, to see what each costs.
+//   node --import tsx bench/hot-path.ts [--steps all|secrets|none] [--alloc-sites team-a|team-b]
+//     → one JSON line: µs of CPU per review, best and median of 5 rounds, and bytes allocated per
+//       review (JSON.parse included: the server does it too). --steps leaves the pin step (secrets)
+//       or both steps (none) out, to see what each costs. --alloc-sites prints, on stderr, the
+//       functions that allocate most for that namespace's review.
 import { createHash } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { pino } from 'pino'
@@ -23,10 +25,11 @@ import { createMetrics } from '../src/server/metrics.js'
 import { TagCache, type RegistryReader } from '../src/cache/tag-cache.js'
 import { OwnerPins } from '../src/cache/owner-pins.js'
 import { tagCacheOptions } from '../src/pinning.js'
+import { allocatedPerCall, allocationSites } from './alloc.js'
 import { BENCH_REPOSITORIES, benchConfigYaml, benchReview } from './fixtures.js'
 import { gitSha, type PinningEnv } from '../test/support/pinning-env.js'
 
-const { values: args } = parseArgs({ options: { steps: { type: 'string', default: 'all' } } })
+const { values: args } = parseArgs({ options: { steps: { type: 'string', default: 'all' }, 'alloc-sites': { type: 'string' } } })
 const STEPS = args.steps as 'all' | 'secrets' | 'none'
 if (!['all', 'secrets', 'none'].includes(STEPS)) throw new Error('--steps must be all, secrets or none')
 const HOST = 'registry.bench.local:5000'
@@ -63,7 +66,7 @@ const handle = createAdmissionHandler({
   deadlineMs: 9000,
 })
 
-async function measure (namespace: string): Promise<{ bestUs: number; medianUs: number; patched: boolean }> {
+async function measure (namespace: string): Promise<{ bestUs: number; medianUs: number; allocatedBytes: number; patched: boolean }> {
   const text = benchReview(HOST, namespace)
   const first = await handle(JSON.parse(text))
   for (let i = 0; i < REVIEWS; i++) await handle(JSON.parse(text))
@@ -75,7 +78,8 @@ async function measure (namespace: string): Promise<{ bestUs: number; medianUs: 
     rounds.push((used.user + used.system) / REVIEWS)
   }
   rounds.sort((a, b) => a - b)
-  return { bestUs: rounds[0]!, medianUs: rounds[Math.floor(ROUNDS / 2)]!, patched: first.response.patch !== undefined }
+  const allocatedBytes = Math.round(await allocatedPerCall(REVIEWS, () => handle(JSON.parse(text))))
+  return { bestUs: rounds[0]!, medianUs: rounds[Math.floor(ROUNDS / 2)]!, allocatedBytes, patched: first.response.patch !== undefined }
 }
 
 // JSON.parse of the body is in every review (Fastify does it before the handler); measured apart.
@@ -91,6 +95,11 @@ process.stdout.write(JSON.stringify({
   images: BENCH_REPOSITORIES.length,
   bodyBytes: body.length,
   jsonParseUs: (parse.user + parse.system) / (REVIEWS * 5),
+  jsonParseBytes: Math.round(await allocatedPerCall(REVIEWS, () => JSON.parse(body))),
   enforce,
   audit,
 }) + '\n')
+if (args['alloc-sites'] !== undefined) {
+  const text = benchReview(HOST, args['alloc-sites'])
+  for (const [bytes, site] of await allocationSites(REVIEWS, () => handle(JSON.parse(text)))) process.stderr.write(`${bytes.toFixed(0).padStart(7)} B  ${site}\n`)
+}

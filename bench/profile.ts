@@ -2,11 +2,13 @@
 // CPU 1) answers the warm-cache enforce review under autocannon load (this process, CPU 0); on
 // SIGTERM node writes the profile, and the functions pullpin spends its time in are printed.
 //
-//   npx tsx bench/profile.ts [--duration 10] [--namespace team-a|team-b] [--top 40] [--server pullpin|floor]
+//   npx tsx bench/profile.ts [--duration 10] [--namespace team-a|team-b] [--top 40] [--server pullpin|floor] [--gc]
 //
+// --gc runs the server with --trace-gc instead of the CPU profiler, and prints what the young
+// generation costs: bytes allocated per review, scavenges per second and their pauses.
 // The .cpuprofile is kept in .cache/bench/profiles/ (open it in Chrome DevTools → Performance).
 import { execFileSync } from 'node:child_process'
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     top: { type: 'string', default: '40' },
     connections: { type: 'string', default: '16' },
     server: { type: 'string', default: 'pullpin' },
+    gc: { type: 'boolean', default: false },
   },
 })
 
@@ -46,22 +49,31 @@ async function main (): Promise<void> {
     pinSelf(0)
     const port = await freePort()
     const floor = values.server === 'floor'
+    const logFile = join(dir, 'server.log')
+    const profiler = values.gc ? ['--trace-gc'] : ['--cpu-prof', '--cpu-prof-dir', profileDir]
     const server = spawnServer({
       name: 'profile',
       command: process.execPath,
       args: floor
-        ? ['--cpu-prof', '--cpu-prof-dir', profileDir, '--import', 'tsx', join(ROOT, 'bench', 'floor-server.ts'), '--port', String(port), '--cert', certs.certFile, '--key', certs.keyFile]
-        : ['--cpu-prof', '--cpu-prof-dir', profileDir, join(DIST, 'cli.js'), 'serve', '--config', configFile, '--host', '127.0.0.1',
+        ? [...profiler, '--import', 'tsx', join(ROOT, 'bench', 'floor-server.ts'), '--port', String(port), '--cert', certs.certFile, '--key', certs.keyFile]
+        : [...profiler, join(DIST, 'cli.js'), 'serve', '--config', configFile, '--host', '127.0.0.1',
             '--port', String(port), '--tls-cert', certs.certFile, '--tls-key', certs.keyFile, '--namespace', 'pullpin-system'],
       url: `https://127.0.0.1:${port}`,
       cpu: 1,
-      logFile: join(dir, 'server.log'),
+      logFile,
     })
     await waitReady(server.url, certs.ca)
     const body = benchReview(env.host, values.namespace!)
     const warm = await runLoad({ url: `${server.url}/mutate`, body, connections: Number(values.connections), durationS: 2 })
     const r = await runLoad({ url: `${server.url}/mutate`, body, connections: Number(values.connections), durationS: Number(values.duration), serverPid: server.pid })
     await server.stop()
+    if (values.gc) {
+      const gc = gcSummary(await readFile(logFile, 'utf8'), warm.requests + r.requests)
+      process.stdout.write(`${r.rps.toFixed(0)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, server CPU ${r.serverCpu?.toFixed(2)}\n` +
+        `${(gc.allocatedBytes / 1024).toFixed(1)} KiB allocated per review; ${gc.scavenges} scavenges (${(gc.scavenges / (Number(values.duration) + 2)).toFixed(1)}/s), ` +
+        `pause mean ${gc.meanMs.toFixed(2)} ms, max ${gc.maxMs.toFixed(2)} ms; ${gc.others} other GCs\n`)
+      return
+    }
     const file = (await readdir(profileDir)).find(f => f.endsWith('.cpuprofile'))
     if (file === undefined) throw new Error('no .cpuprofile written')
     const s = summarize(join(profileDir, file), ROOT + '/')
@@ -88,6 +100,35 @@ async function main (): Promise<void> {
   } finally {
     await env.stop()
     await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/**
+ * Young-generation cost from `--trace-gc` lines such as
+ * `[pid:0x…]   1234 ms: Scavenge 20.1 (35.2) -> 5.3 (36.0) MB, 0.81 / 0.00 ms  (average mu = …) allocation failure;`
+ * Allocation is the heap growth between one GC's end and the next one's start.
+ */
+function gcSummary (log: string, reviews: number): { allocatedBytes: number; scavenges: number; meanMs: number; maxMs: number; others: number } {
+  const re = /: (Scavenge|Mark-Compact|Mark-sweep|Minor Mark-Compact)[^\d]*([\d.]+) \([\d.]+\) -> ([\d.]+) \([\d.]+\) MB, ([\d.]+) \//g
+  let allocatedMb = 0
+  let lastAfter: number | undefined
+  const pauses: number[] = []
+  let others = 0
+  for (const m of log.matchAll(re)) {
+    const before = Number(m[2])
+    const after = Number(m[3])
+    if (lastAfter !== undefined) allocatedMb += Math.max(0, before - lastAfter)
+    lastAfter = after
+    if (m[1] === 'Scavenge') pauses.push(Number(m[4]))
+    else others++
+  }
+  if (pauses.length === 0) throw new Error('no scavenges in the --trace-gc output')
+  return {
+    allocatedBytes: allocatedMb * 1024 * 1024 / reviews,
+    scavenges: pauses.length,
+    meanMs: pauses.reduce((a, b) => a + b, 0) / pauses.length,
+    maxMs: Math.max(...pauses),
+    others,
   }
 }
 

@@ -527,11 +527,12 @@ function table (results: Record<string, any>): string {
   }
   const hp = results.hotpath
   if (hp !== undefined) {
-    out.push(`### Admission hot path without HTTP (bench/hot-path.ts: CPU per review, best / median of 5 rounds of 10,000)`, '')
-    out.push('| review | CPU per review |', '|---|---:|')
-    out.push(`| enforce: 2 secrets added, 4 images pinned from the warm cache, patch, metrics | ${hp.enforce.bestUs.toFixed(1)} / ${hp.enforce.medianUs.toFixed(1)} µs |`)
-    out.push(`| audit: the same findings reported (warnings, log line), no patch | ${hp.audit.bestUs.toFixed(1)} / ${hp.audit.medianUs.toFixed(1)} µs |`)
-    out.push(`| (JSON.parse of the ${hp.bodyBytes}-byte body, done by Fastify before the handler) | ${hp.jsonParseUs.toFixed(1)} µs |`, '')
+    out.push(`### Admission hot path without HTTP (bench/hot-path.ts: CPU per review, best / median of 5 rounds of 10,000; bytes allocated per review, JSON.parse included)`, '')
+    const kib = (bytes: number | undefined): string => bytes === undefined ? '-' : `${(bytes / 1024).toFixed(1)} KiB`
+    out.push('| review | CPU per review | allocated per review |', '|---|---:|---:|')
+    out.push(`| enforce: 2 secrets added, 4 images pinned from the warm cache, patch, metrics | ${hp.enforce.bestUs.toFixed(1)} / ${hp.enforce.medianUs.toFixed(1)} µs | ${kib(hp.enforce.allocatedBytes)} |`)
+    out.push(`| audit: the same findings reported (warnings, log line), no patch | ${hp.audit.bestUs.toFixed(1)} / ${hp.audit.medianUs.toFixed(1)} µs | ${kib(hp.audit.allocatedBytes)} |`)
+    out.push(`| (JSON.parse of the ${hp.bodyBytes}-byte body, done by Fastify before the handler) | ${hp.jsonParseUs.toFixed(1)} µs | ${kib(hp.jsonParseBytes)} |`, '')
   }
   if (results.pieces !== undefined) out.push('### Profile findings, each measured alone (bench/pieces.ts; "before" reproduces commit d89ee5e)', '', results.pieces as string, '')
   const rows: string[] = []
