@@ -84,7 +84,8 @@ async function world (tt: Test, opts: { config?: string; namespaces?: string[]; 
     metrics: metrics.cluster,
     credentials,
     backoff: { initialMs: 20, maxMs: 200 },
-    leaderElection: { leaseDurationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100 },
+    // No failover here: a lease long enough that a stalled CI machine never loses it by accident.
+    leaderElection: { leaseDurationMs: 10_000, renewDeadlineMs: 8000, retryPeriodMs: 100 },
   })
   tt.teardown(() => integration.stop())
   integration.start()

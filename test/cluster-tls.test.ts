@@ -93,7 +93,8 @@ t.test('the leader patches the caBundle of pullpin\'s MutatingWebhookConfigurati
     ownNamespace: 'pullpin',
     logger: createLogger({ level: 'debug', destination: logs }),
     backoff: { initialMs: 20, maxMs: 200 },
-    leaderElection: { leaseDurationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100 },
+    // No failover here: a lease long enough that a stalled CI machine never loses it by accident.
+    leaderElection: { leaseDurationMs: 10_000, renewDeadlineMs: 8000, retryPeriodMs: 100 },
   })
   t.teardown(() => integration.stop())
   integration.setCaBundle(material.ca)

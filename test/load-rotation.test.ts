@@ -18,6 +18,7 @@ import { Agent, request } from 'undici'
 import { admissionReview, richPod } from './support/pods.js'
 import { startPullpin } from './support/pullpin.js'
 import { freePort } from './support/registry.js'
+import { until } from './support/until.js'
 import { issueSelfSigned, issueServing } from '../src/certs/self-signed.js'
 import type { CertificateSource, TlsMaterial } from '../src/certs/certificate-source.js'
 
@@ -108,15 +109,17 @@ t.test('certificate rotation under load: renewed by the same CA, then a new CA; 
   const fingerprint = (m: TlsMaterial): string => new X509Certificate(m.cert).fingerprint256
 
   try {
-    await sleep(400)
+    // Each phase lasts until it has carried traffic (a fixed sleep would count on the machine's speed).
+    const traffic = (n: number) => until(`requests in phase ${n}`, () => perPhase[n]! > 20, 15_000)
+    await traffic(0)
     t.equal(await servedFingerprint(p.url, trusted), fingerprint(first), 'the first certificate is served')
     p.app.server.reloadTls(renewed)
     phase = 1
-    await sleep(400)
+    await traffic(1)
     t.equal(await servedFingerprint(p.url, trusted), fingerprint(renewed), 'new connections get the renewed certificate')
     p.app.server.reloadTls(newCa)
     phase = 2
-    await sleep(400)
+    await traffic(2)
     t.equal(await servedFingerprint(p.url, trusted), fingerprint(newCa), 'new connections get the certificate of the new CA')
   } finally {
     stop = true
@@ -142,7 +145,7 @@ t.test('SIGTERM with a second instance taking over: 0 failed requests', async t 
   // Instance A: a real `pullpin serve` process; it will get the SIGTERM.
   const portA = await freePort()
   const a = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configFile, '--host', '127.0.0.1', '--port', String(portA),
-    '--tls-cert', certFile, '--tls-key', keyFile, '--shutdown-delay-ms', '1000', '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    '--tls-cert', certFile, '--tls-key', keyFile, '--shutdown-delay-ms', '3000', '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] })
   let logA = ''
   a.stdout.on('data', (d: Buffer) => { logA += d.toString() })
   a.stderr.on('data', (d: Buffer) => { logA += d.toString() })
@@ -161,23 +164,23 @@ t.test('SIGTERM with a second instance taking over: 0 failed requests', async t 
   const probe = new Agent({ ...agentOptions, pipelining: 0 })
   t.teardown(() => probe.close())
 
-  // Readiness probes, as the kubelet sends them, decide which backends get traffic.
+  // Readiness probes, as the kubelet sends them, decide which backends get traffic: one prober
+  // per backend, so a slow answer from one never delays noticing the other's change. A's drain
+  // window (3 s) is many probe periods long, even on a loaded machine.
   let probing = true
-  const prober = (async () => {
+  const prober = Promise.all(backends.map(async (x) => {
     while (probing) {
-      await Promise.all(backends.map(async (x) => {
-        try {
-          const res = await request(`${x.url}/readyz`, { dispatcher: probe, headersTimeout: 1000, bodyTimeout: 1000 })
-          await res.body.dump()
-          x.ready = res.statusCode === 200
-          if (res.statusCode === 503) x.sawUnready = true
-        } catch {
-          x.ready = false
-        }
-      }))
+      try {
+        const res = await request(`${x.url}/readyz`, { dispatcher: probe, headersTimeout: 1000, bodyTimeout: 1000 })
+        await res.body.dump()
+        x.ready = res.statusCode === 200
+        if (res.statusCode === 503) x.sawUnready = true
+      } catch {
+        x.ready = false
+      }
       await sleep(50)
     }
-  })()
+  }))
   for (let i = 0; i < 300 && !backends.every(x => x.ready); i++) await sleep(50)
   if (backends.every(x => x.ready)) t.pass('both instances ready')
   else t.fail(`an instance is not ready:\n${logA}`)
@@ -204,14 +207,14 @@ t.test('SIGTERM with a second instance taking over: 0 failed requests', async t 
   let servedByABefore = 0
   let code: number | null | 'timeout' = 'timeout'
   try {
-    await sleep(700)
+    await until('both instances serving', () => backends.every(x => x.served > 10), 15_000)
     servedByABefore = backends[0]!.served
     a.kill('SIGTERM')
     sigtermSent = true
     let timer: NodeJS.Timeout | undefined
     code = await Promise.race([exitedA, new Promise<'timeout'>(resolve => { timer = setTimeout(() => resolve('timeout'), 10_000) })])
     clearTimeout(timer)
-    await sleep(300)
+    await until('B serving after the SIGTERM', () => backends[1]!.servedAfterSigterm > 10, 15_000).catch(() => {})
   } finally {
     stop = true
     await Promise.all(loops)

@@ -74,11 +74,12 @@ t.test('shutdown: unready first, in-flight reviews finish, then connections clos
   let entered!: () => void
   const inFlight = new Promise<void>(resolve => { entered = resolve })
   const slowStep: MutationStep = { name: 'slow', operations: ['CREATE'], async run (ctx) { entered(); await gate; ctx.pod.metadata!.annotations = { ...ctx.pod.metadata!.annotations, slow: 'done' } } }
-  const p = await startPullpin(BASE_CONFIG, { steps: [slowStep], shutdownDelayMs: 300 })
+  // The drain window must outlast the /readyz request below (a new TLS connection, on a loaded
+  // machine too); unready is set synchronously when the shutdown starts, so no wait before it.
+  const p = await startPullpin(BASE_CONFIG, { steps: [slowStep], shutdownDelayMs: 2000 })
   const review = p.post('/mutate', admissionReview(richPod()))
   await inFlight
   const closing = p.close()
-  await new Promise(resolve => setTimeout(resolve, 50))
   const ready = await p.get('/readyz')
   t.equal(ready.status, 503, 'readyz is unready while draining')
   t.match(ready.text, /draining/)

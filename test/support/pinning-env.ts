@@ -22,8 +22,11 @@ export interface PinningEnv {
   dockerConfigFile: string
   dir: string
   stop (): Promise<void>
-  /** Config YAML with pinning enabled for `host`; `extra` is appended under `pinning:` (indented by the caller). */
-  configYaml (pinningExtra?: string, top?: string): string
+  /**
+   * Config YAML with pinning enabled for `host`; `extra` is appended under `pinning:` (indented by
+   * the caller). Each registry request times out after `registryTimeoutMs` (default 1000).
+   */
+  configYaml (pinningExtra?: string, top?: string, registryTimeoutMs?: number): string
   config (pinningExtra?: string, top?: string): Config
 }
 
@@ -34,7 +37,7 @@ export async function startPinningEnv (opts: StartRegistryOptions = {}): Promise
   const dockerConfigFile = join(dir, 'config.json')
   await writeFile(dockerConfigFile, proxy.dockerConfigJson)
   const host = proxy.host
-  const configYaml = (pinningExtra = '', top = ''): string => `
+  const configYaml = (pinningExtra = '', top = '', registryTimeoutMs = 1000): string => `
 namespaces:
   labels:
     team-a: { pullpin.io/inject: enabled }
@@ -49,7 +52,7 @@ pinning:
   allowPrivateRegistries: ["${host}"]
   credentials: { dockerConfigFiles: ["${dockerConfigFile}"] }
   registryOptions:
-    "${host}": { caFile: "${registry.caFile}", timeoutMs: 1000, retries: 1 }
+    "${host}": { caFile: "${registry.caFile}", timeoutMs: ${registryTimeoutMs}, retries: 1 }
 ${pinningExtra}
 `
   return {
