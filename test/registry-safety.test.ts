@@ -170,7 +170,7 @@ t.test('host names resolving to private, loopback, link-local or metadata addres
     ['fe80::1%eth0', 'link-local'], ['fd12:3456::1', 'private (unique local)'], ['ff02::1', 'multicast'],
     ['100.63.255.255', undefined], ['100.64.0.0', 'carrier-grade NAT'], ['100.127.255.255', 'carrier-grade NAT'], ['100.128.0.0', undefined],
     ['172.15.255.255', undefined], ['172.31.255.255', 'private'], ['198.19.255.255', 'benchmarking'], ['255.255.255.255', 'reserved'],
-    ['1.2.3', 'not an IP address'], ['registry.example', 'not an IP address'], ['::ffff:1.2.3.256', 'not an IP address']] as const) {
+    ['1.2.3', 'not an IP address'], ['10.0.0.1%eth0', 'not an IP address'], ['1.2.3.4%x', 'not an IP address'], ['127.0.0.1%', 'not an IP address'], ['registry.example', 'not an IP address'], ['::ffff:1.2.3.256', 'not an IP address']] as const) {
     t.equal(classifyAddress(address), why, address)
   }
 })

@@ -78,10 +78,12 @@ const V6_RULES: readonly Rule[] = [
  * at all is refused too ("not an IP address"), so a malformed lookup answer never passes.
  */
 export function classifyAddress(address: string): string | undefined {
-  const zone = address.indexOf('%') // a zone id ("fe80::1%eth0") does not change the address
+  // A zone id ("fe80::1%eth0") names the interface of an IPv6 address and does not change the
+  // address; zone ids are defined for IPv6 only (RFC 4007 §11), so "10.0.0.1%eth0" is not an address.
+  const zone = address.indexOf('%')
   const ip = zone >= 0 ? address.slice(0, zone) : address
   const family = isIP(ip)
-  if (family === 4) return V4_RULES.find(r => r.list.check(ip, 'ipv4'))?.reason
+  if (family === 4 && zone < 0) return V4_RULES.find(r => r.list.check(ip, 'ipv4'))?.reason
   if (family !== 6) return 'not an IP address'
   if (MAPPED.list.check(ip, 'ipv6')) {
     const why = V4_RULES.find(r => r.list.check(ip, 'ipv6'))?.reason

@@ -40,8 +40,8 @@ import { abortable } from './transport.js'
 
 export interface RepositoryRef {
   /** "docker.io", "ghcr.io", "127.0.0.1:5443", as in ImageReference.registry */
-  registry: string
-  repository: string
+  readonly registry: string
+  readonly repository: string
 }
 
 export interface ManifestInfo {
