@@ -127,8 +127,8 @@ t.test('certificate rotation under load: renewed by the same CA, then a new CA; 
   }
 
   t.same(tally.failures, [], '0 failed requests')
-  t.comment(`requests answered before, between and after the rotations: ${perPhase.join(', ')}`)
-  t.ok(tally.ok > 60, `${tally.ok} requests answered`)
+  // Every phase carried traffic: traffic(n) waited for it, so this only reports how much.
+  t.comment(`${tally.ok} requests answered; before, between and after the rotations: ${perPhase.join(', ')}`)
 })
 
 t.test('SIGTERM with a second instance taking over: 0 failed requests', async t => {
