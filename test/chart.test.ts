@@ -149,13 +149,15 @@ const BUILTIN_KINDS: Record<string, string> = {
   'apps/v1/Deployment': 'V1Deployment',
   'policy/v1/PodDisruptionBudget': 'V1PodDisruptionBudget',
   'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': 'V1MutatingWebhookConfiguration',
+  'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy': 'V1ValidatingAdmissionPolicy',
+  'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding': 'V1ValidatingAdmissionPolicyBinding',
   'rbac.authorization.k8s.io/v1/ClusterRole': 'V1ClusterRole',
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': 'V1ClusterRoleBinding',
   'rbac.authorization.k8s.io/v1/Role': 'V1Role',
   'rbac.authorization.k8s.io/v1/RoleBinding': 'V1RoleBinding',
   'networking.k8s.io/v1/NetworkPolicy': 'V1NetworkPolicy',
 }
-const CLUSTER_SCOPED = new Set(['ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration'])
+const CLUSTER_SCOPED = new Set(['ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'])
 
 // CRD schemas (cert-manager.io/v1 from cert-manager v1.16's CRDs, monitoring.coreos.com/v1 from
 // prometheus-operator v0.7x's), closed to the fields the chart may render.
@@ -436,7 +438,7 @@ t.test('every rendered object is valid for its kind', async t => {
   t.test('every option on', async t => validateAll(t, everything))
   t.test('cluster integration: sources, ServiceAccount injection, placeholders', async t => validateAll(t, cluster, NS, ['registry-credentials', 'team-secrets']))
   t.test('kinds rendered by default', async t => {
-    t.same(defaults.map(o => o.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount'])
+    t.same(defaults.map(o => o.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'])
     t.same(everything.map(o => o.kind).filter(k => ['ServiceMonitor', 'NetworkPolicy', 'PodDisruptionBudget'].includes(k)).sort(), ['NetworkPolicy', 'ServiceMonitor'], 'optional objects on; no PDB with one replica')
   })
 })

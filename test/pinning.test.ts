@@ -82,6 +82,23 @@ t.test('tag format without a SHA tag: unchanged, with a warning saying why', asy
   t.match(response.warnings, [/acme\/nosha2:latest not pinned: no SHA tag has its digest sha256:/])
 })
 
+t.test('a SHA tag of another digest (CI pushed latest before its SHA tag): never pinned to it', async t => {
+  const repo = 'acme/ci-race'
+  const old = gitSha('ci-race-old')
+  const oldDigest = await env.registry.push({ seed: 'ci-race-old' }, repo, ['latest', old])
+  const newDigest = await env.registry.push({ seed: 'ci-race-new' }, repo, ['latest'])
+  t.not(newDigest, oldDigest)
+  t.equal(await env.registry.inspectDigest(repo, 'latest'), newDigest, 'latest moved; its SHA tag is not pushed yet')
+  const image = `${env.host}/${repo}:latest`
+  const tag = await pullpin(t)
+  const { response, result } = await review(tag, podWith([image]))
+  t.equal(result.spec!.containers![0]!.image, image, 'tag format: left unpinned, not pinned to the old commit')
+  t.match(response.warnings, [new RegExp(`${repo}:latest not pinned: no SHA tag has its digest ${newDigest.slice(0, 19)}`)])
+  const both = await pullpin(t, '  format: tag+digest')
+  const pinned = await review(both, podWith([image]))
+  t.equal(pinned.result.spec!.containers![0]!.image, `${env.host}/${repo}@${newDigest}`, 'tag+digest: the digest alone, no tag of another digest')
+})
+
 t.test('pinned images, SHA tags, skipImages and other registries are left alone', async t => {
   const sha = gitSha('keep-1')
   const digest = await env.registry.push({ seed: 'keep-1' }, 'acme/keep', ['latest', sha])

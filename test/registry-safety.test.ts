@@ -145,7 +145,10 @@ t.test('host names resolving to private, loopback, link-local or metadata addres
   const registry = `localhost:${fwd.port}`
   const ref = { registry, repository: 'open/app' }
   for (const bad of [v4('127.0.0.1'), v4('169.254.169.254'), v4('10.1.2.3'), v6('::ffff:127.0.0.1'), v6('fe80::1'),
-    v6('fd00:ec2::254'), v4('100.64.1.1'), v4('192.168.1.1'), v4('172.20.0.1'), v6('::1'), v4('0.0.0.0'), v6('::')]) {
+    v6('fd00:ec2::254'), v4('100.64.1.1'), v4('192.168.1.1'), v4('172.20.0.1'), v6('::1'), v4('0.0.0.0'), v6('::'),
+    // The whole IPv4 link-local block, not only the metadata address: the ECS task-metadata endpoint
+    // (169.254.170.2) and any other link-local service, also IPv4-mapped.
+    v4('169.254.1.1'), v4('169.254.170.2'), v6('::ffff:169.254.1.1'), v6('::ffff:169.254.170.2')]) {
     const lookup = fakeLookup(() => [bad])
     const client = makeClient({ privateAllowed: () => false, lookup })
     const err = await refused(t, client.headManifest(ref, 'latest'), 'PULLPIN_REGISTRY_PRIVATE_ADDRESS')
@@ -171,6 +174,11 @@ t.test('host names resolving to private, loopback, link-local or metadata addres
     ['100.63.255.255', undefined], ['100.64.0.0', 'carrier-grade NAT'], ['100.127.255.255', 'carrier-grade NAT'], ['100.128.0.0', undefined],
     ['172.15.255.255', undefined], ['172.31.255.255', 'private'], ['198.19.255.255', 'benchmarking'], ['255.255.255.255', 'reserved'],
     ['1.2.3', 'not an IP address'], ['10.0.0.1%eth0', 'not an IP address'], ['1.2.3.4%x', 'not an IP address'], ['127.0.0.1%', 'not an IP address'], ['registry.example', 'not an IP address'], ['::ffff:1.2.3.256', 'not an IP address']] as const) {
+    t.equal(classifyAddress(address), why, address)
+  }
+  // IPv4 link-local (RFC 3927) beyond the metadata address, which has its own rule.
+  for (const [address, why] of [['169.254.1.1', 'link-local'], ['169.254.170.2', 'link-local'], ['169.254.0.0', 'link-local'], ['169.254.255.255', 'link-local'],
+    ['::ffff:169.254.1.1', 'link-local (IPv4-mapped)'], ['::ffff:a9fe:aa02', 'link-local (IPv4-mapped)'], ['169.253.255.255', undefined], ['169.255.0.0', undefined]] as const) {
     t.equal(classifyAddress(address), why, address)
   }
 })

@@ -215,3 +215,21 @@ t.test('one reference object looked up by many tags: each peek answers its own t
   }
   t.equal(c.peekTag(r, 'absent'), undefined)
 })
+
+t.test('a SHA tag of another digest is not a SHA tag of this one (CI pushed latest before its SHA tag)', async t => {
+  const repo = 'ci-race'
+  const old = gitSha('ci-race-1')
+  const d1 = await env.registry.push({ seed: 'ci-race-1' }, repo, ['latest', old])
+  const c = cache({ ttlMs: 0 })
+  t.same(await c.shaTagsFor(ref(repo), (await c.resolveTag(ref(repo), 'latest')).digest), [old], 'the index knows the old commit')
+  const d2 = await env.registry.push({ seed: 'ci-race-2' }, repo, ['latest'])
+  const latest = await c.resolveTag(ref(repo), 'latest')
+  t.equal(latest.digest, d2)
+  t.same(await c.shaTagsFor(ref(repo), d2), [], 'no SHA tag for the new digest, though one exists in the repository')
+  t.same(c.peekShaTags(ref(repo), d2), undefined)
+  t.same(c.peekShaTags(ref(repo), d1), [old], 'the old tag stays with its own digest')
+  // The SHA tag arrives: the next lookup finds it.
+  const fresh = gitSha('ci-race-2')
+  await env.registry.push({ seed: 'ci-race-2' }, repo, [fresh])
+  t.same(await c.shaTagsFor(ref(repo), d2), [fresh])
+})
