@@ -3,10 +3,11 @@
 #   docker build -t ghcr.io/pullpin/pullpin:$(git rev-parse HEAD) .
 # Three stages: build (all dependencies, TypeScript compile), prod-deps (runtime dependencies
 # only) and the final distroless image, which holds dist/, the runtime node_modules and nothing
-# else: no compiler, no npm, no shell, no test files, no certificates.
+# else: no compiler, no npm, no shell, no test files, no certificates. Every stage runs Node 24
+# LTS, the Node `npm test` runs the suite on besides the machine's own (scripts/node24.sh).
 
 # ---- build: npm ci with dev dependencies, then tsc ----
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -15,13 +16,13 @@ COPY src ./src
 RUN npm run build
 
 # ---- prod-deps: production dependencies only ----
-FROM node:20-bookworm-slim AS prod-deps
+FROM node:24-bookworm-slim AS prod-deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
-# ---- runtime: distroless Node 20, non-root ----
-FROM gcr.io/distroless/nodejs20-debian12:nonroot
+# ---- runtime: distroless Node 24 LTS, non-root ----
+FROM gcr.io/distroless/nodejs24-debian12:nonroot
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=prod-deps /app/node_modules ./node_modules

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { fileURLToPath } from 'node:url'
-import { delimiter, dirname, join, resolve } from 'node:path'
+import { delimiter, dirname, join, resolve as resolvePath } from 'node:path'
 import { createApp } from './app.js'
 import { loadConfig, parseConfig } from './policy/config.js'
 import { CredentialStore, readDockerConfigFiles } from './registry/credential-store.js'
@@ -19,7 +19,7 @@ import { SERVICE_ACCOUNT_DIR } from './cluster/service-account.js'
 import type { ClusterConnectOptions } from './cluster/connection.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const packageRoot = resolve(here, '..')
+const packageRoot = resolvePath(here, '..')
 
 export const EXIT_OK = 0
 export const EXIT_FAILURE = 1
@@ -63,14 +63,17 @@ Options:
   --review-deadline-ms N   answer every review within N ms [env PULLPIN_REVIEW_DEADLINE_MS, default 9000]
   --shutdown-delay-ms N    on SIGTERM, stay unready N ms before closing [env PULLPIN_SHUTDOWN_DELAY_MS, default 0]
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent [env PULLPIN_LOG_LEVEL, default info]
-  --kubeconfig FILE        connect to the cluster of this kubeconfig (FILE:FILE merges) [env KUBECONFIG]
-  --standalone             never connect to a cluster, even in a pod or with KUBECONFIG set
+  --cluster                connect to a cluster: --kubeconfig, else KUBECONFIG, else the pod's
+                           service account [env PULLPIN_CLUSTER=true]
+  --kubeconfig FILE        the cluster of this kubeconfig (FILE:FILE merges); implies --cluster
+  --standalone             never connect to a cluster (the default; overrides PULLPIN_CLUSTER)
   -h, --help               show this help
 
-Cluster: in a pod (KUBERNETES_SERVICE_HOST set and a service account token mounted) or with
---kubeconfig, pullpin reads namespace labels from the cluster, keeps pull-secret copies, elects a
-leader (POD_NAME names this replica) and, without --tls-cert/--tls-key, keeps its CA and serving
-certificate in a Secret of --namespace. Without a cluster it runs standalone (namespaces.labels).
+Standalone is the default, also in a pod or with KUBECONFIG set: namespace labels come from the
+config (namespaces.labels). Only with --cluster (the Helm chart passes it) or --kubeconfig does
+pullpin read namespace labels from the cluster, keep pull-secret copies, elect a leader (POD_NAME
+names this replica) and, without --tls-cert/--tls-key, keep its CA and serving certificate in a
+Secret of --namespace.
 `
 
 const RESOLVE_HELP = `Usage: pullpin resolve IMAGE [options]
@@ -133,10 +136,31 @@ const SERVE_OPTIONS = {
   'review-deadline-ms': { type: 'string' },
   'shutdown-delay-ms': { type: 'string' },
   'log-level': { type: 'string' },
+  cluster: { type: 'boolean' },
   kubeconfig: { type: 'string' },
   standalone: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options']
+
+/**
+ * Standalone unless cluster mode is asked for: --cluster, PULLPIN_CLUSTER=true or --kubeconfig.
+ * Not a KUBECONFIG in the environment nor running in a pod: a platform engineer's shell has
+ * KUBECONFIG set, and `npm start` there must not take a Lease or patch a webhook configuration
+ * of whatever cluster it points at.
+ */
+export function clusterChoice (flags: { readonly cluster?: boolean | undefined, readonly standalone?: boolean | undefined, readonly kubeconfig?: string | undefined }, env: NodeJS.ProcessEnv, tokenExists = (f: string) => existsSync(f)): ClusterConnectOptions | undefined {
+  const fromEnv = env.PULLPIN_CLUSTER
+  if (fromEnv !== undefined && !['', 'true', 'false'].includes(fromEnv)) throw new UsageError(`PULLPIN_CLUSTER must be true or false, got "${fromEnv}"`)
+  const kubeconfigFlag = flags.kubeconfig !== undefined && flags.kubeconfig !== ''
+  if (flags.standalone === true) {
+    if (flags.cluster === true || kubeconfigFlag) throw new UsageError('--standalone contradicts --cluster and --kubeconfig')
+    return undefined
+  }
+  if (flags.cluster !== true && !kubeconfigFlag && fromEnv !== 'true') return undefined
+  const target = clusterTarget(flags.kubeconfig ?? env.KUBECONFIG, env, tokenExists)
+  if (target === undefined) throw new UsageError('--cluster needs a cluster: --kubeconfig FILE, KUBECONFIG, or a pod with a service account token')
+  return target
+}
 
 /** Which cluster to connect to, if any: --kubeconfig / KUBECONFIG, else the pod's service account. */
 export function clusterTarget (kubeconfig: string | undefined, env: NodeJS.ProcessEnv, tokenExists = (f: string) => existsSync(f)): ClusterConnectOptions | undefined {
@@ -181,7 +205,7 @@ async function serve (argv: string[], io: Io): Promise<number> {
   const service = values['service-name'] ?? env.PULLPIN_SERVICE_NAME ?? 'pullpin'
   const namespace = values.namespace ?? env.POD_NAMESPACE ?? 'pullpin'
 
-  const target = values.standalone === true ? undefined : clusterTarget(values.kubeconfig ?? env.KUBECONFIG, env)
+  const target = clusterChoice(values, env)
 
   const config = await loadConfig(configFile)
   const destination = bufferedDestination(1)
@@ -225,15 +249,15 @@ async function serve (argv: string[], io: Io): Promise<number> {
   await app.start()
   logger.info({ config: configFile }, 'config loaded')
 
-  return await new Promise<number>((resolveExit) => {
+  return await new Promise<number>((resolve) => {
     let stopping = false
     const stop = (signal: string): void => {
       if (stopping) return
       stopping = true
       logger.info({ signal }, 'shutting down: unready, draining in-flight reviews')
-      app.shutdown().then(() => { logger.info('stopped'); resolveExit(EXIT_OK) }, (err: unknown) => {
+      app.shutdown().then(() => { logger.info('stopped'); resolve(EXIT_OK) }, (err: unknown) => {
         logger.error({ err }, 'shutdown failed')
-        resolveExit(EXIT_FAILURE)
+        resolve(EXIT_FAILURE)
       })
     }
     process.once('SIGTERM', () => stop('SIGTERM'))

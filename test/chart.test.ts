@@ -26,7 +26,7 @@ import { parse as parseYaml, parseAllDocuments, stringify as toYaml } from 'yaml
 import { parseConfig } from '../src/policy/config.js'
 import { configSchema } from '../src/policy/config-schema.js'
 import { MUTATE_PATH } from '../src/server/server.js'
-import { clusterTarget, main as cliMain } from '../src/cli.js'
+import { clusterChoice, main as cliMain } from '../src/cli.js'
 import { renderValuesSchema, VALUES_SCHEMA_PATH } from '../scripts/gen-chart-schema.js'
 
 type Obj = Record<string, any>
@@ -504,13 +504,14 @@ t.test('the container is started with flags and environment pullpin serve unders
     const help = out.join('')
     for (const env of c.env) t.match(help, new RegExp(`\\b${env.name}\\b`), `${name}: ${env.name} is read by pullpin serve`)
     t.notOk(c.args.some((a: string) => /^--(standalone|kubeconfig)\b/.test(a)) || c.env.some((e: Obj) => e.name === 'KUBECONFIG'), `${name}: nothing keeps pullpin from the in-cluster config`)
+    t.ok(c.args.includes('--cluster'), `${name}: cluster mode is asked for (pullpin serve is standalone by default)`)
   }
   const env = Object.fromEntries(container(defaults).env.map((e: Obj) => [e.name, e]))
   t.same(env.POD_NAMESPACE.valueFrom, { fieldRef: { fieldPath: 'metadata.namespace' } }, 'namespace from the downward API')
   t.same(env.POD_NAME.valueFrom, { fieldRef: { fieldPath: 'metadata.name' } }, 'the replica\'s Lease identity from the downward API')
   // In the pod: the kubelet sets KUBERNETES_SERVICE_HOST/PORT and mounts the token (automount on).
   t.equal(get(defaults, 'Deployment').spec.template.spec.automountServiceAccountToken, true)
-  t.match(clusterTarget(undefined, { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' }, () => true), { inCluster: { host: '10.96.0.1', port: '443' } }, 'pullpin serve connects to the cluster from the pod')
+  t.match(clusterChoice({ cluster: container(defaults).args.includes('--cluster') }, { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' }, () => true), { inCluster: { host: '10.96.0.1', port: '443' } }, 'pullpin serve connects to the cluster from the pod')
   t.equal(env.PULLPIN_SERVICE_NAME.value, get(defaults, 'Service').metadata.name, 'the certificate names the Service')
   t.equal(flag(defaults, 'log-level'), 'info')
   t.equal(flag(everything, 'log-level'), 'debug')
@@ -798,7 +799,8 @@ interface Started { proc: ChildProcess, port: number, logs: string[] }
 /** Runs `pullpin serve` with the container's args and env, with in-pod paths mapped to local files. */
 async function startRendered (objs: Obj[], files: Record<string, string>, dir: string): Promise<Started> {
   const c = container(objs)
-  const args = (c.args as string[]).map(a => {
+  // No cluster here: the rendered flags minus --cluster, the rest exactly as the pod gets them.
+  const args = (c.args as string[]).filter(a => a !== '--cluster').map(a => {
     const m = /^--([a-z-]+)=(.*)$/.exec(a)
     if (m === null) return a
     if (m[1] === 'port') return '--port=0'

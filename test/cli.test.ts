@@ -1,12 +1,12 @@
 import t from 'tap'
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, writeFile, readdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { delimiter, join } from 'node:path'
 import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { Agent, request } from 'undici'
-import { main } from '../src/cli.js'
+import { clusterChoice, main } from '../src/cli.js'
 import { admissionReview, richPod } from './support/pods.js'
 
 function io () {
@@ -56,24 +56,35 @@ t.test('a bad config stops the start with path and reason (exit 2)', async t => 
   t.match(b.err.join(''), /cannot read config file .*missing\.yaml: ENOENT/)
 })
 
+interface Served { child: ChildProcess, url: string, exited: Promise<number | null>, stdout: () => string }
+
+/**
+ * `pullpin serve ARGS` as a real process, resolved with its URL once it serves. Rejects as soon as
+ * it says it is connecting to a cluster (it would then wait for a TLS Secret, not serve) or exits.
+ */
+async function serveProcess (args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Served> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
+  let stdout = ''
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString()
+      const m = /"url":"(https:\/\/[^"]+)"/.exec(stdout)
+      if (m) resolve(m[1]!)
+      if (/connecting to the cluster|TLS Secret not available/.test(stdout)) {
+        child.kill('SIGKILL')
+        reject(new Error(`entered cluster mode instead of serving: ${stdout}`))
+      }
+    })
+    child.once('exit', (code) => reject(new Error(`exited ${code}: ${stdout}`)))
+  })
+  const exited = new Promise<number | null>(resolve => child.once('exit', resolve))
+  return { child, url, exited, stdout: () => stdout }
+}
+
 t.test('`pullpin serve` as a process: self-signed certs, a review, SIGTERM exits 0, certs reused', async t => {
   const dir = await mkdtemp(join(tmpdir(), 'pullpin-serve-'))
   const certs = join(dir, 'certs')
-  const run = async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--port', '0', '--host', '127.0.0.1',
-      '--certs-dir', certs, '--service-name', 'pp', '--namespace', 'infra', '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString()
-        const m = /"url":"(https:\/\/[^"]+)"/.exec(stdout)
-        if (m) resolve(m[1]!)
-      })
-      child.once('exit', (code) => reject(new Error(`exited ${code}: ${stdout}`)))
-    })
-    const exited = new Promise<number | null>(resolve => child.once('exit', resolve))
-    return { child, url, exited, stdout: () => stdout }
-  }
+  const run = () => serveProcess(['--port', '0', '--host', '127.0.0.1', '--certs-dir', certs, '--service-name', 'pp', '--namespace', 'infra', '--log-level', 'info'])
   const first = await run()
   const ca = readFileSync(join(certs, 'ca.crt'), 'utf8')
   const certPem = readFileSync(join(certs, 'tls.crt'), 'utf8')
@@ -98,4 +109,56 @@ t.test('`pullpin serve` as a process: self-signed certs, a review, SIGTERM exits
   t.same((await readdir(certs)).sort(), ['ca.crt', 'ca.key', 'tls.crt', 'tls.key'])
   second.child.kill('SIGTERM')
   t.equal(await second.exited, 0)
+})
+
+t.test('`npm start` serves standalone even with KUBECONFIG set: a cluster only when asked for', async t => {
+  const dir = await mkdtemp(join(tmpdir(), 'pullpin-start-'))
+  // A platform engineer's shell: KUBECONFIG names a cluster (here one that does not answer).
+  const kubeconfig = join(dir, 'kubeconfig')
+  await writeFile(kubeconfig, [
+    'apiVersion: v1', 'kind: Config', 'current-context: prod',
+    'clusters: [{ name: prod, cluster: { server: "https://127.0.0.1:1" } }]',
+    'users: [{ name: admin, user: { token: not-a-real-token } }]',
+    'contexts: [{ name: prod, context: { cluster: prod, user: admin } }]', '',
+  ].join('\n'))
+  // The arguments `npm start` gives dist/cli.js, from package.json itself.
+  const start = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } }).scripts.start
+  const startArgs = /\bnode dist\/cli\.js serve (.*)$/.exec(start)?.[1]?.split(/\s+/)
+  t.ok(startArgs, `npm start runs dist/cli.js serve: ${start}`)
+  const served = await serveProcess([...startArgs!, '--port', '0', '--certs-dir', join(dir, 'certs')], { ...process.env, KUBECONFIG: kubeconfig })
+  const ca = readFileSync(join(dir, 'certs', 'ca.crt'), 'utf8')
+  const agent = new Agent({ connect: { ca, servername: 'localhost' } })
+  const res = await request(served.url + '/mutate', { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body: JSON.stringify(admissionReview(richPod('default'))) })
+  t.equal(res.statusCode, 200)
+  t.equal(((await res.body.json()) as any).response.allowed, true)
+  await agent.close()
+  served.child.kill('SIGTERM')
+  t.equal(await served.exited, 0)
+  t.notMatch(served.stdout(), /cluster/, 'no word of a cluster in the logs')
+})
+
+t.test('cluster mode is chosen only by --cluster, PULLPIN_CLUSTER=true or --kubeconfig', async t => {
+  const pod = { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' }
+  const token = () => true
+  const inCluster = { inCluster: { host: '10.96.0.1', port: '443' } }
+  t.equal(clusterChoice({}, pod, token), undefined, 'in a pod, without --cluster: standalone')
+  t.equal(clusterChoice({}, { KUBECONFIG: '/home/me/.kube/config' }, token), undefined, 'KUBECONFIG alone: standalone')
+  t.equal(clusterChoice({}, { PULLPIN_CLUSTER: 'false', ...pod }, token), undefined)
+  t.same(clusterChoice({ cluster: true }, pod, token), inCluster, '--cluster in a pod: its service account')
+  t.same(clusterChoice({}, { PULLPIN_CLUSTER: 'true', ...pod }, token), inCluster, 'PULLPIN_CLUSTER=true')
+  t.same(clusterChoice({ cluster: true }, { KUBECONFIG: `/a/config${delimiter}/b/config`, ...pod }, token), { kubeconfigFiles: ['/a/config', '/b/config'] }, '--cluster with KUBECONFIG: its files, merged')
+  t.same(clusterChoice({ kubeconfig: '/c/config' }, { KUBECONFIG: '/a/config' }, token), { kubeconfigFiles: ['/c/config'] }, '--kubeconfig implies --cluster and wins over KUBECONFIG')
+  t.equal(clusterChoice({ standalone: true }, { PULLPIN_CLUSTER: 'true', ...pod }, token), undefined, '--standalone overrides PULLPIN_CLUSTER')
+  t.throws(() => clusterChoice({ standalone: true, cluster: true }, {}, token), /--standalone contradicts --cluster/)
+  t.throws(() => clusterChoice({ standalone: true, kubeconfig: '/c' }, {}, token), /--standalone contradicts/)
+  t.throws(() => clusterChoice({ cluster: true }, pod, () => false), /--cluster needs a cluster/, 'a pod without a token is not a cluster')
+  t.throws(() => clusterChoice({}, { PULLPIN_CLUSTER: 'yes' }, token), /PULLPIN_CLUSTER must be true or false, got "yes"/)
+
+  // Through the CLI: a usage error, exit 2, before anything starts.
+  const a = io()
+  t.equal(await main(['serve', '--cluster'], a.io), 2)
+  t.match(a.err.join(''), /--cluster needs a cluster/)
+  const b = io()
+  t.equal(await main(['serve', '--cluster', '--standalone'], b.io), 2)
+  t.match(b.err.join(''), /--standalone contradicts/)
 })

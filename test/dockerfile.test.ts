@@ -1,6 +1,7 @@
 // No Docker engine runs here, so the image's rules are checked statically on the Dockerfile:
-// multi-stage, npm ci + build first, production dependencies only in a slim/distroless Node 20
-// final stage that does not run as root, no certificates or secrets copied in, and a
+// multi-stage, npm ci + build first, every stage on Node 24 LTS (Node 20 reached end of life on
+// 2026-04-30), production dependencies only in a slim/distroless final stage that does not run as
+// root, no certificates or secrets copied in, and a
 // .dockerignore that keeps node_modules, certs, .git, test and .cache out of the build context.
 // The checker is exercised on broken variants too, so each rule is shown to be able to fail.
 import t from 'tap'
@@ -47,7 +48,10 @@ function stages (text: string): Stage[] {
   return out
 }
 
-const NODE20_RUNTIME = /^(?:docker\.io\/)?(?:library\/)?node:20(?:\.\d+){0,2}-(?:bookworm-|bullseye-|trixie-)?slim(?:@sha256:[a-f0-9]{64})?$|^gcr\.io\/distroless\/nodejs20-debian1[1-3](?::(?:nonroot|latest|debug-nonroot))?(?:@sha256:[a-f0-9]{64})?$/
+// The production Node: 24 LTS, slim or distroless (https://github.com/GoogleContainerTools/distroless, nodejs24-debian12/13).
+const NODE24_RUNTIME = /^(?:docker\.io\/)?(?:library\/)?node:24(?:\.\d+){0,2}-(?:bookworm-|trixie-)?slim(?:@sha256:[a-f0-9]{64})?$|^gcr\.io\/distroless\/nodejs24-debian1[23](?::(?:nonroot|latest|debug-nonroot))?(?:@sha256:[a-f0-9]{64})?$/
+// A build stage's base: any node:24 image (the compiler runs on the Node that runs the result).
+const NODE24_BUILD = /^(?:docker\.io\/)?(?:library\/)?node:24(?:[.-][\w.-]+)?(?:@sha256:[a-f0-9]{64})?$/
 const INSTALLS_ALL = /\bnpm\s+(?:ci|install|i)\b(?![^&;|]*(?:--omit[= ]dev|--production|--only[= ]prod))/
 const INSTALLS_PROD = /\bnpm\s+(?:ci|install|i)\b[^&;|]*(?:--omit[= ]dev|--production|--only[= ]prod)|\bnpm\s+prune\b[^&;|]*(?:--omit[= ]dev|--production)/
 const SECRET_PATH = /(^|[\s/"'[,])(certs\/?|[^\s"',]*\.(pem|key|crt|p12|pfx)|\.npmrc|\.env(\.[\w-]+)?|\.docker\/?|id_rsa|[^\s"',]*secrets?\/?)(?=$|[\s"',\]])/i
@@ -65,7 +69,8 @@ function dockerfileProblems (text: string): string[] {
   if (!runs(first).some(r => /\bnpm\s+ci\b/.test(r))) problems.push('the first stage does not run npm ci')
   if (!runs(first).some(r => /\bnpm\s+run\s+build\b|\btsc\b/.test(r))) problems.push('the first stage does not build')
 
-  if (!NODE20_RUNTIME.test(final.base)) problems.push(`final base ${final.base} is not a slim or distroless Node 20 image`)
+  if (!NODE24_RUNTIME.test(final.base)) problems.push(`final base ${final.base} is not a slim or distroless Node 24 image`)
+  for (const s of all.slice(0, -1)) if (!NODE24_BUILD.test(s.base)) problems.push(`stage ${s.name ?? s.index} builds on ${s.base}, not Node 24`)
 
   // Who the final stage runs as: its last USER, else the base image's default (root for node:*,
   // 65532 for distroless :nonroot).
@@ -132,17 +137,22 @@ t.test('each rule can fail', async t => {
   const cases: Array<[string, string, RegExp]> = [
     ['runs as root', variant(/^USER .*$/m, 'USER root'), /runs as root \(USER root\)/],
     ['runs as uid 0', variant(/^USER .*$/m, 'USER 0:0'), /runs as root/],
-    ['no USER on a root base', variant(/^FROM gcr\.io\/distroless\/\S+/m, 'FROM node:20-slim').replace(/^USER .*$/m, ''), /runs as root \(no USER\)/],
+    ['no USER on a root base', variant(/^FROM gcr\.io\/distroless\/\S+/m, 'FROM node:24-slim').replace(/^USER .*$/m, ''), /runs as root \(no USER\)/],
     ['dev dependencies copied from the build stage', variant('COPY --from=prod-deps /app/node_modules', 'COPY --from=build /app/node_modules'), /come from build, which has dev dependencies/],
     ['npm ci in the final stage without --omit=dev', variant(/^(COPY --from=prod-deps .*)$/m, '$1\nRUN npm ci'), /installs dev dependencies/],
     ['the whole context copied into the final stage', variant(/^(COPY package\.json \.\/)$/m, 'COPY . .'), /copies the whole build context/],
-    ['a full Node base', variant(/^FROM gcr\.io\/distroless\/\S+/m, 'FROM node:20'), /not a slim or distroless Node 20 image/],
-    ['Node 18', variant(/^FROM gcr\.io\/distroless\/\S+/m, 'FROM node:18-slim'), /not a slim or distroless Node 20/],
+    ['a full Node base', variant(/^FROM gcr\.io\/distroless\/\S+/m, 'FROM node:24'), /not a slim or distroless Node 24 image/],
+    ['Node 18', variant(/^FROM gcr\.io\/distroless\/\S+/m, 'FROM node:18-slim'), /not a slim or distroless Node 24/],
+    ['a Node 20 slim runtime (end of life)', variant(/^FROM gcr\.io\/distroless\/\S+/m, 'FROM node:20-bookworm-slim'), /not a slim or distroless Node 24/],
+    ['a distroless Node 20 runtime', variant(/^FROM gcr\.io\/distroless\/\S+/m, 'FROM gcr.io/distroless/nodejs20-debian12:nonroot'), /not a slim or distroless Node 24/],
+    ['a distroless Node 22 runtime', variant(/^FROM gcr\.io\/distroless\/\S+/m, 'FROM gcr.io/distroless/nodejs22-debian12:nonroot'), /not a slim or distroless Node 24/],
+    ['the build stage on Node 20', variant(/^FROM node:\S+ AS build$/m, 'FROM node:20-bookworm-slim AS build'), /stage build builds on node:20-bookworm-slim, not Node 24/],
+    ['the prod-deps stage on Node 22', variant(/^FROM node:\S+ AS prod-deps$/m, 'FROM node:22-bookworm-slim AS prod-deps'), /stage prod-deps builds on node:22-bookworm-slim, not Node 24/],
     ['certificates copied in', variant(/^(COPY examples .*)$/m, '$1\nCOPY certs/ ./certs/'), /copies certificates or secrets/],
     ['a key file copied in', variant(/^(COPY examples .*)$/m, '$1\nCOPY tls.key /app/'), /copies certificates or secrets/],
     ['.npmrc copied in', variant(/^(COPY package\.json package-lock\.json \.\/)$/m, 'COPY package.json package-lock.json .npmrc ./'), /copies certificates or secrets/],
     ['a token in ENV', variant(/^ENV NODE_ENV=production$/m, 'ENV NODE_ENV=production NPM_TOKEN=abc'), /bakes a secret/],
-    ['single stage', 'FROM node:20-slim\nWORKDIR /app\nCOPY . .\nRUN npm ci && npm run build\nUSER node\nCMD ["node", "dist/cli.js"]\n', /not multi-stage/],
+    ['single stage', 'FROM node:24-slim\nWORKDIR /app\nCOPY . .\nRUN npm ci && npm run build\nUSER node\nCMD ["node", "dist/cli.js"]\n', /not multi-stage/],
   ]
   for (const [name, text, expected] of cases) {
     t.match(dockerfileProblems(text).join('\n'), expected, name)
