@@ -72,6 +72,7 @@ export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Me
       config: config.pinning,
       cache: pinning.cache,
       ownerPins: pinning.ownerPins,
+      indexHeadsPerReview: config.limits.indexHeadsPerReview,
       ...(metrics !== undefined ? { metrics: metrics.pinning } : {}),
     }))
   }
@@ -104,6 +105,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
     if (opts.credentials === undefined && cluster === undefined) credentials.replace(await readDockerConfigFiles(config.pinning.credentials.dockerConfigFiles))
     pinning = await createPinningStack({
       config: config.pinning,
+      limits: config.limits,
       credentials,
       logger,
       onRegistryEvent: (e) => metrics.registryEvent(e),
@@ -115,7 +117,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
   const handler = createAdmissionHandler({
     policy: createNamespacePolicy(config, opts.ownNamespace),
     namespaces: opts.namespaces ?? cluster?.namespaces ?? staticNamespaceLabels(config),
-    mutator: createMutator(opts.steps ?? buildSteps(config, pinning, metrics, cluster?.availability)),
+    mutator: createMutator(opts.steps ?? buildSteps(config, pinning, metrics, cluster?.availability), { maxImagesPerReview: config.limits.maxImagesPerReview, failOpen: config.failOpen }),
     logger,
     metrics: metrics.admission,
     failOpen: config.failOpen,
@@ -180,7 +182,7 @@ function warmUp (pinning: PinningStack, repositories: readonly string[], logger:
       .then(() => pinning.cache.warm(parseImageReference(repo)))
       .then(
         (shaTags) => logger.info({ repository: repo, shaTags, ms: Math.round(performance.now() - started) }, 'warm-up: SHA-tag index built'),
-        (err: unknown) => logger.warn({ repository: repo, err: (err as Error).message }, 'warm-up failed; the index is built on first use'),
+        (err: unknown) => logger.warn({ repository: repo, err: (err as Error).message }, 'warm-up failed; the index is built on first use')
       )
   }
 }

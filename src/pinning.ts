@@ -2,7 +2,7 @@
 // Shared by the server (src/app.ts) and `pullpin resolve`, so both see images the same way.
 import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
-import type { PinningConfig } from './policy/config.js'
+import type { LimitsConfig, PinningConfig } from './policy/config.js'
 import { ERR_CONFIG_READ } from './errors.js'
 import { compileRegistryGlob } from './reference/host-glob.js'
 import { RegistryClient, type RegistryEvent, type RegistryHostOptions } from './registry/client.js'
@@ -25,6 +25,8 @@ export interface PinningStack {
 
 export interface PinningStackOptions {
   readonly config: PinningConfig
+  /** limits.indexHeadsPerRepository bounds each SHA-tag index build; unbounded when absent. */
+  readonly limits?: Pick<LimitsConfig, 'indexHeadsPerRepository'>
   readonly credentials: CredentialStore
   readonly logger?: Logger
   readonly onRegistryEvent?: (e: RegistryEvent) => void
@@ -71,7 +73,10 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
     ...(opts.onRegistryEvent !== undefined ? { onEvent: opts.onRegistryEvent } : {}),
     userAgent: 'pullpin',
   })
-  const cache = new TagCache(tagCacheOptions(config, client, opts.onCacheEvent))
+  const cache = new TagCache({
+    ...tagCacheOptions(config, client, opts.onCacheEvent),
+    ...(opts.limits !== undefined ? { indexHeadsPerRepository: opts.limits.indexHeadsPerRepository } : {}),
+  })
   return {
     client,
     cache,

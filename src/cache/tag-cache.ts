@@ -10,11 +10,15 @@
 // - Concurrent identical lookups share one upstream request (in-flight promises keyed by lookup),
 //   and a caller's deadline never cancels a shared lookup: it keeps running and fills the cache.
 // - Both maps are LRU-bounded (lru-cache).
+// - Index building has a budget (limits.indexHeadsPerRepository per build, and a caller's
+//   IndexBudget per review): a repository with thousands of SHA tags costs at most that many HEADs
+//   per build, and the next refresh goes on where the last one stopped.
+// - Callers waiting on one signal (one review) share one abort listener, whatever the number of
+//   lookups: a listener per lookup piled up past Node's limit of 10 per EventTarget.
 import { LRUCache } from 'lru-cache'
 import { isCodedError } from '../errors.js'
 import { MANIFEST_MEDIA_TYPES, type ManifestInfo, type RepositoryRef } from '../registry/client.js'
-// Races a shared lookup against one caller's signal without cancelling it.
-import { abortable } from '../registry/transport.js'
+import { abortReason } from '../registry/transport.js'
 
 export interface RegistryReader {
   headManifest (ref: RepositoryRef, reference: string, signal?: AbortSignal): Promise<ManifestInfo>
@@ -33,13 +37,25 @@ export interface TagCacheOptions {
   readonly tagListMinIntervalMs: number
   /** HEADs in flight while indexing one repository (the registry client also limits per registry). */
   readonly indexConcurrency?: number
+  /** At most this many SHA tags HEADed by one index build or refresh (limits.indexHeadsPerRepository). */
+  readonly indexHeadsPerRepository?: number
   readonly now?: () => number
   readonly onEvent?: (event: CacheEvent) => void
 }
 
 export type CacheEvent =
   | { kind: 'tag'; result: 'hit' | 'miss' | 'stale' | 'stale-error' | 'negative' | 'error' }
-  | { kind: 'index'; result: 'hit' | 'refresh' | 'error'; heads?: number }
+  | { kind: 'index'; result: 'hit' | 'refresh' | 'error' | 'budget'; heads?: number }
+
+/**
+ * What one review may still spend on SHA-tag HEADs (limits.indexHeadsPerReview), shared by every
+ * repository it indexes. `incomplete` collects the repositories ("registry/repository") whose index
+ * it found incomplete for want of budget (this review's or a repository build's).
+ */
+export interface IndexBudget {
+  remaining: number
+  readonly incomplete: Set<string>
+}
 
 export interface TagResolution {
   readonly digest: string
@@ -58,6 +74,8 @@ interface TagEntry {
 interface RepoIndex {
   /** SHA tag → digest, each verified by a HEAD of that tag. */
   readonly shaTags: Map<string, string>
+  /** SHA tags listed but not HEADed yet (a build ran out of budget): the next refresh takes them first. */
+  unindexed: number
   /** digest → SHA tags, best first. */
   byDigest: Map<string, string[]>
   listedAt: number
@@ -130,6 +148,7 @@ export class TagCache {
   private readonly repos: LRUCache<string, RepoIndex>
   private readonly inflight = new Map<string, Promise<unknown>>()
   private readonly hotKeys = new HotKeys()
+  private readonly races = new SignalRaces()
   private readonly now: () => number
 
   constructor (private readonly opts: TagCacheOptions) {
@@ -172,7 +191,7 @@ export class TagCache {
     }
     this.emit({ kind: 'tag', result: 'miss' })
     try {
-      return await abortable(this.fetchTag(ref, tag, key), signal)
+      return await this.races.race(this.fetchTag(ref, tag, key), signal)
     } catch (err) {
       if (e?.digest !== undefined && age < this.opts.ttlMs + this.opts.staleIfErrorMs && !isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) {
         this.emit({ kind: 'tag', result: 'stale-error' })
@@ -208,7 +227,7 @@ export class TagCache {
    * is not in it, refreshes the tag list (at most once per tagListMinIntervalMs), since CI has probably
    * just pushed it.
    */
-  async shaTagsFor (ref: RepositoryRef, digest: string, signal?: AbortSignal): Promise<string[]> {
+  async shaTagsFor (ref: RepositoryRef, digest: string, signal?: AbortSignal, budget?: IndexBudget): Promise<string[]> {
     const key = keyOf(ref)
     let idx = this.repos.get(key)
     const known = idx?.byDigest.get(digest)
@@ -218,12 +237,13 @@ export class TagCache {
     }
     if (idx === undefined || this.now() - idx.listedAt >= this.opts.tagListMinIntervalMs) {
       try {
-        idx = await abortable(this.refreshIndex(ref), signal)
+        idx = await this.races.race(this.refreshIndex(ref, budget), signal)
       } catch (err) {
         this.emit({ kind: 'index', result: 'error' })
         if (idx === undefined) throw err
       }
     }
+    if (budget !== undefined && idx.unindexed > 0) budget.incomplete.add(key)
     return idx.byDigest.get(digest) ?? []
   }
 
@@ -232,16 +252,25 @@ export class TagCache {
     return this.refreshIndex(ref).then(idx => idx.shaTags.size)
   }
 
-  private refreshIndex (ref: RepositoryRef): Promise<RepoIndex> {
+  /**
+   * A coalesced build charges the review that started it: a review joining a running build
+   * spends nothing (its HEADs are already being paid for).
+   */
+  private refreshIndex (ref: RepositoryRef, budget?: IndexBudget): Promise<RepoIndex> {
     const key = keyOf(ref)
     return this.coalesce(`index:${key}`, async () => {
-      const idx = this.repos.get(key) ?? { shaTags: new Map<string, string>(), byDigest: new Map(), listedAt: 0 }
+      const idx = this.repos.get(key) ?? { shaTags: new Map<string, string>(), byDigest: new Map(), listedAt: 0, unindexed: 0 }
       const listed = await this.opts.registry.listTags(ref)
       const current = new Set(listed.filter(t => this.isShaTag(t)))
       // A SHA tag deleted at the registry leaves the index; new ones are HEADed once.
       for (const t of idx.shaTags.keys()) if (!current.has(t)) idx.shaTags.delete(t)
       const fresh = [...current].filter(t => !idx.shaTags.has(t))
-      await mapLimit(fresh, this.opts.indexConcurrency ?? 16, async (t) => {
+      const allowed = Math.min(fresh.length, this.opts.indexHeadsPerRepository ?? Infinity, budget?.remaining ?? Infinity)
+      const heads = fresh.slice(0, allowed)
+      if (budget !== undefined) budget.remaining -= heads.length
+      idx.unindexed = fresh.length - heads.length
+      if (idx.unindexed > 0) this.emit({ kind: 'index', result: 'budget', heads: heads.length })
+      await mapLimit(heads, this.opts.indexConcurrency ?? 16, async (t) => {
         try {
           idx.shaTags.set(t, (await this.opts.registry.headManifest(ref, t)).digest)
         } catch (err) {
@@ -259,7 +288,7 @@ export class TagCache {
       idx.byDigest = byDigest
       idx.listedAt = this.now()
       this.repos.set(key, idx)
-      this.emit({ kind: 'index', result: 'refresh', heads: fresh.length })
+      this.emit({ kind: 'index', result: 'refresh', heads: heads.length })
       return idx
     })
   }
@@ -280,6 +309,46 @@ export class TagCache {
 
   private emit (e: CacheEvent): void {
     this.opts.onEvent?.(e)
+  }
+}
+
+/**
+ * Races shared lookups against callers' signals without cancelling them, with one abort listener
+ * per signal: a review waits on one signal for all its images, and an EventTarget warns past 10
+ * listeners. The listener goes when the last lookup waiting on that signal settles.
+ */
+class SignalRaces {
+  private readonly bySignal = new WeakMap<AbortSignal, { readonly waiting: Set<(err: Error) => void>; readonly onAbort: () => void }>()
+
+  race<T> (p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    if (signal === undefined) return p
+    if (signal.aborted) {
+      p.catch(() => undefined)
+      return Promise.reject(abortReason(signal))
+    }
+    let entry = this.bySignal.get(signal)
+    if (entry === undefined) {
+      const waiting = new Set<(err: Error) => void>()
+      const onAbort = (): void => {
+        this.bySignal.delete(signal)
+        const reason = abortReason(signal)
+        for (const reject of waiting) reject(reason)
+      }
+      this.bySignal.set(signal, entry = { waiting, onAbort })
+      signal.addEventListener('abort', onAbort, { once: true })
+    }
+    const { waiting, onAbort } = entry
+    return new Promise<T>((resolve, reject) => {
+      waiting.add(reject)
+      const settle = (): void => {
+        waiting.delete(reject)
+        if (waiting.size === 0 && this.bySignal.get(signal)?.waiting === waiting) {
+          this.bySignal.delete(signal)
+          signal.removeEventListener('abort', onAbort)
+        }
+      }
+      p.then((v) => { settle(); resolve(v) }, (e: unknown) => { settle(); reject(e instanceof Error ? e : new Error(String(e))) })
+    })
   }
 }
 

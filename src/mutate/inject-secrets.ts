@@ -2,31 +2,54 @@
 // The pod's own secrets and their order are kept; nothing is added twice, so a second review
 // of an already-mutated pod (reinvocationPolicy: IfNeeded) changes nothing.
 import type { PullSecretRule } from '../policy/config.js'
-import { compileRegistryGlob } from '../reference/host-glob.js'
+import { compileRegistryGlob, normalizeRegistryKey } from '../reference/host-glob.js'
+import type { ImageReference, ReferenceParse } from '../reference/parse.js'
 import type { MutationStep } from './mutator.js'
 import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
 
+type RegistryMatch = (ref: Pick<ImageReference, 'registry' | 'repository'>) => boolean
+
 interface CompiledRule {
   readonly name: string
-  readonly matches: (image: string) => boolean
+  readonly matches: RegistryMatch
 }
 
 function compileRule (rule: PullSecretRule): CompiledRule {
   if (rule.registries === undefined) return { name: rule.name, matches: () => true }
   const globs = rule.registries.map(compileRegistryGlob)
-  return { name: rule.name, matches: (image) => globs.some(m => m(image)) }
+  return { name: rule.name, matches: (ref) => globs.some(m => m(ref)) }
 }
 
-/** The secrets (in config order) that the given images call for. */
-export function createSecretSelector (rules: readonly PullSecretRule[]): (images: readonly string[]) => string[] {
+/**
+ * The secrets (in config order) that the given parsed images call for. Images that do not parse
+ * match no registry (the kubelet could not pull them either).
+ */
+export function createSecretSelector (rules: readonly PullSecretRule[]): (images: Iterable<ReferenceParse>) => string[] {
   const compiled = rules.map(compileRule)
-  // Which rules an image matches depends on the image string alone: matched once per distinct
-  // image (host globs parse the reference), as bits in rule order.
-  const matchedBy = memoize(IMAGE_MEMO_SIZE, (image: string) => compiled.map(r => r.matches(image)))
+  // A host glob reads the image's registry, and its repository only when the pattern has a path
+  // ("r.example.com/team"): without one, each distinct registry is matched once per review, not
+  // each distinct image.
+  const byName = (rules.some(r => r.registries?.some(p => normalizeRegistryKey(p).includes('/')) === true))
+  const keyOf = byName ? (ref: ImageReference) => ref.name : (ref: ImageReference) => ref.registry
+  // Which rules a registry (or name) matches, as bits in rule order, across reviews.
+  const matchedBy = memoize(IMAGE_MEMO_SIZE, (_key: string, ref?: ImageReference) => compiled.map(r => r.matches(ref!)))
   return (images) => {
-    const matches = images.map(matchedBy)
+    const wanted = new Array<boolean>(compiled.length).fill(false)
+    let left = compiled.length
+    const seen = new Set<string>()
+    for (const parsed of images) {
+      if (left === 0) break
+      if (!parsed.ok) continue
+      const key = keyOf(parsed.ref)
+      if (seen.has(key)) continue
+      seen.add(key)
+      const bits = matchedBy(key, parsed.ref)
+      for (let i = 0; i < bits.length; i++) {
+        if (bits[i] === true && !wanted[i]) { wanted[i] = true; left-- }
+      }
+    }
     const out: string[] = []
-    for (let i = 0; i < compiled.length; i++) if (matches.some(m => m[i] === true)) out.push(compiled[i]!.name)
+    for (let i = 0; i < compiled.length; i++) if (wanted[i] === true) out.push(compiled[i]!.name)
     return out
   }
 }
@@ -67,7 +90,7 @@ export function createSecretInjectionStep (rules: readonly PullSecretRule[], opt
     name: 'inject-secrets',
     operations: ['CREATE'],
     run (ctx) {
-      const wanted = select(ctx.images.map(s => s.image))
+      const wanted = select(ctx.references.values())
       if (wanted.length === 0) return
       const existing = Array.isArray(ctx.pod.spec?.imagePullSecrets) ? ctx.pod.spec.imagePullSecrets : []
       const present = new Set(existing.map(s => s?.name))

@@ -5,13 +5,17 @@
 /** The bound the mutation steps use: distinct image strings whose analysis is kept (a cluster runs far fewer). */
 export const IMAGE_MEMO_SIZE = 10_000
 
-export function memoize<V extends object> (max: number, fn: (key: string) => V): (key: string) => V {
+/**
+ * `arg` is handed to `fn` on a miss only: it must be determined by the key (an already parsed
+ * form of it), so the memo stays a function of the key.
+ */
+export function memoize<V extends object, A = undefined> (max: number, fn: (key: string, arg?: A) => V): (key: string, arg?: A) => V {
   const memo = new Map<string, V>()
-  return (key) => {
+  return (key, arg) => {
     let v = memo.get(key)
     if (v === undefined) {
       if (memo.size >= max) memo.clear()
-      memo.set(key, v = fn(key))
+      memo.set(key, v = fn(key, arg))
     }
     return v
   }

@@ -11,7 +11,10 @@
 import fastJsonPatch from 'fast-json-patch'
 import type { Operation } from 'fast-json-patch'
 import type { Mode } from '../policy/config.js'
-import { CONTAINER_FIELDS, listImages, type Container, type ContainerField, type ImageSite, type Pod } from './pod.js'
+import { tryParseImageReference, type ReferenceParse } from '../reference/parse.js'
+import { CHUNK_SIZE, forEachChunked, nextTurn } from './chunks.js'
+import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
+import { CONTAINER_FIELDS, listImages, type ContainerField, type ImageSite, type Pod } from './pod.js'
 
 export type AdmissionOperation = 'CREATE' | 'UPDATE'
 
@@ -45,6 +48,11 @@ export interface MutationContext {
   readonly pod: Pod
   /** Images of the request's object, computed once. */
   readonly images: readonly ImageSite[]
+  /**
+   * Every distinct image string of `images`, parsed once for the whole review: secret selection
+   * and pinning both read it, so no image is parsed twice and an invalid one costs no exception.
+   */
+  readonly references: ReadonlyMap<string, ReferenceParse>
   /** The review's deadline: steps doing I/O must give up when its signal aborts and leave the pod as it is. */
   readonly deadline: Deadline
   readonly changes: Change[]
@@ -99,8 +107,31 @@ export interface MutationResult {
 /** Synchronous when every step was (no I/O): the caller only awaits, and races its deadline, a Promise. */
 export type Mutator = (input: MutationInput) => MutationResult | Promise<MutationResult>
 
-export function createMutator (steps: readonly MutationStep[]): Mutator {
+export interface MutatorOptions {
+  /**
+   * More distinct images than this in one pod: the pod is left unchanged with one warning, or
+   * denied when `failOpen` is false (limits.maxImagesPerReview). Undefined: no cap.
+   */
+  readonly maxImagesPerReview?: number
+  readonly failOpen?: boolean
+  /** The reference parser (tests count its calls); tryParseImageReference by default. */
+  readonly parse?: (image: string) => ReferenceParse
+}
+
+export function createMutator (steps: readonly MutationStep[], opts: MutatorOptions = {}): Mutator {
+  const maxImages = opts.maxImagesPerReview ?? Infinity
+  const failOpen = opts.failOpen ?? true
+  // Across reviews too: the pods of one Deployment repeat the same few images.
+  const parse = memoize(IMAGE_MEMO_SIZE, opts.parse ?? tryParseImageReference)
   return function mutate (input) {
+    const images = listImages(input.object)
+    const distinct = new Map<string, ReferenceParse | undefined>()
+    for (const site of images) {
+      if (distinct.has(site.image)) continue
+      if (distinct.size >= maxImages) return overLimit(input, maxImages, failOpen)
+      distinct.set(site.image, undefined)
+    }
+    const keys = [...distinct.keys()]
     const ctx: MutationContext = {
       operation: input.operation,
       subResource: input.subResource,
@@ -110,13 +141,16 @@ export function createMutator (steps: readonly MutationStep[]): Mutator {
       original: input.object,
       oldObject: input.oldObject,
       pod: draftOf(input.object),
-      images: listImages(input.object),
+      images,
+      references: distinct as Map<string, ReferenceParse>,
       deadline: input.deadline,
       changes: [],
       warnings: [],
       diagnostics: [],
       deny: undefined,
     }
+    const parsed = forEachChunked(keys.length, i => { distinct.set(keys[i]!, parse(keys[i]!)) }, () => deadlineReason(ctx))
+    if (parsed instanceof Promise) return parsed.then(() => runFrom(0))
     return runFrom(0)
 
     function runFrom (first: number): MutationResult | Promise<MutationResult> {
@@ -127,8 +161,28 @@ export function createMutator (steps: readonly MutationStep[]): Mutator {
         if (pending instanceof Promise) return pending.then(() => ctx.deny !== undefined ? finish(ctx) : runFrom(i + 1))
         if (ctx.deny !== undefined) break
       }
+      // A huge pod's diff and response are built after a turn of the event loop, like its steps.
+      if (images.length > CHUNK_SIZE) return nextTurn().then(() => finish(ctx))
       return finish(ctx)
     }
+  }
+}
+
+/** The review's deadline has passed: a huge pod's remaining work is dropped (the handler has answered). */
+function deadlineReason (ctx: MutationContext): Error | undefined {
+  const signal = ctx.deadline.signal
+  return signal.aborted ? signal.reason as Error : undefined
+}
+
+function overLimit (input: MutationInput, max: number, failOpen: boolean): MutationResult {
+  const reason = `pod has more than ${max} distinct images (limits.maxImagesPerReview)`
+  return {
+    pod: input.object,
+    patch: [],
+    changes: [],
+    warnings: [`pullpin: ${reason}; pod ${failOpen ? 'admitted unchanged' : 'denied (failOpen is false)'}`],
+    diagnostics: [],
+    deny: failOpen ? undefined : reason,
   }
 }
 
@@ -193,7 +247,7 @@ function projection (pod: Pod): Record<string, unknown> {
   return out
 }
 
-function imageOnly (c: Container | unknown): unknown {
+function imageOnly (c: unknown): unknown {
   if (!isObject(c)) return c
   return c.image !== undefined ? { image: c.image } : {}
 }

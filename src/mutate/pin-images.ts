@@ -6,11 +6,12 @@ import type { PinFormat, PinningConfig } from '../policy/config.js'
 import { ORIGINAL_IMAGES_ANNOTATION } from '../policy/annotations.js'
 import { compileGlobs } from '../policy/glob.js'
 import { compileRegistryGlob } from '../reference/host-glob.js'
-import { formatImageReference, parseImageReference, type ImageReference } from '../reference/parse.js'
-import type { TagCache, TagResolution } from '../cache/tag-cache.js'
+import { formatImageReference, tryParseImageReference, type ImageReference, type ReferenceParse } from '../reference/parse.js'
+import type { IndexBudget, TagCache, TagResolution } from '../cache/tag-cache.js'
 import type { OwnerPins } from '../cache/owner-pins.js'
 import { ERR_REGISTRY_BAD_RESPONSE, isCodedError } from '../errors.js'
 import type { MutationContext, MutationStep } from './mutator.js'
+import { forEachChunked } from './chunks.js'
 import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
 import type { Container, ImageSite, Pod } from './pod.js'
 
@@ -26,6 +27,8 @@ export interface PinningDeps {
   readonly cache: TagCache
   readonly ownerPins: OwnerPins
   readonly metrics?: PinMetrics
+  /** SHA-tag HEADs one review may start (limits.indexHeadsPerReview); unbounded when undefined. */
+  readonly indexHeadsPerReview?: number
 }
 
 type Decision =
@@ -49,13 +52,11 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
    * once per distinct image: the pods of one Deployment repeat the same few images, and this is
    * most of a warm review's pin work otherwise (BENCHMARKS.md).
    */
-  const analyze = memoize(IMAGE_MEMO_SIZE, (image: string): Decision | Candidate => {
-    let ref: ImageReference
-    try {
-      ref = parseImageReference(image)
-    } catch (err) {
-      return unpinned('invalid', `pullpin: ${(err as Error).message}`)
-    }
+  const analyze = memoize(IMAGE_MEMO_SIZE, (image: string, parsed?: ReferenceParse): Decision | Candidate => {
+    // The mutator parsed every image of the review once (MutationContext.references).
+    const p = parsed ?? tryParseImageReference(image)
+    if (!p.ok) return unpinned('invalid', `pullpin: ${p.message}`)
+    const ref = p.ref
     if (ref.digest !== undefined) return KEEP
     const tag = ref.tag ?? 'latest'
     if (cache.isShaTag(tag)) return KEEP
@@ -65,20 +66,20 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
   })
 
   /** Decide from what is already known, or return the lookup to await. No I/O on a cache hit. */
-  function decide (site: ImageSite, ownerUid: string | undefined, deadline: () => AbortSignal): Decision | Promise<Decision> {
-    const known = analyze(site.image)
+  function decide (image: string, parsed: ReferenceParse | undefined, ownerUid: string | undefined, deadline: () => AbortSignal, budget: () => IndexBudget): Decision | Promise<Decision> {
+    const known = analyze(image, parsed)
     if (known.kind !== 'candidate') return known
     const { ref, tag } = known
     if (ownerUid !== undefined) {
-      const remembered = ownerPins.get(ownerUid, site.image)
+      const remembered = ownerPins.get(ownerUid, image)
       if (remembered !== undefined) return { kind: 'pin', to: remembered.to, verified: remembered.verified, source: 'owner' }
     }
     const hit = cache.peekTag(ref, tag)
     if (hit !== undefined && (!pinsDigest || cache.peekTag(ref, hit.digest) !== undefined)) {
       const fromIndex = config.format === 'digest' ? [] : cache.peekShaTags(ref, hit.digest)
-      if (fromIndex !== undefined) return pinFor(site, ref, hit, fromIndex, 'cache')
+      if (fromIndex !== undefined) return pinFor(image, ref, hit, fromIndex, 'cache')
     }
-    return lookup(site, ref, tag, deadline())
+    return lookup(image, ref, tag, deadline(), budget())
   }
 
   // A digest written into the pod must exist: a tag's HEAD only reports a digest (a broken or
@@ -96,23 +97,23 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
     }
   }
 
-  async function lookup (site: ImageSite, ref: ImageReference, tag: string, signal: AbortSignal): Promise<Decision> {
+  async function lookup (image: string, ref: ImageReference, tag: string, signal: AbortSignal, budget: IndexBudget): Promise<Decision> {
     try {
       const resolved = await cache.resolveTag(ref, tag, signal)
       if (pinsDigest) await verifyDigest(ref, tag, resolved.digest, signal)
-      const shaTags = config.format === 'digest' ? [] : await cache.shaTagsFor(ref, resolved.digest, signal)
-      return pinFor(site, ref, resolved, shaTags, resolved.stale ? 'stale' : 'registry')
+      const shaTags = config.format === 'digest' ? [] : await cache.shaTagsFor(ref, resolved.digest, signal, budget)
+      return pinFor(image, ref, resolved, shaTags, resolved.stale ? 'stale' : 'registry')
     } catch (err) {
-      if (signal.aborted) return unpinned('deadline', `pullpin: ${site.image} not pinned: registry lookup exceeded ${config.deadlineMs} ms`)
+      if (signal.aborted) return unpinned('deadline', `pullpin: ${image} not pinned: registry lookup exceeded ${config.deadlineMs} ms`)
       if (isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) {
-        const reason = `image ${site.image} not found on ${ref.registry}: this pod would hit ImagePullBackOff`
+        const reason = `image ${image} not found on ${ref.registry}: this pod would hit ImagePullBackOff`
         return { kind: 'unpinned', reason: 'not-found', warning: `pullpin: ${reason}`, ...(config.onMissingImage === 'deny' ? { deny: reason } : {}) }
       }
-      return unpinned('registry-error', `pullpin: ${site.image} not pinned: ${shortReason(err)}`, `${site.image}: ${(err as Error).message}`)
+      return unpinned('registry-error', `pullpin: ${image} not pinned: ${shortReason(err)}`, `${image}: ${(err as Error).message}`)
     }
   }
 
-  function pinFor (site: ImageSite, ref: ImageReference, resolved: TagResolution, shaTags: readonly string[], source: 'registry' | 'cache' | 'stale'): Decision {
+  function pinFor (image: string, ref: ImageReference, resolved: TagResolution, shaTags: readonly string[], source: 'registry' | 'cache' | 'stale'): Decision {
     const sha = shaTags[0]
     switch (config.format) {
       case 'digest':
@@ -121,7 +122,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
         return { kind: 'pin', to: formatImageReference(ref, sha !== undefined ? { tag: sha, digest: resolved.digest } : { digest: resolved.digest }), verified: true, source }
       case 'tag':
         if (sha === undefined) {
-          return unpinned('no-sha-tag', `pullpin: ${site.image} not pinned: no SHA tag has its digest ${resolved.digest.slice(0, 19)}…`)
+          return unpinned('no-sha-tag', `pullpin: ${image} not pinned: no SHA tag has its digest ${resolved.digest.slice(0, 19)}…`)
         }
         return { kind: 'pin', to: formatImageReference(ref, { tag: sha }), verified: true, source }
     }
@@ -140,28 +141,50 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       // about 20 µs, which a pod answered from the cache does not need to pay (BENCHMARKS.md).
       let signal: AbortSignal | undefined
       const deadline = (): AbortSignal => (signal ??= AbortSignal.any([ctx.deadline.signal, AbortSignal.timeout(config.deadlineMs)]))
-      const pending = sites.map(site => decide(site, ownerUid, deadline))
-      // Only wait when some image needed the registry: a pod whose images all hit the cache is
-      // answered synchronously, without a single Promise.
-      if (pending.some(d => d instanceof Promise)) return Promise.all(pending).then(decisions => apply(ctx, sites, decisions, ownerUid))
-      apply(ctx, sites, pending as Decision[], ownerUid)
+      let indexBudget: IndexBudget | undefined
+      const budget = (): IndexBudget => (indexBudget ??= { remaining: deps.indexHeadsPerReview ?? Infinity, incomplete: new Set() })
+      // One decision per distinct image: the containers of a pod repeat images.
+      const decisions = new Map<string, Decision | Promise<Decision>>()
+      let waiting = false
+      const decideAt = (i: number): void => {
+        const image = sites[i]!.image
+        if (decisions.has(image)) return
+        const d = decide(image, ctx.references.get(image), ownerUid, deadline, budget)
+        if (d instanceof Promise) waiting = true
+        decisions.set(image, d)
+      }
+      const next = (): void | Promise<void> => {
+        // Only wait when some image needed the registry: a pod whose images all hit the cache is
+        // answered synchronously, without a single Promise.
+        if (!waiting) return apply(ctx, sites, decisions as Map<string, Decision>, ownerUid)
+        const images = [...decisions.keys()]
+        return Promise.all(Array.from(decisions.values(), d => Promise.resolve(d))).then((done) => {
+          // An incomplete index may have cost the pod its pin: say so once per repository.
+          for (const repo of indexBudget?.incomplete ?? []) {
+            ctx.warnings.push(`pullpin: SHA-tag index of ${repo} incomplete: HEAD budget reached (limits.indexHeadsPer*)`)
+          }
+          return apply(ctx, sites, new Map(images.map((image, i) => [image, done[i]!])), ownerUid)
+        })
+      }
+      const decided = forEachChunked(sites.length, decideAt)
+      return decided instanceof Promise ? decided.then(next) : next()
     },
   }
 
-  function apply (ctx: MutationContext, sites: readonly ImageSite[], decisions: readonly Decision[], ownerUid: string | undefined): void {
+  function apply (ctx: MutationContext, sites: readonly ImageSite[], decisions: ReadonlyMap<string, Decision>, ownerUid: string | undefined): void | Promise<void> {
     let originals: Record<string, string> | undefined
-    for (let i = 0; i < sites.length; i++) {
+    const one = (i: number): void => {
       const site = sites[i]!
-      const d = decisions[i]!
-      if (d.kind === 'keep') continue
+      const d = decisions.get(site.image)!
+      if (d.kind === 'keep') return
       if (d.kind === 'unpinned') {
         ctx.warnings.push(d.warning)
         if (d.detail !== undefined) ctx.diagnostics.push(d.detail)
         metrics?.unpinned(d.reason)
         if (d.deny !== undefined && ctx.deny === undefined) ctx.deny = d.deny
-        continue
+        return
       }
-      if (d.to === site.image) continue
+      if (d.to === site.image) return
       containerAt(ctx.pod, site).image = d.to
       // No prototype: a container named "__proto__" (webhooks run before validation) stays a key.
       ;(originals ??= Object.create(null) as Record<string, string>)[site.container] = site.image
@@ -171,7 +194,10 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       // Remember the first pin per owner, but not for what audit mode or a dry run only looked at.
       if (ownerUid !== undefined && ctx.mode === 'enforce' && !ctx.dryRun) ownerPins.remember(ownerUid, site.image, { to: d.to, verified: d.verified })
     }
-    if (originals !== undefined) recordOriginals(ctx.pod, originals)
+    const end = (): void => { if (originals !== undefined) recordOriginals(ctx.pod, originals) }
+    const applied = forEachChunked(sites.length, one)
+    if (applied instanceof Promise) return applied.then(end)
+    end()
   }
 }
 

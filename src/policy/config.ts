@@ -45,9 +45,17 @@ export interface Config {
   }
   readonly pullSecrets: readonly PullSecretRule[]
   readonly pinning: PinningConfig
+  readonly limits: LimitsConfig
   readonly injection: InjectionMode
   readonly serviceAccounts: readonly string[]
   readonly cluster: ClusterConfig
+}
+
+/** Bounds on what one review may cost (issue 11): pod authors control the input. */
+export interface LimitsConfig {
+  readonly maxImagesPerReview: number
+  readonly indexHeadsPerRepository: number
+  readonly indexHeadsPerReview: number
 }
 
 export type PinFormat = 'tag' | 'digest' | 'tag+digest'

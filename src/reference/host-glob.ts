@@ -23,7 +23,7 @@
 //    kubelet's isDefaultRegistryMatch looks at the raw first path component and would also hand
 //    Docker Hub credentials to "localhost/app" or "Foo/app" (a host "Foo"); pullpin does not.
 import { ERR_CONFIG_INVALID } from '../errors.js'
-import { DEFAULT_REGISTRY, parseImageReference, type ImageReference } from './parse.js'
+import { DEFAULT_REGISTRY, tryParseImageReference, type ImageReference } from './parse.js'
 
 /** A raw image string, or an already parsed reference (saves a re-parse on hot paths). */
 export type RegistryImage = string | Pick<ImageReference, 'registry' | 'repository'>
@@ -49,7 +49,7 @@ const DEFAULT_REGISTRY_KEY = 'index.docker.io'
  * including the Docker Hub fallback. Malformed patterns and unparsable images never match
  * (the kubelet ignores the filepath.Match error and moves on).
  */
-export function registryGlobMatches(pattern: string, image: RegistryImage): boolean {
+export function registryGlobMatches (pattern: string, image: RegistryImage): boolean {
   return matcherFor(compileRegistryKey(pattern), image)
 }
 
@@ -57,7 +57,7 @@ export function registryGlobMatches(pattern: string, image: RegistryImage): bool
  * Compiles a registry glob once for the hot path. Throws ERR_CONFIG_INVALID for an empty or
  * malformed pattern, since that is a configuration mistake that would otherwise fail silently.
  */
-export function compileRegistryGlob(pattern: string): (image: RegistryImage) => boolean {
+export function compileRegistryGlob (pattern: string): (image: RegistryImage) => boolean {
   const compiled = compileRegistryKey(pattern)
   if (compiled.error !== undefined) {
     throw new ERR_CONFIG_INVALID(`registry pattern ${JSON.stringify(pattern)}`, compiled.error)
@@ -69,25 +69,21 @@ export function compileRegistryGlob(pattern: string): (image: RegistryImage) => 
  * The image as the kubelet hands it to the keyring: "registry/repository", or undefined when
  * the image does not parse (the kubelet would refuse to pull it at all).
  */
-export function normalizedImageName(image: RegistryImage): string | undefined {
+export function normalizedImageName (image: RegistryImage): string | undefined {
   if (typeof image !== 'string') return `${image.registry}/${image.repository}`
-  try {
-    const ref = parseImageReference(image)
-    return ref.name
-  } catch {
-    return undefined
-  }
+  const parsed = tryParseImageReference(image)
+  return parsed.ok ? parsed.ref.name : undefined
 }
 
 /** True when the image lives on Docker Hub (normalized registry docker.io). */
-export function isDockerHubImage(image: RegistryImage): boolean {
+export function isDockerHubImage (image: RegistryImage): boolean {
   if (typeof image !== 'string') return image.registry === DEFAULT_REGISTRY
   const name = normalizedImageName(image)
   return name !== undefined && name.startsWith(`${DEFAULT_REGISTRY}/`)
 }
 
 /** BasicDockerKeyring.Add's key normalization: scheme dropped, "/v1/" and "/v2/" reduced. */
-export function normalizeRegistryKey(pattern: string): string {
+export function normalizeRegistryKey (pattern: string): string {
   let rest = pattern
   if (rest.startsWith('https://')) rest = rest.slice('https://'.length)
   else if (rest.startsWith('http://')) rest = rest.slice('http://'.length)
@@ -98,12 +94,12 @@ export function normalizeRegistryKey(pattern: string): string {
 }
 
 /** URLsMatchStr on two schemeless URLs ("*.gcr.io", "us.gcr.io/proj/app"); no Docker Hub fallback. */
-export function registryUrlsMatch(glob: string, target: string): boolean {
+export function registryUrlsMatch (glob: string, target: string): boolean {
   return compileRegistryKey(glob, false).matchesUrl(target)
 }
 
 /** Compiles a pattern into its keyring key and URLsMatch predicate (used by the Keyring). */
-export function compileRegistryKey(pattern: string, normalize = true): CompiledRegistryKey {
+export function compileRegistryKey (pattern: string, normalize = true): CompiledRegistryKey {
   const key = normalize ? normalizeRegistryKey(pattern) : pattern
   const { host, path: globPath } = splitSchemeless(key)
   const { parts, port: globPort } = splitHostPort(host)
@@ -136,7 +132,7 @@ export function compileRegistryKey(pattern: string, normalize = true): CompiledR
   return out
 }
 
-function matcherFor(compiled: CompiledRegistryKey, image: RegistryImage): boolean {
+function matcherFor (compiled: CompiledRegistryKey, image: RegistryImage): boolean {
   if (compiled.error !== undefined) return false
   const name = normalizedImageName(image)
   if (name === undefined) return false
@@ -146,7 +142,7 @@ function matcherFor(compiled: CompiledRegistryKey, image: RegistryImage): boolea
 
 // url.Parse("https://" + s) reduced to what URLsMatch reads: the host (userinfo dropped, as
 // url.URL.Host excludes it) and the path, which keeps its leading "/".
-function splitSchemeless(s: string): { host: string; path: string } {
+function splitSchemeless (s: string): { host: string; path: string } {
   const slash = s.indexOf('/')
   let authority = slash < 0 ? s : s.slice(0, slash)
   const path = slash < 0 ? '' : s.slice(slash)
@@ -157,7 +153,7 @@ function splitSchemeless(s: string): { host: string; path: string } {
 
 // SplitURL: net.SplitHostPort, falling back to (whole host, no port) when it fails, then the
 // host split on ".". Brackets are dropped from IPv6 literals in both branches (see header).
-function splitHostPort(hostport: string): { parts: string[]; port: string } {
+function splitHostPort (hostport: string): { parts: string[]; port: string } {
   let host = hostport
   let port = ''
   if (hostport.startsWith('[')) {
@@ -184,7 +180,7 @@ function splitHostPort(hostport: string): { parts: string[]; port: string } {
 // (filepath.ErrBadPattern). Grammar:
 //   term: '*' | '?' | '[' ['^'] { range } ']' | '\\' c | c      range: c | c '-' c
 // "*" and "?" never match the separator "/"; a reversed range matches nothing.
-function compileGoGlob(pattern: string): RegExp | string {
+function compileGoGlob (pattern: string): RegExp | string {
   const chars = Array.from(pattern)
   let src = '^'
   let i = 0
@@ -243,7 +239,7 @@ function compileGoGlob(pattern: string): RegExp | string {
 }
 
 // filepath getEsc: a class character may not be "-" or "]" unescaped, and the class must go on.
-function readClassChar(chars: string[], i: number): { cp: number; next: number } | string {
+function readClassChar (chars: string[], i: number): { cp: number; next: number } | string {
   let c = chars[i]
   let next = i + 1
   if (c === undefined || c === '-' || c === ']') return 'bad character class'
@@ -256,10 +252,10 @@ function readClassChar(chars: string[], i: number): { cp: number; next: number }
   return { cp: c.codePointAt(0) as number, next }
 }
 
-function literal(c: string): string {
+function literal (c: string): string {
   return /[A-Za-z0-9]/.test(c) ? c : `\\u{${(c.codePointAt(0) as number).toString(16)}}`
 }
 
-function classChar(cp: number): string {
+function classChar (cp: number): string {
   return `\\u{${cp.toString(16)}}`
 }

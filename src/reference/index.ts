@@ -7,7 +7,9 @@ export {
   isValidDigest,
   isValidTag,
   parseImageReference,
+  tryParseImageReference,
   type ImageReference,
+  type ReferenceParse,
 } from './parse.js'
 export {
   compileRegistryGlob,

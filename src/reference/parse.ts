@@ -72,12 +72,12 @@ const UPPERCASE_REASON = 'repository name must be lowercase (registries such as 
 const MAX_QUOTED_INPUT = 300
 
 /** True when `tag` is a valid tag (`[\w][\w.-]{0,127}`). */
-export function isValidTag(tag: string): boolean {
+export function isValidTag (tag: string): boolean {
   return ANCHORED_TAG_RE.test(tag)
 }
 
 /** True when `digest` is a well-formed digest of a supported algorithm (sha256/sha384/sha512, lowercase hex). */
-export function isValidDigest(digest: string): boolean {
+export function isValidDigest (digest: string): boolean {
   return digestProblem(digest) === undefined
 }
 
@@ -85,21 +85,44 @@ export function isValidDigest(digest: string): boolean {
  * Parses and normalizes an image reference like ParseNormalizedNamed + TagNameOnly.
  * Throws ERR_REFERENCE_INVALID(input, reason).
  */
-export function parseImageReference(input: string): ImageReference {
-  if (input === '') throw invalid(input, 'empty reference')
+export function parseImageReference (input: string): ImageReference {
+  const r = parse(input)
+  if (typeof r === 'string') throw invalid(input, r)
+  return r
+}
+
+/** What tryParseImageReference gives: the reference, or why the input is not one. */
+export type ReferenceParse =
+  | { readonly ok: true; readonly ref: ImageReference }
+  | { readonly ok: false; readonly input: string; readonly reason: string; readonly message: string }
+
+/**
+ * parseImageReference without exceptions, for loops over user input: a pod may hold thousands of
+ * invalid images, and a thrown coded error captures a stack trace each time (BENCHMARKS.md, "Huge
+ * pods"). `message` is the text ERR_REFERENCE_INVALID would carry.
+ */
+export function tryParseImageReference (input: string): ReferenceParse {
+  const r = parse(input)
+  if (typeof r !== 'string') return { ok: true, ref: r }
+  return { ok: false, input, reason: r, message: `invalid image reference ${quoted(input)}: ${r}` }
+}
+
+// The grammar; an invalid input gives the reason as a string.
+function parse (input: string): ImageReference | string {
+  if (input === '') return 'empty reference'
   if (IDENTIFIER_RE.test(input)) {
-    throw invalid(input, 'invalid repository name: a 64-character hex string is an image ID, not a name (use name@sha256:<hex>)')
+    return 'invalid repository name: a 64-character hex string is an image ID, not a name (use name@sha256:<hex>)'
   }
 
   const [domain, remainder] = splitDockerDomain(input)
 
   // normalize.go checks the remote name before parsing, so an uppercase path is reported as
   // such even when something else is wrong too. The path ends at the tag or digest.
-  if (HAS_UPPERCASE_RE.test(pathOf(remainder))) throw uppercaseError(input)
+  if (HAS_UPPERCASE_RE.test(pathOf(remainder))) return uppercaseReason(input)
 
   const full = `${domain}/${remainder}`
   const m = REFERENCE_RE.exec(full)
-  if (m === null) throw invalid(input, diagnose(full))
+  if (m === null) return diagnose(full)
   const nameMatch = ANCHORED_NAME_RE.exec(m[1] ?? '')
   const registry = nameMatch?.[1]
   const repository = nameMatch?.[2]
@@ -107,17 +130,17 @@ export function parseImageReference(input: string): ImageReference {
     // e.g. "a_b.com/x": the first component looks like a host (it has a dot) but is not a
     // valid one, so the grammar reads the whole string as a registry-less path. Upstream
     // then returns a reference with an empty domain that no runtime can pull from.
-    throw invalid(input, `invalid reference format: ${JSON.stringify(domain)} is not a valid registry host`)
+    return `invalid reference format: ${JSON.stringify(domain)} is not a valid registry host`
   }
   if (repository.length > REPOSITORY_NAME_MAX) {
-    throw invalid(input, `repository name must not be longer than ${REPOSITORY_NAME_MAX} characters`)
+    return `repository name must not be longer than ${REPOSITORY_NAME_MAX} characters`
   }
 
   const tag = m[2]
   const digest = m[3]
   if (digest !== undefined) {
     const problem = digestProblem(digest)
-    if (problem !== undefined) throw invalid(input, problem)
+    if (problem !== undefined) return problem
   }
 
   const suffixLength = (tag === undefined ? 0 : tag.length + 1) + (digest === undefined ? 0 : digest.length + 1)
@@ -140,7 +163,7 @@ export function parseImageReference(input: string): ImageReference {
  * "nginx:abc@sha256:…"; neither gives back the written name. Throws ERR_REFERENCE_INVALID
  * when the tag or digest would make an image string the runtime rejects.
  */
-export function formatImageReference(ref: Pick<ImageReference, 'written'>, pin: { tag?: string; digest?: string }): string {
+export function formatImageReference (ref: Pick<ImageReference, 'written'>, pin: { tag?: string; digest?: string }): string {
   let out = ref.written
   if (pin.tag !== undefined) {
     if (!isValidTag(pin.tag)) throw invalid(`${out}:${pin.tag}`, tagReason())
@@ -156,7 +179,7 @@ export function formatImageReference(ref: Pick<ImageReference, 'written'>, pin: 
 
 // normalize.go splitDockerDomain, applied to the whole input (tag and digest included, as
 // upstream does: neither can contain "/").
-function splitDockerDomain(name: string): [string, string] {
+function splitDockerDomain (name: string): [string, string] {
   const slash = name.indexOf('/')
   if (slash < 0) return [DEFAULT_REGISTRY, OFFICIAL_REPO_PREFIX + name]
   const maybeDomain = name.slice(0, slash)
@@ -182,7 +205,7 @@ function splitDockerDomain(name: string): [string, string] {
 }
 
 // The repository path of a domain-less remainder: it ends at the tag (":") or digest ("@").
-function pathOf(remainder: string): string {
+function pathOf (remainder: string): string {
   let end = remainder.length
   const colon = remainder.indexOf(':')
   const at = remainder.indexOf('@')
@@ -193,7 +216,7 @@ function pathOf(remainder: string): string {
 
 // Splits a reference string into name / tag / digest the way the grammar would if it were
 // valid: the digest follows the first "@", the tag follows a ":" after the last "/".
-function splitSuffixes(s: string): { name: string; tag?: string; digest?: string } {
+function splitSuffixes (s: string): { name: string; tag?: string; digest?: string } {
   const at = s.indexOf('@')
   const beforeDigest = at >= 0 ? s.slice(0, at) : s
   const colon = beforeDigest.lastIndexOf(':')
@@ -205,7 +228,7 @@ function splitSuffixes(s: string): { name: string; tag?: string; digest?: string
 }
 
 // Only chooses the wording: validity was already decided by REFERENCE_RE.
-function diagnose(full: string): string {
+function diagnose (full: string): string {
   const parts = splitSuffixes(full)
   if (!ANCHORED_NAME_RE.test(parts.name)) {
     return 'invalid reference format: expected [registry[:port]/]path[:tag][@digest] with lowercase path components of [a-z0-9] joined by ".", "_", "__" or "-"'
@@ -217,12 +240,12 @@ function diagnose(full: string): string {
   return 'invalid reference format'
 }
 
-function tagReason(): string {
+function tagReason (): string {
   return 'invalid tag format: a tag is 1 to 128 characters of [A-Za-z0-9_.-] and must not start with "." or "-"'
 }
 
 // go-digest Digest.Validate + Algorithm.Validate, for a string that already matched digestPat.
-function digestProblem(digest: string): string | undefined {
+function digestProblem (digest: string): string | undefined {
   if (!ANCHORED_DIGEST_RE.test(digest)) {
     return 'invalid digest format: expected <algorithm>:<hex>, e.g. sha256 followed by 64 lowercase hex characters'
   }
@@ -239,28 +262,24 @@ function digestProblem(digest: string): string | undefined {
   return undefined
 }
 
-function uppercaseError(input: string): Error {
+function uppercaseReason (input: string): string {
   // Suggest the same reference with its name lowercased (tag and digest kept: tags may be
   // uppercase), but only if that suggestion is itself valid.
   const parts = splitSuffixes(input)
   let suggestion = parts.name.toLowerCase()
   if (parts.tag !== undefined) suggestion += `:${parts.tag}`
   if (parts.digest !== undefined) suggestion += `@${parts.digest}`
-  let valid = false
-  if (suggestion !== input) {
-    try {
-      parseImageReference(suggestion)
-      valid = true
-    } catch {
-      valid = false
-    }
-  }
-  return invalid(input, valid ? `${UPPERCASE_REASON}: try ${suggestion}` : UPPERCASE_REASON)
+  const valid = suggestion !== input && typeof parse(suggestion) !== 'string'
+  return valid ? `${UPPERCASE_REASON}: try ${suggestion}` : UPPERCASE_REASON
 }
 
-function invalid(input: string, reason: string): Error {
+function invalid (input: string, reason: string): Error {
+  return new ERR_REFERENCE_INVALID(quoted(input), reason)
+}
+
+function quoted (input: string): string {
   // Quoted so empty or space-padded images are visible; long inputs are cut so a hostile pod
   // spec cannot blow up log lines.
   const shown = input.length > MAX_QUOTED_INPUT ? `${input.slice(0, MAX_QUOTED_INPUT)}…` : input
-  return new ERR_REFERENCE_INVALID(JSON.stringify(shown), reason)
+  return JSON.stringify(shown)
 }

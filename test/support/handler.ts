@@ -40,7 +40,7 @@ export function testHandler (yaml = BASE_CONFIG, opts: { steps?: MutationStep[];
   const handle = createAdmissionHandler({
     policy: createNamespacePolicy(config, 'pullpin-system'),
     namespaces: staticNamespaceLabels(config),
-    mutator: createMutator(opts.steps ?? buildSteps(config)),
+    mutator: createMutator(opts.steps ?? buildSteps(config), { maxImagesPerReview: config.limits.maxImagesPerReview, failOpen: config.failOpen }),
     logger: createLogger({ level: 'debug', destination: logs }),
     metrics: metrics.admission,
     failOpen: config.failOpen,

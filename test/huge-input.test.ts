@@ -1,0 +1,181 @@
+// Issue 11, items 2, 5 and 9: huge pods stay linear and give the event loop back, their distinct
+// images are capped; SHA-tag index building has a budget; many uncached images add no listener
+// pile-up. Through the real HTTPS server and the real registry where the defect showed there.
+import t, { type Test } from 'tap'
+import { createMutator, type MutationInput } from '../src/mutate/mutator.js'
+import { createSecretInjectionStep } from '../src/mutate/inject-secrets.js'
+import { createPinningStep } from '../src/mutate/pin-images.js'
+import { OwnerPins } from '../src/cache/owner-pins.js'
+import { TagCache, type CacheEvent } from '../src/cache/tag-cache.js'
+import { createPinningStack, tagCacheOptions, type PinningStack } from '../src/pinning.js'
+import { CredentialStore, readDockerConfigFiles } from '../src/registry/credential-store.js'
+import { parseConfig } from '../src/policy/config.js'
+import { tryParseImageReference } from '../src/reference/parse.js'
+import type { Pod } from '../src/mutate/pod.js'
+import { admissionReview, applyResponsePatch, podFromWorkload } from './support/pods.js'
+import { startPullpin, type RunningPullpin } from './support/pullpin.js'
+import { gitSha, startPinningEnv, type PinningEnv } from './support/pinning-env.js'
+import { until } from './support/until.js'
+
+let env: PinningEnv
+t.before(async () => { env = await startPinningEnv() })
+t.teardown(() => env.stop())
+
+function podWith (images: string[], namespace = 'team-a'): Pod {
+  const pod = podFromWorkload('deployment-web', { namespace })
+  pod.spec!.containers = images.map((image, i) => ({ ...pod.spec!.containers![0]!, name: `c${i}`, image }))
+  return pod
+}
+
+// A generous registry timeout: the machine is shared, and these tests count requests, not time.
+const TIMEOUT_MS = 5000
+
+async function pullpin (t: Test, extra = '', top = ''): Promise<RunningPullpin> {
+  const p = await startPullpin(env.configYaml(extra, top, TIMEOUT_MS))
+  t.teardown(() => p.close())
+  return p
+}
+
+async function review (p: RunningPullpin, pod: Pod) {
+  const res = await p.post('/mutate', admissionReview(pod))
+  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${res.text}`)
+  return { response: res.json.response, result: applyResponsePatch(pod, res.json.response) as Pod }
+}
+
+const input = (pod: Pod): MutationInput => ({
+  operation: 'CREATE',
+  namespace: 'team-a',
+  mode: 'enforce',
+  dryRun: false,
+  object: pod,
+  deadline: { signal: new AbortController().signal },
+})
+
+/** The steps src/app.ts builds, over a cache whose registry is never reached (no image is allowed to be looked up). */
+function offlineSteps () {
+  const config = parseConfig(`
+pullSecrets:
+  - { name: a, registries: ["*.example.com", ghcr.io] }
+  - { name: b, registries: [docker.io] }
+  - { name: c, registries: ["r.example.com/team"] }
+pinning: { enabled: true, registries: [none.invalid] }
+`)
+  const unreachable = { headManifest: () => Promise.reject(new Error('no I/O expected')), listTags: () => Promise.reject(new Error('no I/O expected')) }
+  const cache = new TagCache(tagCacheOptions(config.pinning, unreachable))
+  return [createSecretInjectionStep(config.pullSecrets), createPinningStep({ config: config.pinning, cache, ownerPins: new OwnerPins(10) })]
+}
+
+t.test('each distinct image is parsed once per review, shared by secret selection and pinning', async t => {
+  const parsed = new Map<string, number>()
+  const mutate = createMutator(offlineSteps(), {
+    parse: (image) => { parsed.set(image, (parsed.get(image) ?? 0) + 1); return tryParseImageReference(image) },
+  })
+  const images = ['ghcr.io/acme/web:main', 'nginx', 'UPPER/case:x', 'bad image', 'r.example.com/team/app:1']
+  const result = await mutate(input(podWith([...images, ...images, ...images])))
+  t.same([...parsed.entries()].sort(), images.map(i => [i, 1]).sort(), 'one parse per distinct image')
+  t.same((result.pod.spec!.imagePullSecrets ?? []).map(s => s.name), ['a', 'b', 'c'])
+  t.equal(result.warnings.filter(w => w.includes('"bad image"')).length, 3, 'the invalid image still warns per container')
+})
+
+t.test('a huge pod gives the event loop back while it is reviewed; a small one stays synchronous', async t => {
+  const mutate = createMutator(offlineSteps())
+  const small = mutate(input(podWith(['nginx', 'bad image'])))
+  t.notOk(small instanceof Promise, 'small pod: answered synchronously')
+  const images = Array.from({ length: 20_000 }, (_, i) => i % 2 === 0 ? `bad image ${i}` : `ghcr.io/acme/app-${i}:main`)
+  let turns = 0
+  let answered = false
+  const tick = (): void => { if (!answered) { turns++; setImmediate(tick) } }
+  setImmediate(tick)
+  const big = await mutate(input(podWith(images)))
+  answered = true
+  t.ok(turns > 1, `other work ran ${turns} times during the review`)
+  t.equal(big.warnings.filter(w => w.includes('invalid image reference')).length, 10_000, 'every invalid image still warns')
+  t.same((big.pod.spec!.imagePullSecrets ?? []).map(s => s.name), ['a'])
+})
+
+t.test('limits.maxImagesPerReview: over it the pod is admitted unchanged with one warning, or denied without failOpen', async t => {
+  const images = [1, 2, 3, 4].map(n => `${env.host}/acme/limit:${n}`)
+  const open = await pullpin(t, '', 'limits: { maxImagesPerReview: 3 }')
+  const { response } = await review(open, podWith([...images, 'nginx:1']))
+  t.equal(response.allowed, true)
+  t.equal(response.patch, undefined, 'unchanged')
+  t.same(response.warnings, ['pullpin: pod has more than 3 distinct images (limits.maxImagesPerReview); pod admitted unchanged'])
+  const atLimit = await review(open, podWith(images.slice(0, 3)))
+  t.not(atLimit.response.patch, undefined, 'at the limit the pod is still mutated')
+  const closed = await pullpin(t, '', 'failOpen: false\nlimits: { maxImagesPerReview: 3 }')
+  const denied = (await closed.post('/mutate', admissionReview(podWith(images)))).json.response
+  t.equal(denied.allowed, false)
+  t.match(denied.status.message, /more than 3 distinct images/)
+})
+
+t.test('50 uncached images: no process warning (no abort listener per image on one signal)', async t => {
+  await env.registry.push({ seed: 'many-1' }, 'acme/many', ['latest', gitSha('many-1')])
+  const tags = Array.from({ length: 50 }, (_, i) => `v${i}`)
+  await env.registry.tag('acme/many', 'latest', tags)
+  const warnings: Error[] = []
+  const onWarning = (w: Error): void => { warnings.push(w) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
+  const p = await pullpin(t)
+  env.proxy.resetCounts()
+  await review(p, podWith(tags.map(tag => `${env.host}/acme/many:${tag}`)))
+  // Every image was looked up (on a loaded machine some HEADs land after the review's deadline).
+  const looked = () => tags.filter(tag => env.proxy.count(`HEAD /v2/acme/many/manifests/${tag}`) > 0).length
+  await until('a HEAD of every tag', () => looked() === 50, 30_000)
+  // A warning is emitted on process.nextTick: give it the chance.
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(warnings.map(w => `${w.name}: ${w.message}`), [])
+})
+
+t.test('index budget: per repository build and per review, counted, warned', async t => {
+  // The registry lists tags in lexical order: the target comes last.
+  const target = `ffff${gitSha('budget-target').slice(4)}`
+  const digest = await env.registry.push({ seed: 'budget-target' }, 'acme/budget', ['latest'])
+  await env.registry.push({ seed: 'budget-other' }, 'acme/budget', ['other'])
+  // Many SHA tags on another build (cheap: one manifest, many tags), listed before the target.
+  const others = Array.from({ length: 40 }, (_, i) => gitSha(`budget-${i}`)).filter(s => s < target)
+  await env.registry.tag('acme/budget', 'other', others)
+  await env.registry.tag('acme/budget', 'latest', [target])
+  const credentials = new CredentialStore()
+  credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
+  const pinning = parseConfig(env.configYaml('', '', TIMEOUT_MS)).pinning
+  const stack: PinningStack = await createPinningStack({ config: pinning, credentials })
+  t.teardown(() => stack.close())
+  const events: CacheEvent[] = []
+  const cache = new TagCache({ ...tagCacheOptions(pinning, stack.client, e => events.push(e)), indexHeadsPerRepository: 10, tagListMinIntervalMs: 0 })
+  const ref = { registry: env.host, repository: 'acme/budget' }
+  env.proxy.resetCounts()
+  const headCount = () => [...env.proxy.counts()].filter(([k]) => k.startsWith('HEAD /v2/acme/budget/manifests/')).reduce((n, [, c]) => n + c, 0)
+  const budget = { remaining: 1000, incomplete: new Set<string>() }
+  t.same(await cache.shaTagsFor(ref, digest, undefined, budget), [], 'the target was past the budget')
+  t.equal(headCount(), 10, 'one build HEADs at most indexHeadsPerRepository tags')
+  t.same([...budget.incomplete], [`${env.host}/acme/budget`])
+  t.equal(budget.remaining, 990)
+  t.ok(events.some(e => e.kind === 'index' && e.result === 'budget'), 'counted')
+  // The next builds go on where this one stopped: the index converges, each build bounded.
+  for (let i = 0; i < 5 && (await cache.shaTagsFor(ref, digest)).length === 0; i++);
+  t.same(await cache.shaTagsFor(ref, digest), [target])
+  t.equal(headCount(), others.length + 1, 'no tag HEADed twice')
+
+  // Per review: one review's budget is shared by every repository it builds.
+  const small = { remaining: 3, incomplete: new Set<string>() }
+  const fresh = new TagCache({ ...tagCacheOptions(pinning, stack.client), tagListMinIntervalMs: 0 })
+  env.proxy.resetCounts()
+  await fresh.shaTagsFor(ref, digest, undefined, small)
+  t.equal(headCount(), 3)
+  t.equal(small.incomplete.size, 1)
+})
+
+t.test('index budget end to end: the pod gets a warning and the metric counts it', async t => {
+  const sha = gitSha('budget-e2e')
+  await env.registry.push({ seed: 'budget-e2e' }, 'acme/budget2', ['latest', sha])
+  await env.registry.push({ seed: 'budget-e2e-other' }, 'acme/budget2', ['old'])
+  await env.registry.tag('acme/budget2', 'old', Array.from({ length: 30 }, (_, i) => gitSha(`budget2-${i}`)))
+  const p = await pullpin(t, '', 'limits: { indexHeadsPerRepository: 5, indexHeadsPerReview: 5 }')
+  env.proxy.resetCounts()
+  const { response } = await review(p, podWith([`${env.host}/acme/budget2:latest`]))
+  const heads = [...env.proxy.counts()].filter(([k]) => k.startsWith('HEAD /v2/acme/budget2/manifests/') && !k.endsWith('/latest')).reduce((n, [, c]) => n + c, 0)
+  t.ok(heads <= 5, `${heads} index HEADs`)
+  t.match(response.warnings.join('\n'), /SHA-tag index .*acme\/budget2.* budget/)
+  t.match((await p.get('/metrics')).text, /pullpin_tag_cache_lookups_total\{kind="index",result="budget"\} 1/)
+})
