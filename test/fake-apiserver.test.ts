@@ -253,13 +253,19 @@ t.test('watches as the informer makes them: replay from a resourceVersion, live 
   t.same(b.events.slice(0, 4).map((e) => `${e.type} ${e.name}`), ['ADDED w', 'ADDED not-w', 'MODIFIED w', 'DELETED w'], 'history replayed, this namespace only')
   t.ok(b.events.length > 4 && b.events.slice(4).every((e) => e.type === 'BOOKMARK' && e.rv === s.resourceVersion()), 'bookmarks with the current resourceVersion')
 
-  // No bookmarks unless asked for; closeWatches() ends streams cleanly (the server's request timeout).
+  // No bookmarks unless asked for: C, opened after F, has none once F has had two since (a whole
+  // bookmark interval of C's lifetime). closeWatches() ends streams cleanly (the server's request timeout).
+  const f = collect()
+  await watch.watch('/api/v1/namespaces/default/secrets', { resourceVersion: s.resourceVersion(), allowWatchBookmarks: true }, f.cb, () => {})
+  await s.waitForWatches('secrets')
   const c = collect()
   let doneC: unknown = 'not called'
   await watch.watch('/api/v1/namespaces/default/secrets', { resourceVersion: s.resourceVersion() }, c.cb, (err) => { doneC = err })
-  await s.waitForWatches('secrets')
+  await s.waitForWatches('secrets', 2)
+  const fBookmarks = (): number => f.events.filter((e) => e.type === 'BOOKMARK').length
+  const before = fBookmarks()
   await core.createNamespacedSecret({ namespace: 'default', body: secret('late') })
-  await until('late seen', () => c.events.length === 1)
+  await until('late seen and two bookmark intervals passed', () => c.events.length >= 1 && fBookmarks() >= before + 2)
   s.closeWatches()
   await until('watch C done', () => doneC !== 'not called')
   t.equal(doneC, null)
