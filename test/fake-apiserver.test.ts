@@ -199,12 +199,12 @@ t.test('lists: equality selectors, items without kind, paging bound to the first
   t.equal(p1.metadata?.remainingItemCount, 1)
   await core.deleteNamespacedSecret({ name: 'tls', namespace: 'team-a' })
   await core.createNamespacedSecret({ namespace: 'team-a', body: secret('zz') })
-  const p2 = await core.listNamespacedSecret({ namespace: 'team-a', limit: 2, _continue: p1.metadata?._continue as string })
+  const p2 = await core.listNamespacedSecret({ namespace: 'team-a', limit: 2, _continue: p1.metadata?._continue })
   t.same(names(p2), ['team-a/tls'], 'the continued list is consistent with the first page')
   t.equal(p2.metadata?._continue, undefined)
   t.equal(p2.metadata?.resourceVersion, p1.metadata?.resourceVersion)
   s.compact()
-  t.match(await failure(core.listNamespacedSecret({ namespace: 'team-a', limit: 2, _continue: p1.metadata?._continue as string })), { code: 410, status: { reason: 'Expired' } })
+  t.match(await failure(core.listNamespacedSecret({ namespace: 'team-a', limit: 2, _continue: p1.metadata?._continue })), { code: 410, status: { reason: 'Expired' } })
   t.same(names(await core.listNamespacedSecret({ namespace: 'team-a' })), ['team-a/ghcr', 'team-a/other', 'team-a/zz'])
 })
 
@@ -317,7 +317,7 @@ t.test('Leases: create, conflicting replaces between two clients, MicroTime, del
   t.equal(s.get({ group: 'coordination.k8s.io', resource: 'leases', namespace: 'pullpin', name: 'pullpin-leader' })?.spec.holderIdentity, 'a')
 
   // A plain Date serialises with millisecond precision, which the real server rejects for MicroTime.
-  t.equal((await failure(a.replaceNamespacedLease({ name: 'pullpin-leader', namespace: 'pullpin', body: { ...renewed, spec: { ...renewed.spec, renewTime: new Date() as never } } }))).code, 400)
+  t.equal((await failure(a.replaceNamespacedLease({ name: 'pullpin-leader', namespace: 'pullpin', body: { ...renewed, spec: { ...renewed.spec, renewTime: new Date() } } }))).code, 400)
   t.match(await failure(a.createNamespacedLease({ namespace: 'pullpin', body: { metadata: { name: 'bad' }, spec: { leaseDurationSeconds: 0 } } })),
     { code: 422, status: { details: { causes: [{ field: 'spec.leaseDurationSeconds' }] } } })
   t.match(await a.deleteNamespacedLease({ name: 'pullpin-leader', namespace: 'pullpin' }), { status: 'Success' })
