@@ -1,5 +1,20 @@
 // Proves the in-test API server behaves like kube-apiserver where pullpin's cluster code depends on
-// it, driven through the real @kubernetes/client-node 1.4 clients.
+// it, driven through the real @kubernetes/client-node 1.4 clients with pullpin's own call options.
+// What pullpin calls (src/cluster, the only user of client-node), and so all the fake serves:
+//   CoreV1Api        readNamespace, listNamespace                     (namespace-directory, informers)
+//                    create/read/replaceNamespacedSecret              (copies, TLS Secret, placeholders)
+//                    deleteNamespacedSecret + preconditions uid/rv    (copies no longer wanted)
+//                    listNamespacedSecret, listSecretForAllNamespaces (informers: fieldSelector
+//                      metadata.name= / type=; retired copies: labelSelector managed-by=pullpin)
+//                    listServiceAccountForAllNamespaces               (informer, metadata.name=)
+//                    patchNamespacedServiceAccount, merge patch carrying metadata.resourceVersion
+//   CoordinationV1Api read/create/replaceNamespacedLease, MicroTime times (leader election)
+//   AdmissionregistrationV1Api listMutatingWebhookConfiguration (informer, metadata.name=),
+//                    patchMutatingWebhookConfiguration, JSON patch with a test op on resourceVersion
+//   Watch            every informer path with resourceVersion (of its list), allowWatchBookmarks,
+//                    timeoutSeconds, fieldSelector; 410 (HTTP or ERROR event) means relist
+// Tests of pullpin also create namespaces and merge-patch their labels, create, read and replace a
+// MutatingWebhookConfiguration and delete a Lease. Everything else is refused loudly (last test).
 import t from 'tap'
 import {
   AdmissionregistrationV1Api,
@@ -7,23 +22,18 @@ import {
   CoordinationV1Api,
   CoreV1Api,
   KubeConfig,
-  KubernetesObjectApi,
-  type KubernetesObject,
-  PatchStrategy,
-  V1MicroTime,
   Watch,
-  makeInformer,
-  setHeaderOptions,
   type V1Lease,
   type V1Secret,
 } from '@kubernetes/client-node'
-import { parseLabelSelector, startFakeApiServer, type FakeApiServer } from './support/fake-apiserver.js'
+import { callOptions, microTime } from '../src/cluster/kube-api.js'
+import { startFakeApiServer, type FakeApiServer } from './support/fake-apiserver.js'
 import { until } from './support/until.js'
 
 interface Status { kind: string; code: number; reason: string; message: string; details?: Record<string, unknown> }
 
 /** the Status a client-node call failed with (ApiException.body is the raw response text) */
-async function failure(p: Promise<unknown>): Promise<{ code: number; status: Status | undefined }> {
+async function failure (p: Promise<unknown>): Promise<{ code: number; status: Status | undefined }> {
   try {
     await p
   } catch (err) {
@@ -34,453 +44,333 @@ async function failure(p: Promise<unknown>): Promise<{ code: number; status: Sta
   throw new Error('expected the call to fail')
 }
 
-
-async function withServer(t: { teardown(fn: () => unknown): void }, opts?: Parameters<typeof startFakeApiServer>[0]): Promise<FakeApiServer> {
+async function withServer (t: { teardown(fn: () => unknown): void }, opts?: Parameters<typeof startFakeApiServer>[0]): Promise<FakeApiServer> {
   const s = await startFakeApiServer(opts)
   t.teardown(() => s.stop())
   return s
 }
 
-const secret = (name: string, labels?: Record<string, string>, data: Record<string, string> = { k: Buffer.from('v').toString('base64') }): V1Secret => ({
+const b64 = (s: string): string => Buffer.from(s).toString('base64')
+const secret = (name: string, labels?: Record<string, string>): V1Secret => ({
   apiVersion: 'v1',
   kind: 'Secret',
   metadata: { name, ...(labels ? { labels } : {}) },
-  data,
+  data: { k: b64('v') },
 })
+const merge = callOptions({ patch: 'merge' })
+const json = callOptions({ patch: 'json' })
 
-t.test('CRUD through CoreV1Api: create, get, list, 409s, patch, delete', async (t) => {
-  const s = await withServer(t)
+t.test('Secrets: create, read, 409 AlreadyExists, optimistic replace, validation, delete with preconditions', async (t) => {
+  const s = await withServer(t, { namespaces: ['default', 'team-a'] })
   const core = s.kubeConfig().makeApiClient(CoreV1Api)
 
-  const created = await core.createNamespacedSecret({ namespace: 'default', body: { ...secret('a'), stringData: { plain: 'text' } } })
-  t.equal(created.metadata?.namespace, 'default')
+  const created = await core.createNamespacedSecret({ namespace: 'default', body: secret('a') })
+  t.equal(created.metadata?.namespace, 'default', 'namespace taken from the URL')
   t.match(created.metadata?.uid, /^[0-9a-f-]{36}$/)
-  t.match(created.metadata?.resourceVersion, /^\d+$/)
-  t.ok(created.metadata?.creationTimestamp instanceof Date, 'creationTimestamp deserialises as a Date')
-  t.equal(created.metadata?.generation, 1)
+  t.equal(created.metadata?.resourceVersion, s.resourceVersion())
   t.equal(created.type, 'Opaque', 'type defaulted')
-  t.same(created.data, { k: 'dg==', plain: Buffer.from('text').toString('base64') }, 'stringData folded into data')
-  t.equal(created.stringData, undefined)
-  t.equal(s.requests.at(-1)?.method, 'POST')
-  t.equal(s.requests.at(-1)?.path, '/api/v1/namespaces/default/secrets')
+  t.match(s.requests.at(-1), { method: 'POST', path: '/api/v1/namespaces/default/secrets', body: { metadata: { name: 'a' } } })
 
   const got = await core.readNamespacedSecret({ name: 'a', namespace: 'default' })
-  t.equal(got.metadata?.resourceVersion, created.metadata?.resourceVersion)
-  t.equal(got.kind, 'Secret')
-  t.equal(got.apiVersion, 'v1')
+  t.match(got, { kind: 'Secret', apiVersion: 'v1', metadata: { resourceVersion: created.metadata?.resourceVersion } })
+  const missing = await failure(core.readNamespacedSecret({ name: 'zz', namespace: 'default' }))
+  t.match(missing, { code: 404, status: { reason: 'NotFound', message: 'secrets "zz" not found', details: { name: 'zz', kind: 'secrets' } } })
 
-  await core.createNamespacedSecret({ namespace: 'default', body: secret('b', { app: 'x' }) })
-  await core.createNamespace({ body: { metadata: { name: 'other' } } })
-  await core.createNamespacedSecret({ namespace: 'other', body: secret('c', { app: 'y' }) })
-  const list = await core.listNamespacedSecret({ namespace: 'default' })
-  t.equal(list.kind, 'SecretList')
-  t.equal(list.apiVersion, 'v1')
-  t.same(list.items.map((i) => i.metadata?.name), ['a', 'b'])
-  t.equal(list.items[0]?.kind, undefined, 'as on the real server, list items carry no kind')
-  t.equal(list.metadata?.resourceVersion, s.resourceVersion(), 'list carries the current resourceVersion')
-  const all = await core.listSecretForAllNamespaces()
-  t.same(all.items.map((i) => `${i.metadata?.namespace}/${i.metadata?.name}`), ['default/a', 'default/b', 'other/c'])
-  t.equal(s.requests.at(-1)?.path, '/api/v1/secrets')
+  // create: 409 when the name is taken; 404 in a namespace that does not exist (NamespaceLifecycle)
+  t.match(await failure(core.createNamespacedSecret({ namespace: 'default', body: secret('a') })),
+    { code: 409, status: { kind: 'Status', code: 409, reason: 'AlreadyExists', message: 'secrets "a" already exists', details: { name: 'a', kind: 'secrets' } } })
+  t.match(await failure(core.createNamespacedSecret({ namespace: 'nope', body: secret('a') })), { code: 404, status: { message: 'namespaces "nope" not found' } })
+  t.equal((await failure(core.createNamespacedSecret({ namespace: 'default', body: { ...got, metadata: { ...got.metadata, name: 'copy' } } }))).code, 500,
+    'a create carrying a resourceVersion is refused like the storage layer does')
 
-  // 409 AlreadyExists
-  const dup = await failure(core.createNamespacedSecret({ namespace: 'default', body: secret('a') }))
-  t.equal(dup.code, 409)
-  t.match(dup.status, { kind: 'Status', code: 409, reason: 'AlreadyExists', message: 'secrets "a" already exists', details: { name: 'a', kind: 'secrets' } })
+  // validation
+  t.match(await failure(core.createNamespacedSecret({ namespace: 'default', body: secret('Bad_Name') })),
+    { code: 422, status: { reason: 'Invalid', details: { kind: 'Secret', causes: [{ field: 'metadata.name' }] } } })
+  t.equal((await failure(core.createNamespacedSecret({ namespace: 'default', body: { metadata: {} } }))).code, 422, 'name required')
+  t.equal((await failure(core.createNamespacedSecret({ namespace: 'default', body: { ...secret('b'), data: { k: 'not base64!' } } }))).code, 400)
+  t.match(await failure(core.createNamespacedSecret({ namespace: 'default', body: { ...secret('b'), type: 'kubernetes.io/dockerconfigjson' } })),
+    { code: 422, status: { details: { causes: [{ field: 'data[.dockerconfigjson]' }] } } })
+  t.equal((await failure(core.createNamespacedSecret({ namespace: 'default', body: { ...secret('b'), metadata: { name: 'b', namespace: 'team-a' } } }))).code, 400, 'namespace in body and URL differ')
 
-  // update with the current resourceVersion succeeds and bumps it; the stale one is a 409 Conflict
-  const updated = await core.replaceNamespacedSecret({ name: 'a', namespace: 'default', body: { ...got, data: { k: Buffer.from('v2').toString('base64') } } })
+  // replace: the current resourceVersion wins and bumps it; a stale one or another uid is a 409
+  const updated = await core.replaceNamespacedSecret({ name: 'a', namespace: 'default', body: { ...got, data: { k: b64('v2') } } })
   t.not(updated.metadata?.resourceVersion, got.metadata?.resourceVersion)
-  t.equal(updated.metadata?.generation, 2)
   t.equal(updated.metadata?.uid, created.metadata?.uid)
-  const stale = await failure(core.replaceNamespacedSecret({ name: 'a', namespace: 'default', body: { ...got, data: {} } }))
-  t.equal(stale.code, 409)
-  t.match(stale.status, { reason: 'Conflict', message: /Operation cannot be fulfilled on secrets "a": the object has been modified/ })
-  t.equal((await failure(core.replaceNamespacedSecret({ name: 'zz', namespace: 'default', body: secret('zz') }))).code, 404)
-
-  // a no-op update writes nothing
+  t.match(await failure(core.replaceNamespacedSecret({ name: 'a', namespace: 'default', body: { ...got, data: {} } })),
+    { code: 409, status: { reason: 'Conflict', message: /Operation cannot be fulfilled on secrets "a": the object has been modified/ } })
+  t.match(await failure(core.replaceNamespacedSecret({ name: 'a', namespace: 'default', body: { ...updated, metadata: { ...updated.metadata, uid: 'other' } } })),
+    { code: 409, status: { message: /Precondition failed: UID/ } })
+  t.equal((await failure(core.replaceNamespacedSecret({ name: 'zz', namespace: 'default', body: secret('zz') }))).code, 404, 'no create on update')
+  t.match(await failure(core.replaceNamespacedSecret({ name: 'a', namespace: 'default', body: { ...updated, type: 'kubernetes.io/tls' } })),
+    { code: 422, status: { details: { causes: [{ field: 'type' }] } } }, 'type is immutable')
+  t.equal((await failure(core.replaceNamespacedSecret({ name: 'a', namespace: 'default', body: { ...updated, metadata: { ...updated.metadata, name: 'b' } } }))).code, 400)
   const rvBefore = s.resourceVersion()
   const same = await core.replaceNamespacedSecret({ name: 'a', namespace: 'default', body: updated })
-  t.equal(same.metadata?.resourceVersion, updated.metadata?.resourceVersion)
+  t.equal(same.metadata?.resourceVersion, updated.metadata?.resourceVersion, 'an update that changes nothing is not written')
   t.equal(s.resourceVersion(), rvBefore)
 
-  // client-node 1.4 picks the first JSON-like media type of the operation: json-patch
-  const jp = await core.patchNamespacedSecret({ name: 'a', namespace: 'default', body: [{ op: 'add', path: '/metadata/labels', value: { via: 'json-patch' } }] })
-  t.same(jp.metadata?.labels, { via: 'json-patch' })
-  t.equal(s.requests.at(-1)?.contentType, 'application/json-patch+json')
-
-  // merge patch needs the Content-Type set through a middleware option
-  const mp = await core.patchNamespacedSecret(
-    { name: 'a', namespace: 'default', body: { metadata: { labels: { via: null, merged: 'yes' } } } },
-    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-  )
-  t.same(mp.metadata?.labels, { merged: 'yes' })
-  t.equal(s.requests.at(-1)?.contentType, PatchStrategy.MergePatch)
-  // a resourceVersion inside a patch is a precondition
-  const stalePatch = await failure(core.patchNamespacedSecret(
-    { name: 'a', namespace: 'default', body: { metadata: { resourceVersion: got.metadata?.resourceVersion, labels: { x: 'y' } } } },
-    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-  ))
-  t.equal(stalePatch.code, 409)
-  t.equal(stalePatch.status?.reason, 'Conflict')
-  // a failing json-patch test op is 422
-  const testOp = await failure(core.patchNamespacedSecret({ name: 'a', namespace: 'default', body: [{ op: 'test', path: '/type', value: 'nope' }] }))
-  t.equal(testOp.code, 422)
-
-  const del = await core.deleteNamespacedSecret({ name: 'a', namespace: 'default' })
+  // delete: preconditions on uid and resourceVersion, then a Success Status
+  t.match(await failure(core.deleteNamespacedSecret({ name: 'a', namespace: 'default', body: { preconditions: { uid: 'other' } } })),
+    { code: 409, status: { message: /Precondition failed: UID in precondition: other/ } })
+  t.match(await failure(core.deleteNamespacedSecret({ name: 'a', namespace: 'default', body: { preconditions: { resourceVersion: got.metadata?.resourceVersion } } })),
+    { code: 409, status: { message: /Precondition failed: ResourceVersion in precondition/ } })
+  const del = await core.deleteNamespacedSecret({ name: 'a', namespace: 'default', body: { preconditions: { uid: updated.metadata?.uid, resourceVersion: updated.metadata?.resourceVersion } } })
   t.match(del, { status: 'Success', details: { name: 'a', kind: 'secrets', uid: created.metadata?.uid } })
   t.equal(s.get({ resource: 'secrets', namespace: 'default', name: 'a' }), undefined)
-  const gone = await failure(core.readNamespacedSecret({ name: 'a', namespace: 'default' }))
-  t.equal(gone.code, 404)
-  t.match(gone.status, { reason: 'NotFound', message: 'secrets "a" not found', details: { name: 'a', kind: 'secrets' } })
   t.equal((await failure(core.deleteNamespacedSecret({ name: 'a', namespace: 'default' }))).code, 404)
 })
 
-t.test('create rules: generateName, dryRun, missing namespace, validation, resourceVersion on create', async (t) => {
+t.test('patches: merge patch with a resourceVersion precondition, JSON patch with a test op', async (t) => {
   const s = await withServer(t)
-  const core = s.kubeConfig().makeApiClient(CoreV1Api)
+  const kc = s.kubeConfig()
+  const core = kc.makeApiClient(CoreV1Api)
+  const adm = kc.makeApiClient(AdmissionregistrationV1Api)
 
-  const gen = await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { generateName: 'cm-' }, data: { a: 'b' } } })
-  t.match(gen.metadata?.name, /^cm-[bcdfghjklmnpqrstvwxz2456789]{5}$/)
+  // ServiceAccount imagePullSecrets, as the reconciler writes them: the list is replaced whole.
+  const sa = s.seed({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: 'default', annotations: { keep: 'me' } }, imagePullSecrets: [{ name: 'x' }] })
+  const patched = await core.patchNamespacedServiceAccount({ name: 'default', namespace: 'default', body: { metadata: { resourceVersion: sa.metadata.resourceVersion, annotations: { 'pullpin.io/x': 'y' } }, imagePullSecrets: [{ name: 'ghcr' }] } }, merge)
+  t.equal(s.requests.at(-1)?.contentType, 'application/merge-patch+json')
+  t.same(patched.imagePullSecrets, [{ name: 'ghcr' }])
+  t.same(patched.metadata?.annotations, { keep: 'me', 'pullpin.io/x': 'y' })
+  const cleared = await core.patchNamespacedServiceAccount({ name: 'default', namespace: 'default', body: { metadata: { annotations: { 'pullpin.io/x': null } } } }, merge)
+  t.same(cleared.metadata?.annotations, { keep: 'me' }, 'null removes a key (RFC 7386)')
+  t.match(await failure(core.patchNamespacedServiceAccount({ name: 'default', namespace: 'default', body: { metadata: { resourceVersion: sa.metadata.resourceVersion }, imagePullSecrets: [] } }, merge)),
+    { code: 409, status: { reason: 'Conflict' } }, 'a stale resourceVersion in the patch is a precondition')
+  t.equal((await failure(core.patchNamespacedServiceAccount({ name: 'nope', namespace: 'default', body: {} }, merge))).code, 404)
 
-  const rv = s.resourceVersion()
-  const dry = await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'dry' } }, dryRun: 'All' })
-  t.equal(dry.metadata?.name, 'dry')
-  t.equal(s.get({ resource: 'configmaps', namespace: 'default', name: 'dry' }), undefined, 'dry run does not persist')
-  t.equal(s.resourceVersion(), rv, 'dry run does not bump the resourceVersion')
-  t.equal((await failure(core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'x' } }, dryRun: 'Some' }))).code, 400)
-
-  const noNs = await failure(core.createNamespacedServiceAccount({ namespace: 'nope', body: { metadata: { name: 'sa' } } }))
-  t.equal(noNs.code, 404)
-  t.equal(noNs.status?.message, 'namespaces "nope" not found')
-
-  const bad = await failure(core.createNamespacedSecret({ namespace: 'default', body: secret('Bad_Name') }))
-  t.equal(bad.code, 422)
-  t.match(bad.status, { reason: 'Invalid', details: { kind: 'Secret', causes: [{ field: 'metadata.name' }] } })
-  t.equal((await failure(core.createNamespacedSecret({ namespace: 'default', body: secret('b64', undefined, { k: 'not base64!' }) }))).code, 400)
-  t.equal((await failure(core.createNamespacedSecret({ namespace: 'default', body: { metadata: {} } }))).code, 422)
-
-  const fromGet = await core.readNamespacedConfigMap({ name: gen.metadata?.name as string, namespace: 'default' })
-  const copy = await failure(core.createNamespacedConfigMap({ namespace: 'default', body: { ...fromGet, metadata: { ...fromGet.metadata, name: 'copy' } } }))
-  t.equal(copy.code, 500, 'a create carrying a resourceVersion is refused like the storage layer does')
-
-  const wrongNs = await failure(core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'w', namespace: 'kube-system' } } }))
-  t.equal(wrongNs.code, 400)
-
-  // namespaces get the kubernetes.io/metadata.name label and phase Active; deleting one empties it
-  const ns = await core.createNamespace({ body: { metadata: { name: 'doomed' } } })
-  t.equal(ns.metadata?.labels?.['kubernetes.io/metadata.name'], 'doomed')
+  // Namespace labels (tests opt namespaces in this way); the server's own label stays.
+  const ns = await core.patchNamespace({ name: 'default', body: { metadata: { labels: { 'pullpin.io/inject': 'enabled' } } } }, merge)
+  t.same(ns.metadata?.labels, { 'kubernetes.io/metadata.name': 'default', 'pullpin.io/inject': 'enabled' })
   t.equal(ns.status?.phase, 'Active')
-  await core.createNamespacedSecret({ namespace: 'doomed', body: secret('in-doomed') })
-  await core.deleteNamespace({ name: 'doomed' })
-  t.same(s.list('secrets', 'doomed'), [])
-  t.equal(s.get({ resource: 'namespaces', name: 'doomed' }), undefined)
+  // Namespaces created on the fly (tests of a namespace the informer has not seen yet)
+  const fresh = await core.createNamespace({ body: { metadata: { name: 'fresh', labels: { 'pullpin.io/inject': 'enabled' } } } })
+  t.match(fresh, { metadata: { labels: { 'kubernetes.io/metadata.name': 'fresh', 'pullpin.io/inject': 'enabled' } }, status: { phase: 'Active' } })
+  t.match(await failure(core.createNamespace({ body: { metadata: { name: 'a.b' } } })), { code: 422, status: { message: /RFC 1123 label/ } }, 'a namespace name is a DNS label')
+  await core.createNamespacedSecret({ namespace: 'fresh', body: secret('in-fresh') })
+
+  // caBundle, as the leader writes it
+  s.seed({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: 'pullpin' }, webhooks: [{ name: 'a.pullpin.io', clientConfig: {} }, { name: 'b.pullpin.io', clientConfig: {} }] })
+  const mwc = await adm.readMutatingWebhookConfiguration({ name: 'pullpin' })
+  const ca = b64('-----BEGIN CERTIFICATE-----')
+  const ops = (rv: string | undefined): object[] => [{ op: 'test', path: '/metadata/resourceVersion', value: rv }, { op: 'add', path: '/webhooks/1/clientConfig/caBundle', value: ca }]
+  const withCa = await adm.patchMutatingWebhookConfiguration({ name: 'pullpin', body: ops(mwc.metadata?.resourceVersion) }, json)
+  t.equal(s.requests.at(-1)?.contentType, 'application/json-patch+json')
+  t.equal(s.requests.at(-1)?.path, '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/pullpin')
+  t.same(withCa.webhooks?.map(w => w.clientConfig.caBundle), [undefined, ca])
+  t.equal((await failure(adm.patchMutatingWebhookConfiguration({ name: 'pullpin', body: ops(mwc.metadata?.resourceVersion) }, json))).code, 422, 'a failed test op is 422')
+  t.equal((await failure(adm.patchMutatingWebhookConfiguration({ name: 'pullpin', body: [{ op: 'add', path: '/webhooks/0/clientConfig/caBundle', value: 'not base64!' }] }, json))).code, 400)
+  t.equal((await failure(adm.patchMutatingWebhookConfiguration({ name: 'pullpin', body: {} }, json))).code, 400, 'a JSON patch is an array')
 })
 
-t.test('label and field selectors, pagination, exact lists', async (t) => {
-  const s = await withServer(t)
+t.test('lists: equality selectors, items without kind, paging bound to the first page, 410 for an expired continue', async (t) => {
+  const s = await withServer(t, { namespaces: ['default', 'team-a'] })
   const core = s.kubeConfig().makeApiClient(CoreV1Api)
-  await core.createNamespacedSecret({ namespace: 'default', body: secret('s1', { app: 'web', tier: 'front' }) })
-  await core.createNamespacedSecret({ namespace: 'default', body: secret('s2', { app: 'db', tier: 'back' }) })
-  await core.createNamespacedSecret({ namespace: 'default', body: secret('s3', { app: 'web' }) })
-  await core.createNamespacedSecret({ namespace: 'default', body: { ...secret('s4'), type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from('{}').toString('base64') } } })
-  const names = async (labelSelector?: string, fieldSelector?: string): Promise<string[]> =>
-    (await core.listNamespacedSecret({ namespace: 'default', ...(labelSelector !== undefined ? { labelSelector } : {}), ...(fieldSelector !== undefined ? { fieldSelector } : {}) })).items.map((i) => i.metadata?.name ?? '')
-  t.same(await names('app=web'), ['s1', 's3'])
-  t.same(await names('app==web,tier=front'), ['s1'])
-  t.same(await names('app!=web'), ['s2', 's4'])
-  t.same(await names('app in (db, web),tier'), ['s1', 's2'])
-  t.same(await names('app notin (web)'), ['s2', 's4'])
-  t.same(await names('!tier'), ['s3', 's4'])
-  t.same(await names('tier'), ['s1', 's2'])
-  t.same(await names(undefined, 'metadata.name=s2'), ['s2'])
-  t.same(await names(undefined, 'metadata.name!=s2,metadata.namespace=default'), ['s1', 's3', 's4'])
-  t.same(await names(undefined, 'type=kubernetes.io/dockerconfigjson'), ['s4'])
-  t.equal((await failure(names('app in web'))).code, 400)
-  t.equal((await failure(names(undefined, 'data.k=x'))).code, 400)
-  t.same(parseLabelSelector('a=,b<3'), [{ key: 'a', op: 'in', values: [''] }, { key: 'b', op: 'lt', values: ['3'] }])
+  const adm = s.kubeConfig().makeApiClient(AdmissionregistrationV1Api)
+  const managed = { 'app.kubernetes.io/managed-by': 'pullpin' }
+  s.seed({ ...secret('ghcr'), metadata: { name: 'ghcr', namespace: 'default', labels: managed }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': b64('{}') } })
+  s.seed({ ...secret('ghcr'), metadata: { name: 'ghcr', namespace: 'team-a' } })
+  s.seed({ ...secret('tls'), metadata: { name: 'tls', namespace: 'team-a', labels: managed } })
+  s.seed({ ...secret('other'), metadata: { name: 'other', namespace: 'team-a', labels: { 'app.kubernetes.io/managed-by': 'helm' } } })
+  s.seed({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: 'pullpin' } })
+  s.seed({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: 'else' } })
+  s.seed({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: 'team-a' } })
+  s.seed({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'builder', namespace: 'team-a' } })
+  const names = (l: { items: Array<{ metadata?: { name?: string; namespace?: string } }> }): string[] => l.items.map(i => `${i.metadata?.namespace ?? ''}/${i.metadata?.name ?? ''}`)
 
-  const p1 = await core.listNamespacedSecret({ namespace: 'default', limit: 3 })
-  t.same(p1.items.map((i) => i.metadata?.name), ['s1', 's2', 's3'])
+  const all = await core.listSecretForAllNamespaces({ labelSelector: 'app.kubernetes.io/managed-by=pullpin' })
+  t.equal(s.requests.at(-1)?.path, '/api/v1/secrets')
+  t.same(names(all), ['default/ghcr', 'team-a/tls'])
+  t.match(all, { kind: 'SecretList', apiVersion: 'v1', metadata: { resourceVersion: s.resourceVersion() } })
+  t.equal(all.items[0]?.kind, undefined, 'as on the real server, list items carry no kind')
+  t.same(names(await core.listSecretForAllNamespaces({ fieldSelector: 'metadata.name=ghcr' })), ['default/ghcr', 'team-a/ghcr'])
+  t.same(names(await core.listSecretForAllNamespaces({ fieldSelector: 'type=kubernetes.io/dockerconfigjson' })), ['default/ghcr'])
+  t.same(names(await core.listNamespacedSecret({ namespace: 'team-a', fieldSelector: 'metadata.name=ghcr' })), ['team-a/ghcr'])
+  t.same(names(await core.listServiceAccountForAllNamespaces({ fieldSelector: 'metadata.name=default' })), ['team-a/default'])
+  t.same(names(await adm.listMutatingWebhookConfiguration({ fieldSelector: 'metadata.name=pullpin' })), ['/pullpin'])
+  t.same(names(await core.listNamespace()), ['/default', '/team-a'])
+  // only equality is modelled: anything else is refused, not guessed at
+  t.match(await failure(core.listSecretForAllNamespaces({ labelSelector: 'app in (web)' })), { code: 400, status: { message: /fake-apiserver: label selector term/ } })
+  t.equal((await failure(core.listSecretForAllNamespaces({ fieldSelector: 'metadata.name!=ghcr' }))).code, 400)
+  t.match(await failure(core.listSecretForAllNamespaces({ fieldSelector: 'data.k=x' })), { code: 400, status: { message: 'field label not supported: data.k' } })
+
+  // pages: every page shows the state of the first one; a continue token dies with compaction
+  const p1 = await core.listNamespacedSecret({ namespace: 'team-a', limit: 2 })
+  t.same(names(p1), ['team-a/ghcr', 'team-a/other'])
   t.equal(p1.metadata?.remainingItemCount, 1)
-  const rvAtFirstPage = p1.metadata?.resourceVersion
-  await core.deleteNamespacedSecret({ name: 's4', namespace: 'default' })
-  const p2 = await core.listNamespacedSecret({ namespace: 'default', limit: 3, _continue: p1.metadata?._continue as string })
-  t.same(p2.items.map((i) => i.metadata?.name), ['s4'], 'continued list is consistent with the first page')
+  await core.deleteNamespacedSecret({ name: 'tls', namespace: 'team-a' })
+  await core.createNamespacedSecret({ namespace: 'team-a', body: secret('zz') })
+  const p2 = await core.listNamespacedSecret({ namespace: 'team-a', limit: 2, _continue: p1.metadata?._continue })
+  t.same(names(p2), ['team-a/tls'], 'the continued list is consistent with the first page')
   t.equal(p2.metadata?._continue, undefined)
-  t.equal(p2.metadata?.resourceVersion, rvAtFirstPage)
-
-  const exact = await core.listNamespacedSecret({ namespace: 'default', resourceVersion: rvAtFirstPage as string, resourceVersionMatch: 'Exact' })
-  t.same(exact.items.map((i) => i.metadata?.name), ['s1', 's2', 's3', 's4'], 'exact list reconstructs history')
+  t.equal(p2.metadata?.resourceVersion, p1.metadata?.resourceVersion)
   s.compact()
-  const expired = await failure(core.listNamespacedSecret({ namespace: 'default', resourceVersion: rvAtFirstPage as string, resourceVersionMatch: 'Exact' }))
-  t.equal(expired.code, 410)
-  t.equal(expired.status?.reason, 'Expired')
-  t.equal((await failure(core.listNamespacedSecret({ namespace: 'default', limit: 3, _continue: p1.metadata?._continue as string }))).code, 410)
-  const notOlder = await core.listNamespacedSecret({ namespace: 'default', resourceVersion: rvAtFirstPage as string })
-  t.same(notOlder.items.map((i) => i.metadata?.name), ['s1', 's2', 's3'], 'NotOlderThan is served from the latest state')
-  t.equal((await failure(core.listNamespacedSecret({ namespace: 'default', resourceVersion: '999999' }))).code, 504)
+  t.match(await failure(core.listNamespacedSecret({ namespace: 'team-a', limit: 2, _continue: p1.metadata?._continue })), { code: 410, status: { reason: 'Expired' } })
+  t.same(names(await core.listNamespacedSecret({ namespace: 'team-a' })), ['team-a/ghcr', 'team-a/other', 'team-a/zz'])
 })
 
 type Ev = { type: string; name: string; rv: string }
 
-function collect(): { events: Ev[]; cb: (type: string, obj: any) => void } {
+function collect (): { events: Ev[]; objects: any[]; cb: (type: string, obj: any) => void } {
   const events: Ev[] = []
-  return { events, cb: (type, obj) => events.push({ type, name: obj?.metadata?.name ?? obj?.code, rv: obj?.metadata?.resourceVersion }) }
+  const objects: any[] = []
+  return { events, objects, cb: (type, obj) => { events.push({ type, name: obj?.metadata?.name ?? obj?.code, rv: obj?.metadata?.resourceVersion }); objects.push(obj) } }
 }
 
-t.test('Watch: events after a resourceVersion, initial ADDED, bookmarks, timeout, 410, selectors', async (t) => {
-  const s = await withServer(t, { bookmarkIntervalMs: 50 })
+t.test('watches as the informer makes them: replay from a resourceVersion, live events, selectors, bookmarks, timeout, 410', async (t) => {
+  const s = await withServer(t, { bookmarkIntervalMs: 50, namespaces: ['default', 'team-a'] })
   const kc = s.kubeConfig()
   const core = kc.makeApiClient(CoreV1Api)
   const watch = new Watch(kc)
   await core.createNamespacedSecret({ namespace: 'default', body: secret('pre') })
-  const list = await core.listNamespacedSecret({ namespace: 'default' })
+  const list = await core.listSecretForAllNamespaces({ fieldSelector: 'metadata.name=w' })
+  const from = list.metadata?.resourceVersion as string
 
+  // Live: ADDED, MODIFIED, DELETED of the selected name in any namespace, each with its resourceVersion.
   const a = collect()
   let doneA: unknown = 'not called'
-  const ctrlA = await watch.watch('/api/v1/namespaces/default/secrets', { resourceVersion: list.metadata?.resourceVersion }, a.cb, (err) => { doneA = err })
+  const ctrlA = await watch.watch('/api/v1/secrets', { resourceVersion: from, fieldSelector: 'metadata.name=w' }, a.cb, (err) => { doneA = err })
   await s.waitForWatches('secrets')
-  const created = await core.createNamespacedSecret({ namespace: 'default', body: secret('w') })
-  await core.patchNamespacedSecret({ name: 'w', namespace: 'default', body: [{ op: 'add', path: '/metadata/labels', value: { a: 'b' } }] })
-  await core.deleteNamespacedSecret({ name: 'w', namespace: 'default' })
+  const created = await core.createNamespacedSecret({ namespace: 'team-a', body: secret('w') })
+  await core.createNamespacedSecret({ namespace: 'team-a', body: secret('not-w') })
+  await core.replaceNamespacedSecret({ name: 'w', namespace: 'team-a', body: { ...created, data: { k: b64('v2') } } })
+  await core.deleteNamespacedSecret({ name: 'w', namespace: 'team-a' })
   await until('three events', () => a.events.length === 3)
   t.same(a.events.map((e) => `${e.type} ${e.name}`), ['ADDED w', 'MODIFIED w', 'DELETED w'])
   t.equal(a.events[0]?.rv, created.metadata?.resourceVersion)
   t.equal(a.events[2]?.rv, s.resourceVersion(), 'DELETED carries the deletion resourceVersion')
+  t.match(a.objects[0], { kind: 'Secret', apiVersion: 'v1', metadata: { namespace: 'team-a' } }, 'watch objects carry kind')
   ctrlA.abort()
   await until('watch A done', () => doneA !== 'not called')
+  await until('watch A dropped', () => s.watchCount('secrets') === 0)
 
-  // resourceVersion unset: synthetic ADDED for what exists, then live events
+  // Resumed from the list's resourceVersion: history replayed, then bookmarks (allowWatchBookmarks)
+  // with the current resourceVersion, then a clean end at timeoutSeconds; namespace-scoped path.
   const b = collect()
-  const ctrlB = await watch.watch('/api/v1/namespaces/default/secrets', {}, b.cb, () => {})
-  await until('initial ADDED', () => b.events.length === 1)
-  t.same(b.events.map((e) => `${e.type} ${e.name}`), ['ADDED pre'])
-  ctrlB.abort()
+  let doneB: unknown = 'not called'
+  await watch.watch('/api/v1/namespaces/team-a/secrets', { resourceVersion: from, allowWatchBookmarks: true, timeoutSeconds: 1 }, b.cb, (err) => { doneB = err })
+  await until('timeoutSeconds ends the watch', () => doneB !== 'not called', 5000)
+  t.equal(doneB, null, 'a server-side end is a clean done(null)')
+  t.same(b.events.slice(0, 4).map((e) => `${e.type} ${e.name}`), ['ADDED w', 'ADDED not-w', 'MODIFIED w', 'DELETED w'], 'history replayed, this namespace only')
+  t.ok(b.events.length > 4 && b.events.slice(4).every((e) => e.type === 'BOOKMARK' && e.rv === s.resourceVersion()), 'bookmarks with the current resourceVersion')
 
-  // replay from an old resourceVersion, bookmarks, timeoutSeconds
+  // No bookmarks unless asked for: C, opened after F, has none once F has had two since (a whole
+  // bookmark interval of C's lifetime). closeWatches() ends streams cleanly (the server's request timeout).
+  const f = collect()
+  await watch.watch('/api/v1/namespaces/default/secrets', { resourceVersion: s.resourceVersion(), allowWatchBookmarks: true }, f.cb, () => {})
+  await s.waitForWatches('secrets')
   const c = collect()
   let doneC: unknown = 'not called'
-  const started = Date.now()
-  await watch.watch('/api/v1/namespaces/default/secrets', { resourceVersion: list.metadata?.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 1 }, c.cb, (err) => { doneC = err })
-  await until('timeout ends the watch', () => doneC !== 'not called', 3000)
-  t.equal(doneC, null, 'a server-side end is a clean done(null)')
-  t.ok(Date.now() - started >= 900, 'stream stayed open for timeoutSeconds')
-  t.same(c.events.slice(0, 3).map((e) => `${e.type} ${e.name}`), ['ADDED w', 'MODIFIED w', 'DELETED w'], 'history replayed')
-  t.ok(c.events.slice(3).every((e) => e.type === 'BOOKMARK' && e.rv === s.resourceVersion()) && c.events.length > 4, 'bookmarks with the current resourceVersion')
+  await watch.watch('/api/v1/namespaces/default/secrets', { resourceVersion: s.resourceVersion() }, c.cb, (err) => { doneC = err })
+  await s.waitForWatches('secrets', 2)
+  const fBookmarks = (): number => f.events.filter((e) => e.type === 'BOOKMARK').length
+  const before = fBookmarks()
+  await core.createNamespacedSecret({ namespace: 'default', body: secret('late') })
+  await until('late seen and two bookmark intervals passed', () => c.events.length >= 1 && fBookmarks() >= before + 2)
+  s.closeWatches()
+  await until('watch C done', () => doneC !== 'not called')
+  t.equal(doneC, null)
+  t.same(c.events.map((e) => e.type), ['ADDED'])
 
-  // a watch from before the compaction gets an in-band 410 Expired and the stream ends
+  // A watch from before the compaction gets an in-band 410 Expired and the stream ends.
   s.compact()
   const d = collect()
-  const objs: any[] = []
   let doneD: unknown = 'not called'
-  await watch.watch('/api/v1/namespaces/default/secrets', { resourceVersion: list.metadata?.resourceVersion }, (type, obj) => { d.cb(type, obj); objs.push(obj) }, (err) => { doneD = err })
+  await watch.watch('/api/v1/secrets', { resourceVersion: from, allowWatchBookmarks: true }, d.cb, (err) => { doneD = err })
   await until('watch D done', () => doneD !== 'not called')
   t.same(d.events.map((e) => e.type), ['ERROR'])
-  t.match(objs[0], { kind: 'Status', code: 410, reason: 'Expired', message: /too old resource version/ })
+  t.match(d.objects[0], { kind: 'Status', code: 410, reason: 'Expired', message: /too old resource version/ })
   t.equal(s.watchCount(), 0, 'the expired watch was closed')
-
-  // label-selector transitions: entering is ADDED, leaving is DELETED (this watch starts exactly at the
-  // compaction point, which is still valid)
+  // ... while one from the compaction point on is valid.
   const e = collect()
-  const ctrlE = await watch.watch('/api/v1/namespaces/default/secrets', { resourceVersion: s.resourceVersion(), labelSelector: 'watched=yes' }, e.cb, () => {})
+  const ctrlE = await watch.watch('/api/v1/secrets', { resourceVersion: s.resourceVersion() }, e.cb, () => {})
   await s.waitForWatches('secrets')
-  const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch)
-  await core.patchNamespacedSecret({ name: 'pre', namespace: 'default', body: { metadata: { labels: { watched: 'yes' } } } }, merge)
-  await core.patchNamespacedSecret({ name: 'pre', namespace: 'default', body: { data: { k2: 'dg==' } } }, merge)
-  await core.patchNamespacedSecret({ name: 'pre', namespace: 'default', body: { metadata: { labels: { watched: 'no' } } } }, merge)
-  await core.createNamespacedSecret({ namespace: 'default', body: secret('unwatched') })
-  await until('three filtered events', () => e.events.length === 3)
-  await new Promise((r) => setTimeout(r, 50))
-  t.same(e.events.map((x) => `${x.type} ${x.name}`), ['ADDED pre', 'MODIFIED pre', 'DELETED pre'])
+  await core.createNamespacedSecret({ namespace: 'default', body: secret('after') })
+  await until('after seen', () => e.events.length === 1)
   ctrlE.abort()
 
-  // a server-side 4xx/5xx on the watch request reaches done() with statusCode
-  s.failNext('GET', '/api/v1/namespaces/default/secrets', 503)
-  const failed = await new Promise<any>((resolve) => { void watch.watch('/api/v1/namespaces/default/secrets', {}, () => {}, resolve) })
-  t.equal(failed?.statusCode, 503)
+  // An HTTP error on the watch request reaches done() with its statusCode (the informer's isGone).
+  s.failNext('GET', '/api/v1/secrets', 410)
+  const failed = await new Promise<any>((resolve) => { void watch.watch('/api/v1/secrets', { resourceVersion: s.resourceVersion() }, () => {}, resolve) })
+  t.equal(failed?.statusCode, 410)
 })
 
-t.test('makeInformer stays in sync through changes, compaction (410 → relist) and pause/resume', async (t) => {
-  const s = await withServer(t)
-  const kc = s.kubeConfig()
-  const core = kc.makeApiClient(CoreV1Api)
-  await core.createNamespacedSecret({ namespace: 'default', body: secret('one') })
-  const informer = makeInformer(kc, '/api/v1/namespaces/default/secrets', () => core.listNamespacedSecret({ namespace: 'default' }))
-  const seen: string[] = []
-  const errors: unknown[] = []
-  informer.on('add', (o) => seen.push(`add ${o.metadata?.name}`))
-  informer.on('update', (o) => seen.push(`update ${o.metadata?.name}`))
-  informer.on('delete', (o) => seen.push(`delete ${o.metadata?.name}`))
-  // ListWatch does not restart itself after an error other than 410: its owner must call start()
-  // again. Every failed attempt reports another error, so one pending timer is the whole retry loop.
-  // stop() itself reports an AbortError, hence the `active` guard.
-  let active = true
-  let retry: NodeJS.Timeout | undefined
-  informer.on('error', (err) => {
-    errors.push(err)
-    if (!active || retry) return
-    retry = setTimeout(() => {
-      retry = undefined
-      if (active) void informer.start()
-    }, 20)
-  })
-  t.teardown(async () => {
-    active = false
-    clearTimeout(retry)
-    await informer.stop()
-  })
-  const names = (): string[] => informer.list('default').map((o) => o.metadata?.name ?? '').sort()
-
-  await informer.start()
-  t.same(names(), ['one'])
-  await s.waitForWatches('secrets')
-
-  await core.createNamespacedSecret({ namespace: 'default', body: secret('two') })
-  await core.patchNamespacedSecret({ name: 'one', namespace: 'default', body: [{ op: 'add', path: '/metadata/labels', value: { v: '2' } }] })
-  await core.deleteNamespacedSecret({ name: 'two', namespace: 'default' })
-  await until('informer caught up', () => seen.length === 4)
-  t.same(seen, ['add one', 'add two', 'update one', 'delete two'])
-  t.same(names(), ['one'])
-  t.equal(informer.get('one', 'default')?.metadata?.labels?.v, '2')
-
-  // The API server goes away; changes happen that the informer cannot see; history is compacted.
-  seen.length = 0
-  const listsBefore = s.requests.filter((r) => r.method === 'GET' && !r.query.includes('watch')).length
-  await s.pause()
-  // ... long enough for several failed reconnects (ECONNREFUSED) while it is down
-  await until('informer retried during the outage', () => errors.length >= 3)
-  s.seed({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'three', namespace: 'default' }, data: {} })
-  const one = s.get({ resource: 'secrets', namespace: 'default', name: 'one' })
-  s.seed({ ...one, metadata: { ...one.metadata, labels: { v: '3' } } })
-  s.compact()
-  await s.resume()
-  // It reconnects with its old resourceVersion, gets 410 Expired, relists and resumes watching.
-  await until('informer relisted', () => names().join() === 'one,three' && informer.get('one', 'default')?.metadata?.labels?.v === '3', 8000)
-  t.ok(s.requests.filter((r) => r.method === 'GET' && !r.query.includes('watch')).length > listsBefore, 'a relist happened')
-  t.same(seen.sort(), ['add three', 'update one'])
-  await s.waitForWatches('secrets')
-  t.match(s.requests.at(-1), { method: 'GET', query: `watch=true&resourceVersion=${s.resourceVersion()}` }, 'watching from the relisted resourceVersion')
-
-  // Outage without compaction: the watch resumes from its resourceVersion, no relist.
-  seen.length = 0
-  const lists = s.requests.filter((r) => r.method === 'GET' && !r.query.includes('watch')).length
-  const errorsBefore = errors.length
-  await s.pause()
-  await until('informer retried during the second outage', () => errors.length >= errorsBefore + 3)
-  s.seed({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'four', namespace: 'default' }, data: {} })
-  await s.resume()
-  await until('informer saw the change made during the outage', () => names().includes('four'), 8000)
-  t.same(seen, ['add four'])
-  t.equal(s.requests.filter((r) => r.method === 'GET' && !r.query.includes('watch')).length, lists, 'resumed by watch alone')
-  await s.waitForWatches('secrets')
-  await core.deleteNamespacedSecret({ name: 'three', namespace: 'default' })
-  await until('live again', () => !names().includes('three'))
-  t.same(names(), ['four', 'one'])
-})
-
-t.test('Lease update conflict between two clients; MicroTime format', async (t) => {
-  const s = await withServer(t)
+t.test('Leases: create, conflicting replaces between two clients, MicroTime, delete', async (t) => {
+  const s = await withServer(t, { namespaces: ['default', 'pullpin'] })
   const a = s.kubeConfig().makeApiClient(CoordinationV1Api)
   // the second client loads the kubeconfig file body, as a separate process would
   const kc2 = new KubeConfig()
   kc2.loadFromString(s.kubeconfigYaml())
   const b = kc2.makeApiClient(CoordinationV1Api)
+  const now = (): never => microTime(new Date()) as never
 
-  const lease: V1Lease = { metadata: { name: 'pullpin-leader' }, spec: { holderIdentity: 'a', leaseDurationSeconds: 15, renewTime: new V1MicroTime() } }
-  await a.createNamespacedLease({ namespace: 'kube-system', body: lease })
-  t.equal(s.requests.at(-1)?.path, '/apis/coordination.k8s.io/v1/namespaces/kube-system/leases')
-  const seenByA = await a.readNamespacedLease({ name: 'pullpin-leader', namespace: 'kube-system' })
-  const seenByB = await b.readNamespacedLease({ name: 'pullpin-leader', namespace: 'kube-system' })
-  t.equal(typeof seenByA.spec?.renewTime, 'string', 'client-node 1.4 leaves MicroTime fields as strings on read')
+  const lease: V1Lease = { metadata: { name: 'pullpin-leader', namespace: 'pullpin' }, spec: { holderIdentity: 'a', leaseDurationSeconds: 15, acquireTime: now(), renewTime: now(), leaseTransitions: 0 } }
+  await a.createNamespacedLease({ namespace: 'pullpin', body: lease })
+  t.equal(s.requests.at(-1)?.path, '/apis/coordination.k8s.io/v1/namespaces/pullpin/leases')
+  t.match(await failure(b.createNamespacedLease({ namespace: 'pullpin', body: lease })), { code: 409, status: { reason: 'AlreadyExists', message: 'leases.coordination.k8s.io "pullpin-leader" already exists' } })
+  const seenByA = await a.readNamespacedLease({ name: 'pullpin-leader', namespace: 'pullpin' })
+  const seenByB = await b.readNamespacedLease({ name: 'pullpin-leader', namespace: 'pullpin' })
 
-  const renewed = await a.replaceNamespacedLease({ name: 'pullpin-leader', namespace: 'kube-system', body: { ...seenByA, spec: { ...seenByA.spec, renewTime: new V1MicroTime() } } })
+  const renewed = await a.replaceNamespacedLease({ name: 'pullpin-leader', namespace: 'pullpin', body: { ...seenByA, spec: { ...seenByA.spec, renewTime: now() } } })
   t.not(renewed.metadata?.resourceVersion, seenByA.metadata?.resourceVersion)
-  const takeover = await failure(b.replaceNamespacedLease({ name: 'pullpin-leader', namespace: 'kube-system', body: { ...seenByB, spec: { ...seenByB.spec, holderIdentity: 'b' } } }))
-  t.equal(takeover.code, 409)
-  t.match(takeover.status, { reason: 'Conflict', details: { name: 'pullpin-leader', group: 'coordination.k8s.io', kind: 'leases' }, message: /leases\.coordination\.k8s\.io "pullpin-leader"/ })
-  t.equal(s.get({ group: 'coordination.k8s.io', resource: 'leases', namespace: 'kube-system', name: 'pullpin-leader' })?.spec.holderIdentity, 'a')
+  const takeover = await failure(b.replaceNamespacedLease({ name: 'pullpin-leader', namespace: 'pullpin', body: { ...seenByB, spec: { ...seenByB.spec, holderIdentity: 'b' } } }))
+  t.match(takeover, { code: 409, status: { reason: 'Conflict', details: { name: 'pullpin-leader', group: 'coordination.k8s.io', kind: 'leases' }, message: /leases\.coordination\.k8s\.io "pullpin-leader"/ } })
+  t.equal(s.get({ group: 'coordination.k8s.io', resource: 'leases', namespace: 'pullpin', name: 'pullpin-leader' })?.spec.holderIdentity, 'a')
 
   // A plain Date serialises with millisecond precision, which the real server rejects for MicroTime.
-  const msDate = await failure(a.replaceNamespacedLease({ name: 'pullpin-leader', namespace: 'kube-system', body: { ...renewed, spec: { ...renewed.spec, renewTime: new Date() as V1MicroTime } } }))
-  t.equal(msDate.code, 400)
-  t.equal((await failure(a.createNamespacedLease({ namespace: 'kube-system', body: { metadata: { name: 'bad' }, spec: { leaseDurationSeconds: 0 } } }))).code, 422)
+  t.equal((await failure(a.replaceNamespacedLease({ name: 'pullpin-leader', namespace: 'pullpin', body: { ...renewed, spec: { ...renewed.spec, renewTime: new Date() } } }))).code, 400)
+  t.match(await failure(a.createNamespacedLease({ namespace: 'pullpin', body: { metadata: { name: 'bad' }, spec: { leaseDurationSeconds: 0 } } })),
+    { code: 422, status: { details: { causes: [{ field: 'spec.leaseDurationSeconds' }] } } })
+  t.match(await a.deleteNamespacedLease({ name: 'pullpin-leader', namespace: 'pullpin' }), { status: 'Success' })
 })
 
-t.test('MutatingWebhookConfiguration: defaults, validation, json-patch of caBundle', async (t) => {
-  const s = await withServer(t)
-  const adm = s.kubeConfig().makeApiClient(AdmissionregistrationV1Api)
-  const body = {
-    metadata: { name: 'pullpin' },
-    webhooks: [{
-      name: 'pullpin.example.com',
-      admissionReviewVersions: ['v1'],
-      sideEffects: 'None',
-      clientConfig: { service: { name: 'pullpin', namespace: 'pullpin', path: '/mutate' } },
-      rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }],
-    }],
-  }
-  const created = await adm.createMutatingWebhookConfiguration({ body })
-  t.equal(s.requests.at(-1)?.path, '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations')
-  t.match(created.webhooks?.[0], { failurePolicy: 'Fail', matchPolicy: 'Equivalent', timeoutSeconds: 10, reinvocationPolicy: 'Never', clientConfig: { service: { port: 443 } }, rules: [{ scope: '*' }] })
-  t.equal(created.metadata?.namespace, undefined)
-
-  const ca = Buffer.from('-----BEGIN CERTIFICATE-----').toString('base64')
-  const patched = await adm.patchMutatingWebhookConfiguration({ name: 'pullpin', body: [{ op: 'add', path: '/webhooks/0/clientConfig/caBundle', value: ca }] })
-  t.equal(patched.webhooks?.[0]?.clientConfig.caBundle, ca)
-  t.equal(patched.metadata?.generation, 2)
-
-  const bad = await failure(adm.createMutatingWebhookConfiguration({ body: { metadata: { name: 'bad' }, webhooks: [{ name: 'short', clientConfig: {} } as any] } }))
-  t.equal(bad.code, 422)
-  t.match(bad.status, { reason: 'Invalid', details: { kind: 'MutatingWebhookConfiguration', group: 'admissionregistration.k8s.io' } })
-  const fields = (bad.status?.details?.causes as Array<{ field: string }>).map((c) => c.field)
-  t.same(fields.sort(), ['webhooks[0].admissionReviewVersions', 'webhooks[0].clientConfig', 'webhooks[0].name', 'webhooks[0].sideEffects'])
-
-  const deleted = await adm.deleteMutatingWebhookConfiguration({ name: 'pullpin' })
-  t.match(deleted, { status: 'Success', details: { name: 'pullpin', group: 'admissionregistration.k8s.io', kind: 'mutatingwebhookconfigurations' } })
-})
-
-t.test('generic KubernetesObjectApi (discovery), apply and strategic patches, auth, failNext', async (t) => {
-  const s = await withServer(t)
+t.test('test controls: auth, failNext, pause/resume, seed/get/list; what pullpin does not use is refused', async (t) => {
+  const s = await withServer(t, { namespaces: ['default'] })
   const kc = s.kubeConfig()
-  const objects = KubernetesObjectApi.makeApiClient(kc)
-  const created = await objects.create<KubernetesObject>({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'pullpin', namespace: 'default' } })
-  t.equal(created.metadata?.uid, s.get({ resource: 'serviceaccounts', namespace: 'default', name: 'pullpin' })?.metadata.uid)
-  t.ok(s.requests.some((r) => r.path === '/api/v1'), 'discovery used')
-  const lease = await objects.create({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'l', namespace: 'default' } })
-  t.equal(lease.kind, 'Lease')
+  const core = kc.makeApiClient(CoreV1Api)
 
-  // server-side apply (approximated): creates, then merges
-  const applied = await objects.patch(
-    { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'applied', namespace: 'default' }, data: { a: '1' } } as any,
-    undefined, undefined, 'pullpin', true, PatchStrategy.ServerSideApply,
-  )
-  t.equal(applied.metadata?.name, 'applied')
-  t.equal(s.requests.at(-1)?.contentType, 'application/apply-patch+yaml')
-  await objects.patch({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'applied', namespace: 'default' }, data: { b: '2' } } as any, undefined, undefined, 'pullpin', true, PatchStrategy.ServerSideApply)
-  t.same(s.get({ resource: 'configmaps', namespace: 'default', name: 'applied' })?.data, { a: '1', b: '2' })
-  const noManager = await failure(objects.patch({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'applied', namespace: 'default' } } as any, undefined, undefined, undefined, undefined, PatchStrategy.ServerSideApply))
-  t.equal(noManager.code, 422)
-
-  // strategic merge patch behaves as a merge patch with lists replaced
-  const sm = await objects.patch({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'pullpin', namespace: 'default' }, imagePullSecrets: [{ name: 'x' }] } as any, undefined, undefined, undefined, undefined, PatchStrategy.StrategicMergePatch)
-  t.same((sm as any).imagePullSecrets, [{ name: 'x' }])
-
-  // the bearer token is required
+  // the bearer token of the kubeconfig is required
   const other = new KubeConfig()
   other.loadFromString(s.kubeconfigYaml().replace(/token: .*/, 'token: wrong'))
   t.equal((await failure(other.makeApiClient(CoreV1Api).listNamespace())).code, 401)
+  const bare = await fetch(`${s.url}/api/v1/namespaces`)
+  t.match(await bare.json(), { kind: 'Status', code: 401, reason: 'Unauthorized' })
 
   // injected failures hit only the matching requests, then stop
-  const core = kc.makeApiClient(CoreV1Api)
-  s.failNext('GET', '/api/v1/namespaces/default/configmaps', 500, 2)
-  const f1 = await failure(core.listNamespacedConfigMap({ namespace: 'default' }))
-  t.match(f1, { code: 500, status: { reason: 'InternalError' } })
-  t.equal((await core.listNamespace()).items.length, 3, 'other paths unaffected')
-  t.equal((await failure(core.readNamespacedConfigMap({ name: 'applied', namespace: 'default' }))).code, 500)
-  t.equal((await core.readNamespacedConfigMap({ name: 'applied', namespace: 'default' })).metadata?.name, 'applied')
+  s.seed({ ...secret('x'), metadata: { name: 'x', namespace: 'default' } })
+  s.failNext('GET', '/api/v1/namespaces/default/secrets', 500, 2)
+  t.match(await failure(core.listNamespacedSecret({ namespace: 'default' })), { code: 500, status: { reason: 'InternalError', message: /injected failure/ } })
+  t.equal((await core.listNamespace()).items.length, 1, 'other paths unaffected')
+  t.equal((await failure(core.readNamespacedSecret({ name: 'x', namespace: 'default' }))).code, 500)
+  t.equal((await core.readNamespacedSecret({ name: 'x', namespace: 'default' })).metadata?.name, 'x')
 
-  const ver = await fetch(`${s.url}/version`, { headers: { authorization: 'Bearer fake-apiserver-token' } })
-  t.equal(ver.status, 200)
-  const unknown = await fetch(`${s.url}/apis/apps/v1/deployments`, { headers: { authorization: 'Bearer fake-apiserver-token' } })
+  // seed() writes like a client would (resourceVersion, watch events), get()/list() read back
+  const rv = Number(s.resourceVersion())
+  const seeded = s.seed({ ...secret('x'), metadata: { name: 'x', namespace: 'default' }, data: { k: b64('v2') } })
+  t.equal(seeded.metadata.resourceVersion, String(rv + 1))
+  t.equal(s.get({ resource: 'secrets', namespace: 'default', name: 'x' })?.data.k, b64('v2'))
+  t.same(s.list('secrets').map((o) => o.metadata.name), ['x'])
+  t.same(s.list('namespaces').map((o) => o.metadata.labels), [{ 'kubernetes.io/metadata.name': 'default' }])
+
+  // pause() refuses connections and drops watches; resume() serves on the same URL
+  const url = s.url
+  await new Watch(kc).watch('/api/v1/namespaces', { resourceVersion: s.resourceVersion() }, () => {}, () => {})
+  await s.waitForWatches('namespaces')
+  await s.pause()
+  t.equal(s.watchCount(), 0)
+  await t.rejects(fetch(`${url}/api/v1/namespaces`), 'connection refused while paused')
+  await s.resume()
+  t.equal(s.url, url)
+  t.equal((await core.listNamespace()).items.length, 1)
+
+  // refused, naming the fake: another patch type, query parameter, verb or path
+  const strategic = await fetch(`${url}/api/v1/namespaces/default/secrets/x`, { method: 'PATCH', headers: { authorization: 'Bearer fake-apiserver-token', 'content-type': 'application/strategic-merge-patch+json' }, body: '{}' })
+  t.equal(strategic.status, 415)
+  t.match(await failure(core.listNamespacedSecret({ namespace: 'default', resourceVersion: '0' })), { code: 400, status: { message: /fake-apiserver: query parameter 'resourceVersion'/ } })
+  t.equal((await failure(core.createNamespacedSecret({ namespace: 'default', body: secret('y'), dryRun: 'All' }))).code, 400)
+  t.match(await new Promise<any>((resolve) => { void new Watch(kc).watch('/api/v1/secrets', {}, () => {}, resolve) }), { statusCode: 400 }, 'a watch without a resourceVersion')
+  t.equal((await failure(core.deleteNamespace({ name: 'default' }))).code, 405)
+  t.equal((await failure(core.deleteCollectionNamespacedSecret({ namespace: 'default' }))).code, 405)
+  t.equal((await failure(core.listNamespacedConfigMap({ namespace: 'default' }))).code, 404)
+  const unknown = await fetch(`${url}/apis/apps/v1/deployments`, { headers: { authorization: 'Bearer fake-apiserver-token' } })
   t.equal(unknown.status, 404)
 })
