@@ -612,9 +612,9 @@ t.test('the ConfigMap holds a config pullpin accepts, mounted where --config poi
   t.notOk(get(overridden, 'ClusterRole').rules.some((r: Obj) => r.resources.includes('mutatingwebhookconfigurations')), 'no caBundle patching: no right to')
   t.not(get(defaults, 'Deployment').spec.template.metadata.annotations['checksum/config'],
     get(certManager, 'Deployment').spec.template.metadata.annotations['checksum/config'], 'a config change rolls the pods')
-  const refused = await helm(['template', RELEASE, chart, '--set', 'config.pinning.deadlineMs=10'])
+  const refused = await helm(['template', RELEASE, chart, '--set', 'config.pinning.lookupBudgetMs=10'])
   t.not(refused.code, 0, 'a config the server would refuse is refused by helm')
-  t.match(refused.stderr, /\/config\/pinning\/deadlineMs/)
+  t.match(refused.stderr, /\/config\/pinning\/lookupBudgetMs/)
 })
 
 t.test('certificate modes', async t => {

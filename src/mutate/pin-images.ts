@@ -1,7 +1,8 @@
 // Step: rewrite unpinned image tags to the immutable SHA tag CI published for the same digest
 // (or to the digest, by configuration). "Verified" means the SHA tag's digest was compared with
 // the tag's digest at the registry, both through the tag cache. Registry trouble never blocks a
-// pod: past `deadlineMs` or on an error the image stays as written and a warning says why.
+// pod: past the lookup budget (pinning.lookupBudgetMs, cut to what the review deadline leaves; see
+// src/policy/budgets.ts) or on an error the image stays as written and a warning says why.
 import type { PinFormat, PinningConfig } from '../policy/config.js'
 import { ORIGINAL_IMAGES_ANNOTATION } from '../policy/annotations.js'
 import { compileGlobs } from '../policy/glob.js'
@@ -10,6 +11,7 @@ import { formatImageReference, parseImageReference, type ImageReference } from '
 import type { TagCache, TagResolution } from '../cache/tag-cache.js'
 import type { OwnerPins } from '../cache/owner-pins.js'
 import { ERR_REGISTRY_BAD_RESPONSE, isCodedError } from '../errors.js'
+import { REVIEW_MARGIN_MS } from '../policy/budgets.js'
 import type { MutationContext, MutationStep } from './mutator.js'
 import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
 import type { Container, ImageSite, Pod } from './pod.js'
@@ -65,7 +67,10 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
   })
 
   /** Decide from what is already known, or return the lookup to await. No I/O on a cache hit. */
-  function decide (site: ImageSite, ownerUid: string | undefined, deadline: () => AbortSignal): Decision | Promise<Decision> {
+  /** The budget a review's lookups got: which one it was decides whom a timeout warning names. */
+  interface Budget { readonly signal: AbortSignal; readonly ms: number; readonly byReview: boolean; readonly reviewMs: number }
+
+  function decide (site: ImageSite, ownerUid: string | undefined, deadline: () => Budget): Decision | Promise<Decision> {
     const known = analyze(site.image)
     if (known.kind !== 'candidate') return known
     const { ref, tag } = known
@@ -96,14 +101,21 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
     }
   }
 
-  async function lookup (site: ImageSite, ref: ImageReference, tag: string, signal: AbortSignal): Promise<Decision> {
+  async function lookup (site: ImageSite, ref: ImageReference, tag: string, budget: Budget): Promise<Decision> {
+    const { signal } = budget
     try {
       const resolved = await cache.resolveTag(ref, tag, signal)
       if (pinsDigest) await verifyDigest(ref, tag, resolved.digest, signal)
       const shaTags = config.format === 'digest' ? [] : await cache.shaTagsFor(ref, resolved.digest, signal)
       return pinFor(site, ref, resolved, shaTags, resolved.stale ? 'stale' : 'registry')
     } catch (err) {
-      if (signal.aborted) return unpinned('deadline', `pullpin: ${site.image} not pinned: registry lookup exceeded ${config.deadlineMs} ms`)
+      if (signal.aborted) {
+        // Name the budget that ran out: the lookup budget, or the review deadline it was cut to
+        // (short: the API server cuts warnings at 120 characters).
+        return unpinned('deadline', budget.byReview
+          ? `pullpin: ${site.image} not pinned: lookup cut by the review deadline (${budget.reviewMs} ms)`
+          : `pullpin: ${site.image} not pinned: pinning.lookupBudgetMs (${budget.ms} ms) ran out`)
+      }
       if (isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) {
         const reason = `image ${site.image} not found on ${ref.registry}: this pod would hit ImagePullBackOff`
         return { kind: 'unpinned', reason: 'not-found', warning: `pullpin: ${reason}`, ...(config.onMissingImage === 'deny' ? { deny: reason } : {}) }
@@ -138,8 +150,16 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       // The deadline signal is made by the first image that needs the registry (all decisions are
       // taken in this same tick, so it still starts now): AbortSignal.any + AbortSignal.timeout cost
       // about 20 µs, which a pod answered from the cache does not need to pay (BENCHMARKS.md).
-      let signal: AbortSignal | undefined
-      const deadline = (): AbortSignal => (signal ??= AbortSignal.any([ctx.deadline.signal, AbortSignal.timeout(config.deadlineMs)]))
+      // The lookups stop REVIEW_MARGIN_MS before the review's deadline at the latest, so that a slow
+      // registry ends as an unpinned image with a warning, never as the review's deadline (which
+      // failOpen: false turns into a denial). The start-time check makes this cut the exception.
+      let budget: Budget | undefined
+      const deadline = (): Budget => {
+        if (budget !== undefined) return budget
+        const left = Math.max(0, Math.floor(ctx.deadline.remainingMs() - REVIEW_MARGIN_MS))
+        const ms = Math.min(config.lookupBudgetMs, left)
+        return (budget = { signal: AbortSignal.timeout(ms), ms, byReview: ms < config.lookupBudgetMs, reviewMs: ctx.deadline.ms })
+      }
       const pending = sites.map(site => decide(site, ownerUid, deadline))
       // Only wait when some image needed the registry: a pod whose images all hit the cache is
       // answered synchronously, without a single Promise.
