@@ -45,7 +45,7 @@ export class ReviewDeadline implements Deadline {
       signal.addEventListener('abort', onAbort, { once: true })
       work.then(
         (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
-        (err: unknown) => { signal.removeEventListener('abort', onAbort); reject(err) },
+        (err: unknown) => { signal.removeEventListener('abort', onAbort); reject(err instanceof Error ? err : new Error(String(err))) },
       )
     })
   }

@@ -206,7 +206,9 @@ export const configSchema = {
         },
         resyncSeconds: {
           description: 'Full reconcile of every namespace this often, on top of the watch events.',
-          type: 'number', minimum: 1, default: 300,
+          type: 'number',
+          minimum: 1,
+          default: 300,
         },
         leaderElection: {
           type: 'object',
@@ -221,17 +223,23 @@ export const configSchema = {
         },
         certificateSecret: {
           description: 'Secret in pullpin\'s namespace that holds the self-managed CA and serving certificate (without --tls-cert/--tls-key).',
-          type: 'string', minLength: 1, maxLength: 253, default: 'pullpin-tls',
+          type: 'string',
+          minLength: 1,
+          maxLength: 253,
+          default: 'pullpin-tls',
         },
         certificateValidityDays: { description: 'Validity of a self-managed serving certificate (the CA lives 10 times longer).', type: 'number', exclusiveMinimum: 0, default: 365 },
         renewBeforeDays: { description: 'Renew a self-managed serving certificate this long before it expires.', type: 'number', exclusiveMinimum: 0, default: 30 },
         webhookConfigurationName: {
           description: 'pullpin\'s MutatingWebhookConfiguration, whose caBundle the leader keeps equal to the serving CA. Empty: never patched.',
-          type: 'string', maxLength: 253, default: 'pullpin',
+          type: 'string',
+          maxLength: 253,
+          default: 'pullpin',
         },
         placeholderSecrets: {
           description: 'Fill Carvel secretgen placeholder Secrets (annotated secretgen.carvel.dev/image-pull-secret) in opted-in namespaces. Needs list/watch/update on Secrets cluster-wide.',
-          type: 'boolean', default: false,
+          type: 'boolean',
+          default: false,
         },
       },
     },
