@@ -3,6 +3,7 @@
 import type { Logger } from 'pino'
 import type { Config } from './policy/config.js'
 import { createNamespacePolicy } from './policy/namespace-mode.js'
+import { checkBudgets } from './policy/budgets.js'
 import { staticNamespaceLabels } from './policy/static-namespaces.js'
 import { createMutator, type MutationStep } from './mutate/mutator.js'
 import { createSecretInjectionStep, type SecretAvailability } from './mutate/inject-secrets.js'
@@ -81,6 +82,9 @@ export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Me
 
 export async function createApp (opts: AppOptions): Promise<App> {
   const { config, logger } = opts
+  const reviewDeadlineMs = opts.reviewDeadlineMs ?? DEFAULT_REVIEW_DEADLINE_MS
+  // Before anything starts: budgets that cannot fit the review deadline are a config error (exit 2).
+  checkBudgets(config, { reviewDeadlineMs, cluster: opts.cluster !== undefined })
   const metrics = opts.metrics ?? createMetrics()
   const readiness = new Readiness()
   const credentials = opts.credentials ?? new CredentialStore()
@@ -96,6 +100,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
       // With a cluster, registry lookups use the pull-secret source Secrets (watched).
       credentials,
       ...(opts.identity !== undefined ? { identity: opts.identity } : {}),
+      createTimeoutMs: config.cluster.copyCreateBudgetMs,
       ...opts.clusterOptions,
     })
     for (const { name, check } of cluster.readinessChecks) readiness.add(name, check)
@@ -121,7 +126,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
     logger,
     metrics: metrics.admission,
     failOpen: config.failOpen,
-    deadlineMs: opts.reviewDeadlineMs ?? DEFAULT_REVIEW_DEADLINE_MS,
+    deadlineMs: reviewDeadlineMs,
   })
   const tls = await opts.certificates.load()
   const server = buildServer({ tls, handler, logger, metrics: metrics.registry, readiness })

@@ -41,7 +41,8 @@ type RegistryClientLookup = NonNullable<ConstructorParameters<typeof RegistryCli
 
 export async function createPinningStack (opts: PinningStackOptions): Promise<PinningStack> {
   const { config } = opts
-  const allowed = [...config.registries, ...(opts.alsoAllow ?? [])].map(compileRegistryGlob)
+  const allowlist = [...config.registries, ...(opts.alsoAllow ?? [])]
+  const allowed = allowlist.map(compileRegistryGlob)
   const privateAllowed = config.allowPrivateRegistries.map(compileRegistryGlob)
   const asImage = (registry: string) => ({ registry, repository: '' })
   const hostOptions = new Map<string, RegistryHostOptions>()
@@ -66,6 +67,8 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
 
   const client = new RegistryClient({
     isAllowed: (registry) => allowed.some(m => m(asImage(registry))),
+    // The first entry that matches, in config order (the client asks once per registry state).
+    allowlistEntry: (registry) => allowlist[allowed.findIndex(m => m(asImage(registry)))] ?? registry,
     isPrivateAllowed: (registry) => privateAllowed.some(m => m(asImage(registry))),
     hostOptions: (registry) => hostOptions.get(registry) ?? defaults(registry),
     credentials: (image) => opts.credentials.lookup(image),

@@ -47,7 +47,7 @@ export async function resolveImage (image: string, opts: ResolveOptions): Promis
   try {
     const mutate = createMutator([createPinningStep({ config: pinning, cache: stack.cache, ownerPins: stack.ownerPins })])
     const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'resolve' }, spec: { containers: [{ name: 'image', image }] } }
-    const result = await mutate({ operation: 'CREATE', namespace: '', mode: 'enforce', dryRun: true, object: pod, deadline: { signal: new AbortController().signal } })
+    const result = await mutate({ operation: 'CREATE', namespace: '', mode: 'enforce', dryRun: true, object: pod, deadline: { signal: new AbortController().signal, ms: Infinity, remainingMs: () => Infinity } })
     const change = result.changes.find(c => c.kind === 'pin')
     // The step filled the cache; these answers come from it (or, for a pinned image, from one HEAD).
     let digest = ref.digest

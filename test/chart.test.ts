@@ -615,9 +615,9 @@ t.test('the ConfigMap holds a config pullpin accepts, mounted where --config poi
   t.notOk(get(overridden, 'ClusterRole').rules.some((r: Obj) => r.resources.includes('mutatingwebhookconfigurations')), 'no caBundle patching: no right to')
   t.not(get(defaults, 'Deployment').spec.template.metadata.annotations['checksum/config'],
     get(certManager, 'Deployment').spec.template.metadata.annotations['checksum/config'], 'a config change rolls the pods')
-  const refused = await helm(['template', RELEASE, chart, '--set', 'config.pinning.deadlineMs=10'])
+  const refused = await helm(['template', RELEASE, chart, '--set', 'config.pinning.lookupBudgetMs=10'])
   t.not(refused.code, 0, 'a config the server would refuse is refused by helm')
-  t.match(refused.stderr, /\/config\/pinning\/deadlineMs/)
+  t.match(refused.stderr, /\/config\/pinning\/lookupBudgetMs/)
 })
 
 t.test('certificate modes', async t => {
@@ -894,4 +894,28 @@ t.test('the rendered container starts and serves the webhook, probes and metrics
   } finally {
     t.equal(await stop(second), 0)
   }
+})
+
+t.test('budgets: helm refuses a webhook timeout the review budgets cannot fit (issue 11 item 6)', async t => {
+  const refuse = async (values: Obj, why: RegExp) => {
+    const r = await helm(['template', RELEASE, chart, '--namespace', NS, ...await valuesArgs(values)])
+    t.not(r.code, 0, `refused: ${JSON.stringify(values)}`)
+    t.match(r.stderr, why)
+  }
+  // The issue's case: timeoutSeconds 2 → a 1500 ms review deadline, shorter than the 2000 ms lookup budget.
+  await refuse({ webhook: { timeoutSeconds: 2 }, config: { pinning: { enabled: true } } },
+    /webhook\.timeoutSeconds 2 gives a review deadline of 1500 ms, too short for .*lookupBudgetMs \(2000 ms/)
+  // Copy creation (3 s) then lookups (2 s) in the default 4.5 s deadline.
+  const source = { pullSecrets: [{ name: 'ghcr', registries: ['ghcr.io'], source: { namespace: 'platform', name: 'ghcr' } }] }
+  await refuse({ config: { ...source, pinning: { enabled: true }, cluster: { copyCreateBudgetMs: 3000 } } },
+    /copyCreateBudgetMs \(3000 ms.*lookupBudgetMs \(2000 ms/)
+  // What fits renders, with the deadline the server checks against.
+  const fits = await render({ webhook: { timeoutSeconds: 3 }, config: { pinning: { enabled: true } } })
+  t.equal(flag(fits, 'review-deadline-ms'), '2500')
+  const defaultsWithCopies = await render({ config: { ...source, pinning: { enabled: true } } })
+  t.equal(flag(defaultsWithCopies, 'review-deadline-ms'), '4500', 'the default budgets fit the default timeout')
+  const tight = await render({ webhook: { timeoutSeconds: 2 }, config: { pinning: { enabled: true, lookupBudgetMs: 1000 } } })
+  t.equal(flag(tight, 'review-deadline-ms'), '1500', 'a smaller lookup budget fits a 2 s timeout')
+  // pinning off: no registry budget.
+  t.equal(flag(await render({ webhook: { timeoutSeconds: 2 } }), 'review-deadline-ms'), '1500')
 })

@@ -65,7 +65,7 @@ const only = (repo: string, hook: ProxyFaultHook): ProxyFaultHook => (r) => r.pa
 t.before(async () => {
   env = await startPinningEnv()
   await Promise.all(REPOS.map(repo => env.registry.push({ seed: `fault-${repo}` }, `fault/${repo}`, ['latest', sha(repo)])))
-  p = await startPullpin(env.configYaml(`  deadlineMs: ${DEADLINE_MS}\n  onMissingImage: deny\n  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0 }`, 'failOpen: false', REQUEST_TIMEOUT_MS))
+  p = await startPullpin(env.configYaml(`  lookupBudgetMs: ${DEADLINE_MS}\n  onMissingImage: deny\n  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0 }`, 'failOpen: false', REQUEST_TIMEOUT_MS))
   // First contact (GET /v2/, the auth scheme) happens here, before any fault.
   const warm = await review(image('stale'))
   if (warm.result.spec!.containers![0]!.image !== image('stale', sha('stale'))) throw new Error(`warm-up did not pin: ${JSON.stringify(warm.response)}`)
@@ -103,7 +103,7 @@ const CASES: FaultCase[] = [
     name: 'an answer slower than the deadline',
     repo: 'slow',
     fault: only('slow', () => ({ action: 'delay', ms: SLOW_MS })),
-    warning: new RegExp(`fault/slow:latest not pinned: registry lookup exceeded ${DEADLINE_MS} ms$`),
+    warning: new RegExp(`fault/slow:latest not pinned: pinning\\.lookupBudgetMs \\(${DEADLINE_MS} ms\\) ran out$`),
     reason: 'deadline',
     // The shared lookup is not cancelled by the pod's deadline: it ends at the per-request timeout.
     registry: { op: 'manifest', status: 'error' },
@@ -136,7 +136,7 @@ const CASES: FaultCase[] = [
     name: '429 asking to come back after the deadline',
     repo: 'throttled-long',
     fault: only('throttled-long', () => ({ action: 'status', status: 429, headers: { 'retry-after': '5' } })),
-    warning: new RegExp(`fault/throttled-long:latest not pinned: registry lookup exceeded ${DEADLINE_MS} ms$`),
+    warning: new RegExp(`fault/throttled-long:latest not pinned: pinning\\.lookupBudgetMs \\(${DEADLINE_MS} ms\\) ran out$`),
     reason: 'deadline',
     registry: { op: 'manifest', status: '429' },
   },

@@ -14,6 +14,7 @@ import {
 } from '../src/reference/index.js'
 import { createSecretSelector } from '../src/mutate/inject-secrets.js'
 import { Keyring } from '../src/registry/keyring.js'
+import { tryParseImageReference } from '../src/reference/parse.js'
 
 const SHA256 = `sha256:${'e'.repeat(64)}`
 
@@ -237,9 +238,10 @@ t.test('normalizedImageName', async (t) => {
 // `*` is one DNS label (kubelet URLsMatch splits hosts on '.'), so *.gcr.io is eu.gcr.io, never a.eu.gcr.io.
 t.test('*.gcr.io against full image URLs: secret selection and credential lookup', async (t) => {
   const select = createSecretSelector([{ name: 'gcr-wild', registries: ['*.gcr.io'] }, { name: 'eu-deep', registries: ['*.eu.gcr.io'] }])
-  t.same(select(['eu.gcr.io/proj/app:1']), ['gcr-wild'])
-  t.same(select(['a.eu.gcr.io/proj/app:1']), ['eu-deep'], 'a.eu.gcr.io is not *.gcr.io')
-  t.same(select([`a.eu.gcr.io/proj/app@${SHA256}`, 'gcr.io/proj/app']), ['eu-deep'])
+  const images = (...list: string[]) => list.map(tryParseImageReference)
+  t.same(select(images('eu.gcr.io/proj/app:1')), ['gcr-wild'])
+  t.same(select(images('a.eu.gcr.io/proj/app:1')), ['eu-deep'], 'a.eu.gcr.io is not *.gcr.io')
+  t.same(select(images(`a.eu.gcr.io/proj/app@${SHA256}`, 'gcr.io/proj/app')), ['eu-deep'])
   const kr = Keyring.fromDockerConfigs([{ source: 'team/gcr', json: { auths: { '*.gcr.io': { username: 'wild', password: 'w' } } } }])
   t.same(kr.lookup('eu.gcr.io/proj/app:1').map(c => c.source), ['team/gcr'])
   t.same(kr.lookup('a.eu.gcr.io/proj/app:1'), [], 'no credentials for a.eu.gcr.io from *.gcr.io')

@@ -48,7 +48,7 @@ const input = (pod: Pod): MutationInput => ({
   mode: 'enforce',
   dryRun: false,
   object: pod,
-  deadline: { signal: new AbortController().signal },
+  deadline: { signal: new AbortController().signal, ms: Infinity, remainingMs: () => Infinity },
 })
 
 /** The steps src/app.ts builds, over a cache whose registry is never reached (no image is allowed to be looked up). */

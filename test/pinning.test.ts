@@ -207,9 +207,9 @@ t.test('a warm cache answers with no registry request at all', async t => {
   t.equal(env.proxy.log.length, before)
 })
 
-t.test('a registry slower than deadlineMs: admitted unchanged within the deadline, with a warning', async t => {
+t.test('a registry slower than pinning.lookupBudgetMs: admitted unchanged within the deadline, with a warning', async t => {
   await env.registry.push({ seed: 'slowreg' }, 'acme/slowreg', ['latest', gitSha('slowreg')])
-  const p = await pullpin(t, '  deadlineMs: 300')
+  const p = await pullpin(t, '  lookupBudgetMs: 300')
   env.proxy.fault = (r) => r.path.includes('/acme/slowreg/') ? { action: 'delay', ms: 3000 } : undefined
   t.teardown(() => { env.proxy.fault = undefined })
   const started = Date.now()
@@ -219,7 +219,7 @@ t.test('a registry slower than deadlineMs: admitted unchanged within the deadlin
   t.equal(response.allowed, true)
   t.equal(result.spec!.containers![0]!.image, `${env.host}/acme/slowreg:latest`)
   t.same(result.spec!.imagePullSecrets, [{ name: 'local-registry' }], 'the secret is still injected')
-  t.match(response.warnings, [/acme\/slowreg:latest not pinned: registry lookup exceeded 300 ms/])
+  t.match(response.warnings, [/acme\/slowreg:latest not pinned: pinning\.lookupBudgetMs \(300 ms\) ran out/])
   t.match((await p.get('/metrics')).text, /pullpin_images_unpinned_total\{reason="deadline"\} 1/)
 })
 

@@ -20,6 +20,12 @@ export class ReviewDeadline implements Deadline {
     this.#ms = ms
   }
 
+  get ms (): number { return this.#ms }
+
+  remainingMs (): number {
+    return Math.max(0, this.#ms - (performance.now() - this.#started))
+  }
+
   /** Aborted (with a DeadlineError) once the review's time is up. Starts the timer on first use. */
   get signal (): AbortSignal {
     if (this.#controller === undefined) {
@@ -39,7 +45,7 @@ export class ReviewDeadline implements Deadline {
       signal.addEventListener('abort', onAbort, { once: true })
       work.then(
         (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
-        (err: unknown) => { signal.removeEventListener('abort', onAbort); reject(err) },
+        (err: unknown) => { signal.removeEventListener('abort', onAbort); reject(err instanceof Error ? err : new Error(String(err))) },
       )
     })
   }

@@ -70,6 +70,10 @@ export interface MutationContext {
  */
 export interface Deadline {
   readonly signal: AbortSignal
+  /** The whole review's deadline, in ms (Infinity when there is none, as for `pullpin resolve`). */
+  readonly ms: number
+  /** ms left before the review's deadline (Infinity when there is none). */
+  remainingMs (): number
 }
 
 export interface MutationStep {

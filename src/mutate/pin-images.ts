@@ -1,7 +1,8 @@
 // Step: rewrite unpinned image tags to the immutable SHA tag CI published for the same digest
 // (or to the digest, by configuration). "Verified" means the SHA tag's digest was compared with
 // the tag's digest at the registry, both through the tag cache. Registry trouble never blocks a
-// pod: past `deadlineMs` or on an error the image stays as written and a warning says why.
+// pod: past the lookup budget (pinning.lookupBudgetMs, cut to what the review deadline leaves; see
+// src/policy/budgets.ts) or on an error the image stays as written and a warning says why.
 import type { PinFormat, PinningConfig } from '../policy/config.js'
 import { ORIGINAL_IMAGES_ANNOTATION } from '../policy/annotations.js'
 import { compileGlobs } from '../policy/glob.js'
@@ -10,6 +11,7 @@ import { formatImageReference, tryParseImageReference, type ImageReference, type
 import type { IndexBudget, TagCache, TagResolution } from '../cache/tag-cache.js'
 import type { OwnerPins } from '../cache/owner-pins.js'
 import { ERR_REGISTRY_BAD_RESPONSE, isCodedError } from '../errors.js'
+import { REVIEW_MARGIN_MS } from '../policy/budgets.js'
 import type { MutationContext, MutationStep } from './mutator.js'
 import { forEachChunked } from './chunks.js'
 import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
@@ -66,7 +68,10 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
   })
 
   /** Decide from what is already known, or return the lookup to await. No I/O on a cache hit. */
-  function decide (image: string, parsed: ReferenceParse | undefined, ownerUid: string | undefined, deadline: () => AbortSignal, budget: () => IndexBudget): Decision | Promise<Decision> {
+  /** The time a review's lookups got: which budget it was decides whom a timeout warning names. */
+  interface TimeBudget { readonly signal: AbortSignal; readonly ms: number; readonly byReview: boolean; readonly reviewMs: number }
+
+  function decide (image: string, parsed: ReferenceParse | undefined, ownerUid: string | undefined, time: () => TimeBudget, budget: () => IndexBudget): Decision | Promise<Decision> {
     const known = analyze(image, parsed)
     if (known.kind !== 'candidate') return known
     const { ref, tag } = known
@@ -79,7 +84,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       const fromIndex = config.format === 'digest' ? [] : cache.peekShaTags(ref, hit.digest)
       if (fromIndex !== undefined) return pinFor(image, ref, hit, fromIndex, 'cache')
     }
-    return lookup(image, ref, tag, deadline(), budget())
+    return lookup(image, ref, tag, time(), budget())
   }
 
   // A digest written into the pod must exist: a tag's HEAD only reports a digest (a broken or
@@ -97,14 +102,21 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
     }
   }
 
-  async function lookup (image: string, ref: ImageReference, tag: string, signal: AbortSignal, budget: IndexBudget): Promise<Decision> {
+  async function lookup (image: string, ref: ImageReference, tag: string, time: TimeBudget, budget: IndexBudget): Promise<Decision> {
+    const { signal } = time
     try {
       const resolved = await cache.resolveTag(ref, tag, signal)
       if (pinsDigest) await verifyDigest(ref, tag, resolved.digest, signal)
       const shaTags = config.format === 'digest' ? [] : await cache.shaTagsFor(ref, resolved.digest, signal, budget)
       return pinFor(image, ref, resolved, shaTags, resolved.stale ? 'stale' : 'registry')
     } catch (err) {
-      if (signal.aborted) return unpinned('deadline', `pullpin: ${image} not pinned: registry lookup exceeded ${config.deadlineMs} ms`)
+      if (signal.aborted) {
+        // Name the budget that ran out: the lookup budget, or the review deadline it was cut to
+        // (short: the API server cuts warnings at 120 characters).
+        return unpinned('deadline', time.byReview
+          ? `pullpin: ${image} not pinned: lookup cut by the review deadline (${time.reviewMs} ms)`
+          : `pullpin: ${image} not pinned: pinning.lookupBudgetMs (${time.ms} ms) ran out`)
+      }
       if (isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) {
         const reason = `image ${image} not found on ${ref.registry}: this pod would hit ImagePullBackOff`
         return { kind: 'unpinned', reason: 'not-found', warning: `pullpin: ${reason}`, ...(config.onMissingImage === 'deny' ? { deny: reason } : {}) }
@@ -139,8 +151,16 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       // The deadline signal is made by the first image that needs the registry (all decisions are
       // taken in this same tick, so it still starts now): AbortSignal.any + AbortSignal.timeout cost
       // about 20 µs, which a pod answered from the cache does not need to pay (BENCHMARKS.md).
-      let signal: AbortSignal | undefined
-      const deadline = (): AbortSignal => (signal ??= AbortSignal.any([ctx.deadline.signal, AbortSignal.timeout(config.deadlineMs)]))
+      // The lookups stop REVIEW_MARGIN_MS before the review's deadline at the latest, so that a slow
+      // registry ends as an unpinned image with a warning, never as the review's deadline (which
+      // failOpen: false turns into a denial). The start-time check makes this cut the exception.
+      let timeBudget: TimeBudget | undefined
+      const time = (): TimeBudget => {
+        if (timeBudget !== undefined) return timeBudget
+        const left = Math.max(0, Math.floor(ctx.deadline.remainingMs() - REVIEW_MARGIN_MS))
+        const ms = Math.min(config.lookupBudgetMs, left)
+        return (timeBudget = { signal: AbortSignal.timeout(ms), ms, byReview: ms < config.lookupBudgetMs, reviewMs: ctx.deadline.ms })
+      }
       let indexBudget: IndexBudget | undefined
       const budget = (): IndexBudget => (indexBudget ??= { remaining: deps.indexHeadsPerReview ?? Infinity, incomplete: new Set() })
       // One decision per distinct image: the containers of a pod repeat images.
@@ -149,7 +169,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       const decideAt = (i: number): void => {
         const image = sites[i]!.image
         if (decisions.has(image)) return
-        const d = decide(image, ctx.references.get(image), ownerUid, deadline, budget)
+        const d = decide(image, ctx.references.get(image), ownerUid, time, budget)
         if (d instanceof Promise) waiting = true
         decisions.set(image, d)
       }

@@ -85,8 +85,8 @@ export const configSchema = {
           description: 'Images never pinned, as globs over the normalized name (docker.io/library/nginx) with * and ?.',
           default: [],
         },
-        deadlineMs: {
-          description: 'Registry lookups for one pod give up after this; the pod is admitted with what the cache knows.',
+        lookupBudgetMs: {
+          description: 'Registry lookup budget: the registry lookups of one review give up after this, and the pod is admitted with what the cache knows, plus a warning (never denied for it). Must fit in the review deadline (--review-deadline-ms) with a 500 ms margin, after cluster.copyCreateBudgetMs when copies are made at admission.',
           type: 'integer',
           minimum: 50,
           maximum: 30000,
@@ -223,6 +223,13 @@ export const configSchema = {
       additionalProperties: false,
       default: {},
       properties: {
+        copyCreateBudgetMs: {
+          description: 'Copy creation budget: how long the first pod of a freshly labelled namespace waits for its pull-secret copy to be created; past it the secret is injected with a warning. Runs before the registry lookups, so both must fit in the review deadline.',
+          type: 'integer',
+          minimum: 100,
+          maximum: 30000,
+          default: 1500,
+        },
         resyncSeconds: {
           description: 'Full reconcile of every namespace this often, on top of the watch events.',
           type: 'number',

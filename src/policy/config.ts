@@ -33,6 +33,8 @@ export interface ClusterConfig {
   /** '' disables caBundle patching. */
   readonly webhookConfigurationName: string
   readonly placeholderSecrets: boolean
+  /** Copy creation budget of a review (src/policy/budgets.ts). */
+  readonly copyCreateBudgetMs: number
 }
 
 export interface Config {
@@ -75,7 +77,8 @@ export interface PinningConfig {
   readonly registries: readonly string[]
   readonly allowPrivateRegistries: readonly string[]
   readonly skipImages: readonly string[]
-  readonly deadlineMs: number
+  /** Registry lookup budget of a review (src/policy/budgets.ts). */
+  readonly lookupBudgetMs: number
   readonly onMissingImage: 'warn' | 'deny'
   readonly cache: {
     readonly ttlSeconds: number
@@ -107,6 +110,11 @@ export function parseConfig (text: string, source = 'config'): Config {
 }
 
 export function validateConfig (doc: unknown, source = 'config'): Config {
+  // Renamed keys get a message naming the new key rather than a bare "unknown key".
+  const pinning = (doc as { pinning?: unknown } | null | undefined)?.pinning
+  if (pinning !== null && typeof pinning === 'object' && Object.hasOwn(pinning, 'deadlineMs')) {
+    throw new ERR_CONFIG_INVALID(source, '/pinning/deadlineMs: renamed to pinning.lookupBudgetMs (the registry lookup budget; the whole review\'s deadline is --review-deadline-ms)')
+  }
   // ajv fills defaults in place: work on a copy so a caller's object is never changed.
   const copy = structuredClone(doc ?? {})
   if (!validate(copy)) {

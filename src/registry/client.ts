@@ -24,6 +24,7 @@
 import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { LookupFunction } from 'node:net'
+import { LRUCache } from 'lru-cache'
 import {
   isCodedError, ERR_DIGEST_MISMATCH, ERR_REGISTRY_BAD_RESPONSE, ERR_REGISTRY_NOT_ALLOWED,
   ERR_REGISTRY_NOT_FOUND, ERR_REGISTRY_UNAUTHORIZED
@@ -68,6 +69,12 @@ export interface RegistryHostOptions {
 export interface RegistryClientOptions {
   /** pinning.registries globs; anything else → ERR_REGISTRY_NOT_ALLOWED, no connection made. */
   isAllowed (registry: string): boolean
+  /**
+   * The pinning.registries entry (glob) that allowed `registry`, put in every event as
+   * `allowlistEntry`: metrics are labelled by it, so a wildcard entry is one series however many
+   * hosts pods name under it (default: the registry itself).
+   */
+  allowlistEntry? (registry: string): string
   /** pinning.allowPrivateRegistries */
   isPrivateAllowed (registry: string): boolean
   hostOptions (registry: string): RegistryHostOptions
@@ -82,7 +89,16 @@ export interface RegistryClientOptions {
   clock?: () => number
   /** `n` of tags/list requests (default 1000); smaller values are for tests of paging. */
   tagsPageSize?: number
+  /** Registries that keep connection pools and auth state (LRU; default MAX_REGISTRY_HOSTS). */
+  maxHosts?: number
 }
+
+/**
+ * Registries whose state (keep-alive pool, limiter, learned auth scheme) is kept. With a wildcard
+ * on pinning.registries (`*.pkg.dev`, an ECR pattern) pod authors choose the hosts, so the state is
+ * an LRU: the least recently used registry's pool is closed and its state made anew on next use.
+ */
+export const MAX_REGISTRY_HOSTS = 128
 
 /** OCI image-spec and Docker media types a manifest HEAD/GET accepts, indexes first. */
 export const MANIFEST_MEDIA_TYPES = [
@@ -112,6 +128,8 @@ interface HostState {
   transport: RegistryTransport
   caPem: string | undefined
   maxConcurrency: number
+  /** The pinning.registries entry that allowed this registry (metrics label). */
+  allowlistEntry: string
   /** The scheme this registry asked for last; used up front on later requests. */
   scheme?: AuthScheme
   /** The one `GET /v2/` that learns the scheme before the first real request (coalesced). */
@@ -120,13 +138,18 @@ interface HostState {
 
 export class RegistryClient {
   readonly #opts: RegistryClientOptions
-  readonly #hosts = new Map<string, HostState>()
+  readonly #hosts: LRUCache<string, HostState>
   readonly #tokens: BearerTokenCache
   /** image → identity of the credential that last worked for it. */
   readonly #preferred = new Map<string, string>()
 
   constructor (opts: RegistryClientOptions) {
     this.#opts = opts
+    this.#hosts = new LRUCache<string, HostState>({
+      max: Math.max(1, Math.floor(opts.maxHosts ?? MAX_REGISTRY_HOSTS)),
+      // Evicted or replaced (new CA or limit): the pool closes once the requests it has are done.
+      dispose: (state) => state.transport.retire()
+    })
     this.#tokens = new BearerTokenCache(opts.clock === undefined ? {} : { clock: opts.clock })
   }
 
@@ -163,11 +186,15 @@ export class RegistryClient {
     return [...tags]
   }
 
+  /** Registries with state right now (at most maxHosts). */
+  get hostCount (): number { return this.#hosts.size }
+
   /** Closes every connection and forgets cached tokens. */
-  async close (): Promise<void> {
+  close (): Promise<void> {
     for (const h of this.#hosts.values()) h.transport.close()
     this.#hosts.clear()
     this.#tokens.clear()
+    return Promise.resolve()
   }
 
   // ---- hosts ----
@@ -179,8 +206,9 @@ export class RegistryClient {
     const existing = this.#hosts.get(registry)
     const maxConcurrency = Math.max(1, Math.floor(options.maxConcurrency))
     if (existing !== undefined && existing.caPem === options.caPem && existing.maxConcurrency === maxConcurrency) return existing
-    // New CA or limit: new pool; the old one closes when the requests it has are done.
-    existing?.transport.retire()
+    // New CA or limit: new pool (the LRU's dispose retires the old one when it is replaced).
+    const allowlistEntry = this.#opts.allowlistEntry?.(registry) ?? registry
+    const onEvent = this.#opts.onEvent
     const transport = new RegistryTransport({
       registry,
       ...(options.caPem === undefined ? {} : { caPem: options.caPem }),
@@ -188,13 +216,14 @@ export class RegistryClient {
       allowPrivate: () => this.#opts.isPrivateAllowed(registry),
       ...(this.#opts.lookup === undefined ? {} : { lookup: this.#opts.lookup }),
       userAgent: this.#opts.userAgent ?? DEFAULT_USER_AGENT,
-      ...(this.#opts.onEvent === undefined ? {} : { onEvent: this.#opts.onEvent })
+      ...(onEvent === undefined ? {} : { onEvent: (e: RegistryEvent) => onEvent({ ...e, allowlistEntry }) })
     })
     const state: HostState = {
       endpoint: resolveEndpoint(registry),
       transport,
       caPem: options.caPem,
       maxConcurrency,
+      allowlistEntry,
       ...(existing?.scheme === undefined ? {} : { scheme: existing.scheme })
     }
     this.#hosts.set(registry, state)
@@ -470,5 +499,5 @@ function parseTagsPage (registry: string, body: Buffer): string[] {
   if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) {
     throw new ERR_REGISTRY_BAD_RESPONSE(registry, '"tags" is not a list of strings')
   }
-  return tags as string[]
+  return tags
 }

@@ -36,7 +36,10 @@ import { assertLiteralAddressAllowed, guardedLookup } from './address-guard.js'
 
 /** One HTTP exchange, for metrics and logs. Never carries credentials, tokens or headers. */
 export interface RegistryEvent {
+  /** The concrete registry host[:port] (logs). */
   registry: string
+  /** The pinning.registries entry that allowed it (metrics label: bounded by the config). */
+  allowlistEntry?: string
   op: 'ping' | 'manifest' | 'tags' | 'token'
   method: string
   status: number | 'error'
@@ -237,7 +240,10 @@ export class RegistryTransport {
       let status: number | undefined
       const emit = (s: number | 'error', error?: string): void => {
         this.#opts.onEvent?.({
-          registry: this.registry, op: req.op, method: req.method, status: s,
+          registry: this.registry,
+          op: req.op,
+          method: req.method,
+          status: s,
           durationMs: Math.round((performance.now() - started) * 10) / 10,
           ...(error === undefined ? {} : { error })
         })
@@ -343,7 +349,7 @@ export function abortable<T> (p: Promise<T>, signal: AbortSignal | undefined): P
     signal.addEventListener('abort', onAbort, { once: true })
     p.then(
       (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
-      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e) }
+      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e instanceof Error ? e : new Error(String(e))) }
     )
   })
 }

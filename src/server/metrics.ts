@@ -74,13 +74,13 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
   })
   const registryRequests = new Counter({
     name: 'pullpin_registry_requests_total',
-    help: 'HTTP requests to registries by registry, operation (manifest, tags, token) and status.',
+    help: 'HTTP requests to registries by registry (the pinning.registries entry that matched, e.g. "*.pkg.dev"), operation (ping, manifest, tags, token) and status.',
     labelNames: ['registry', 'op', 'status'] as const,
     registers: [registry],
   })
   const registryDuration = new Histogram({
     name: 'pullpin_registry_request_duration_seconds',
-    help: 'Registry request latency by registry and operation.',
+    help: 'Registry request latency by registry (the pinning.registries entry that matched) and operation.',
     labelNames: ['registry', 'op'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
@@ -168,8 +168,11 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     },
     cacheEvent: (e) => cacheLookups.labels(e.kind, e.result).inc(),
     registryEvent: (e) => {
-      registryRequests.labels(e.registry, e.op, String(e.status)).inc()
-      registryDuration.labels(e.registry, e.op).observe(e.durationMs / 1000)
+      // The allowlist entry, not the host: pod authors choose hosts under a wildcard entry, and
+      // a series per host would grow /metrics without bound (issue 11).
+      const entry = e.allowlistEntry ?? e.registry
+      registryRequests.labels(entry, e.op, String(e.status)).inc()
+      registryDuration.labels(entry, e.op).observe(e.durationMs / 1000)
     },
     trackCache: (stats) => { cacheStats = stats },
     cluster: {
@@ -201,7 +204,7 @@ class PendingCounts {
 
   add (first: string, second?: string, n = 1): void {
     let inner = this.byFirst.get(first)
-    if (inner === undefined) this.byFirst.set(first, inner = new Map())
+    if (inner === undefined) this.byFirst.set(first, inner = new Map<string | undefined, { readonly labels: LabelValues<string>; n: number }>())
     let entry = inner.get(second)
     if (entry === undefined) {
       const labels: LabelValues<string> = { [this.labelNames[0]]: first }

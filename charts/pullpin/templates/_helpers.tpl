@@ -106,6 +106,24 @@ pullpin: label selectors have no wildcard.
 {{- if and (eq .Values.certs.mode "provided") (not .Values.certs.caBundle) (not (hasKey .Values.webhook.annotations "cert-manager.io/inject-ca-from-secret")) }}
 {{- fail "certs.mode=provided needs certs.caBundle (base64 PEM of the CA), or a cert-manager.io/inject-ca-from-secret annotation in webhook.annotations" }}
 {{- end }}
+{{- /* The server's start-time budget check (src/policy/budgets.ts), here so helm refuses it first:
+copy creation (cluster mode, pod injection, a source) then registry lookups, + 500 ms, must fit the
+review deadline derived from webhook.timeoutSeconds. */}}
+{{- $config := .Values.config | default dict }}
+{{- $pinning := $config.pinning | default dict }}
+{{- $cluster := $config.cluster | default dict }}
+{{- $lookup := 0 }}
+{{- if $pinning.enabled }}{{ $lookup = int (hasKey $pinning "lookupBudgetMs" | ternary $pinning.lookupBudgetMs 2000) }}{{ end }}
+{{- $copy := 0 }}
+{{- if ne ($config.injection | default "pod") "serviceaccount" }}
+{{- range ($config.pullSecrets | default list) }}
+{{- if .source }}{{ $copy = int (hasKey $cluster "copyCreateBudgetMs" | ternary $cluster.copyCreateBudgetMs 1500) }}{{ end }}
+{{- end }}
+{{- end }}
+{{- $reviewMs := include "pullpin.reviewDeadlineMs" . | int }}
+{{- if gt (add $lookup $copy 500) $reviewMs }}
+{{- fail (printf "webhook.timeoutSeconds %d gives a review deadline of %d ms, too short for config.cluster.copyCreateBudgetMs (%d ms, 0 when no copy is made at admission) + config.pinning.lookupBudgetMs (%d ms, 0 when pinning is off) + a 500 ms margin: raise webhook.timeoutSeconds or lower the budgets" (int .Values.webhook.timeoutSeconds) $reviewMs $copy $lookup) }}
+{{- end }}
 {{- $deadlineSeconds := div (add (include "pullpin.reviewDeadlineMs" . | int) 999) 1000 }}
 {{- $drainSeconds := add .Values.shutdown.preStopSleepSeconds (div (add .Values.shutdown.delayMs 999) 1000) $deadlineSeconds }}
 {{- if lt (int .Values.shutdown.terminationGracePeriodSeconds) (int $drainSeconds) }}
