@@ -24,7 +24,8 @@ export interface PinningEnv {
   stop (): Promise<void>
   /**
    * Config YAML with pinning enabled for `host`; `extra` is appended under `pinning:` (indented by
-   * the caller). Each registry request times out after `registryTimeoutMs` (default 1000).
+   * the caller). Each registry request times out after `registryTimeoutMs`: by default long enough
+   * that a loaded machine never turns a slow answer into a failure; a test about time passes its own.
    */
   configYaml (pinningExtra?: string, top?: string, registryTimeoutMs?: number): string
   config (pinningExtra?: string, top?: string): Config
@@ -37,7 +38,7 @@ export async function startPinningEnv (opts: StartRegistryOptions = {}): Promise
   const dockerConfigFile = join(dir, 'config.json')
   await writeFile(dockerConfigFile, proxy.dockerConfigJson)
   const host = proxy.host
-  const configYaml = (pinningExtra = '', top = '', registryTimeoutMs = 1000): string => `
+  const configYaml = (pinningExtra = '', top = '', registryTimeoutMs = 10_000): string => `
 namespaces:
   labels:
     team-a: { pullpin.io/inject: enabled }
