@@ -11,5 +11,21 @@ export default [
     files: ['**/*.ts'],
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
   },
+  {
+    files: ['test/**/*.ts'],
+    rules: {
+      // tap tracks these promises itself: a subtest is queued and awaited by its parent, and an
+      // assertion on a promise is held with waitOn() until it settles. Any other promise still counts.
+      '@typescript-eslint/no-floating-promises': ['error', {
+        allowForKnownSafeCalls: [
+          { from: 'package', package: '@tapjs/test', name: ['test', 'todo'] },
+          { from: 'package', package: '@tapjs/asserts', name: ['rejects', 'resolves', 'resolveMatch'] },
+        ],
+      }],
+      // tap awaits the promise an async callback returns: that is how a subtest ends without t.end(),
+      // so `async t => { … }` with no await inside is the intended form, not a forgotten await.
+      '@typescript-eslint/require-await': 'off',
+    },
+  },
   { linterOptions: { reportUnusedDisableDirectives: 'error' } },
 ]

@@ -202,7 +202,7 @@ t.test('every Secret write pullpin makes during a real reconcile passes the poli
   const tls = (now: () => Date): SecretCertificateSource => new SecretCertificateSource({
     connection,
     namespace: NS,
-    secretName: config.cluster.certificateSecret!,
+    secretName: config.cluster.certificateSecret,
     dnsNames: ['rel-pullpin.pullpin.svc'],
     ipAddresses: [],
     validityDays: 1,

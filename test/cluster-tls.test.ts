@@ -24,7 +24,6 @@ import { until } from './support/until.js'
 
 const DAY = 86_400_000
 
-
 const fingerprint = (pem: string): string => new X509Certificate(pem).fingerprint256
 
 function secretSource (s: FakeApiServer, logs: LogCapture, now: () => Date, extra: Partial<ConstructorParameters<typeof SecretCertificateSource>[0]> = {}): SecretCertificateSource {

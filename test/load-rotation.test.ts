@@ -73,7 +73,11 @@ t.test('certificate rotation under load: renewed by the same CA, then a new CA; 
   // bundle and no key identifiers, OpenSSL (Node's TLS, curl) checks the leaf against the first
   // and fails with "certificate signature failure" (issueSelfSigned names every CA alike).
   const nextCa = await generate([{ name: 'commonName', value: 'pullpin webhook CA (next)' }], {
-    keyType: 'ec', curve: 'P-256', algorithm: 'sha256', notBeforeDate: new Date(Date.now() - 60_000), notAfterDate: new Date(Date.now() + 86_400_000),
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    notBeforeDate: new Date(Date.now() - 60_000),
+    notAfterDate: new Date(Date.now() + 86_400_000),
     extensions: [{ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true }],
   })
   const newCa = await issueServing({ cert: nextCa.cert, key: nextCa.private }, NAMES)
