@@ -9,7 +9,18 @@ export default [
   ...tseslint.configs.recommendedTypeChecked.map(c => ({ ...c, files: ['**/*.ts'] })),
   {
     files: ['**/*.ts'],
-    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    languageOptions: {
+      parserOptions: {
+        // bench/ and scripts/ have no tsconfig of their own (test/tsconfig.json type-checks bench/):
+        // lint them under that one instead of failing to parse them.
+        projectService: {
+          allowDefaultProject: ['bench/*.ts', 'scripts/*.ts'],
+          defaultProject: 'test/tsconfig.json',
+          maximumDefaultProjectFileMatchCount_THIS_WILL_SLOW_DOWN_LINTING: 32,
+        },
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
   },
   {
     files: ['test/**/*.ts'],
