@@ -46,5 +46,9 @@ export default [
       '@typescript-eslint/no-unsafe-return': 'off',
     },
   },
+  {
+    // `void promise;` is how no-floating-promises asks for a promise left running on purpose to be marked.
+    rules: { 'no-void': ['error', { allowAsStatement: true }] },
+  },
   { linterOptions: { reportUnusedDisableDirectives: 'error' } },
 ]
