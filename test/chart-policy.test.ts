@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { run } from '@bufbuild/cel'
+import { run, type CelError } from '@bufbuild/cel'
 import { CoreV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node'
 import { parseAllDocuments, stringify as toYaml } from 'yaml'
 import { startFakeApiServer, type FakeApiServer, type LoggedRequest } from './support/fake-apiserver.js'
@@ -63,7 +63,7 @@ interface AdmissionRequest {
 
 type Verdict = { kind: 'not-matched' } | { kind: 'allowed' } | { kind: 'denied', message: string }
 
-const isCelError = (v: unknown): boolean => v instanceof Error || (typeof v === 'object' && v !== null && Object.getOwnPropertySymbols(v).some(s => s.description === '@bufbuild/cel/error'))
+const isCelError = (v: unknown): v is CelError => v instanceof Error || (typeof v === 'object' && v !== null && Object.getOwnPropertySymbols(v).some(s => s.description === '@bufbuild/cel/error'))
 
 function evaluate (policy: Obj, req: AdmissionRequest): Verdict {
   const spec = policy.spec
@@ -202,7 +202,7 @@ t.test('every Secret write pullpin makes during a real reconcile passes the poli
   const tls = (now: () => Date): SecretCertificateSource => new SecretCertificateSource({
     connection,
     namespace: NS,
-    secretName: config.cluster.certificateSecret!,
+    secretName: config.cluster.certificateSecret,
     dnsNames: ['rel-pullpin.pullpin.svc'],
     ipAddresses: [],
     validityDays: 1,

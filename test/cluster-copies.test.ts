@@ -26,7 +26,6 @@ import { until } from './support/until.js'
 const PASSWORD = 'hunter2-s3cr3t-pw'
 const ROTATED = 'rotated-Pa55-w0rd'
 
-
 function dockerConfig (registry: string, user: string, password: string): string {
   return Buffer.from(JSON.stringify({ auths: { [registry]: { auth: Buffer.from(`${user}:${password}`).toString('base64') } } })).toString('base64')
 }

@@ -11,7 +11,6 @@ import { parseConfig } from '../src/policy/config.js'
 import { createLogger } from '../src/server/logger.js'
 import { until } from './support/until.js'
 
-
 // A renewal may be late by a stalled event loop on a loaded CI machine; the renew deadline leaves
 // room for a few of those, so a slow machine does not make the leader step down on its own. The
 // lease is much longer than the renew deadline, so "stepped down at the renew deadline" and "held

@@ -19,7 +19,6 @@ import { parseConfig } from '../src/policy/config.js'
 import { createLogger } from '../src/server/logger.js'
 import { until } from './support/until.js'
 
-
 const PASSWORD = 'outage-test-Pa55'
 const dockerConfig = Buffer.from(JSON.stringify({ auths: { 'ghcr.io': { auth: Buffer.from(`bot:${PASSWORD}`).toString('base64') } } })).toString('base64')
 

@@ -24,7 +24,6 @@ import { until } from './support/until.js'
 
 const DAY = 86_400_000
 
-
 const fingerprint = (pem: string): string => new X509Certificate(pem).fingerprint256
 
 function secretSource (s: FakeApiServer, logs: LogCapture, now: () => Date, extra: Partial<ConstructorParameters<typeof SecretCertificateSource>[0]> = {}): SecretCertificateSource {
@@ -147,9 +146,9 @@ t.test('a renewed certificate is served without a failed request (requests in fl
   let total = 0
   let failures = 0
   const seen = new Map<string, number>()
-  let stop = false
+  const stop = new AbortController()
   const worker = async (kind: 'fresh' | 'keepalive'): Promise<void> => {
-    while (!stop) {
+    while (!stop.signal.aborted) {
       inFlight++
       if (renewing) maxInFlightAtRenewal = Math.max(maxInFlightAtRenewal, inFlight)
       try {
@@ -182,7 +181,7 @@ t.test('a renewed certificate is served without a failed request (requests in fl
   renewing = false
   const totalAtSwitch = total
   await until('more traffic on the new certificate', () => total > totalAtSwitch + 50)
-  stop = true
+  stop.abort()
   await Promise.all(workers)
 
   const secret = s.get({ resource: 'secrets', namespace: 'pullpin', name: 'pullpin-tls' })

@@ -32,7 +32,6 @@ import { main as cliMain } from '../src/cli.js'
 import { parseConfig } from '../src/policy/config.js'
 import { until } from './support/until.js'
 
-
 const b64 = (s: string): string => Buffer.from(s).toString('base64')
 const DC = b64('{"auths":{"ghcr.io":{"auth":"Ym90OnB3"}}}')
 const ref = { namespace: 'pullpin', name: 'src' }

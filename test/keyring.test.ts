@@ -8,7 +8,7 @@ import { isCodedError } from '../src/errors.js'
 const b64 = (s: string): string => Buffer.from(s).toString('base64')
 const users = (creds: RegistryCredential[]): string[] => creds.map((c) => c.username)
 
-function configError(configs: Parameters<typeof Keyring.fromDockerConfigs>[0]): Error & { code: string } {
+function configError (configs: Parameters<typeof Keyring.fromDockerConfigs>[0]): Error & { code: string } {
   try {
     Keyring.fromDockerConfigs(configs)
   } catch (err) {
@@ -21,10 +21,12 @@ function configError(configs: Parameters<typeof Keyring.fromDockerConfigs>[0]): 
 t.test('kubelet TestDockerKeyringLookup: most specific key first', async (t) => {
   const kr = Keyring.fromDockerConfigs([{
     source: 'ns/pull',
-    json: { auths: {
-      'bar.example.com/pong': { username: 'grace', password: 'squash' },
-      'bar.example.com': { username: 'ada', password: 'smash' },
-    } },
+    json: {
+      auths: {
+        'bar.example.com/pong': { username: 'grace', password: 'squash' },
+        'bar.example.com': { username: 'ada', password: 'smash' },
+      }
+    },
   }])
   t.same(users(kr.lookup('bar.example.com/x')), ['ada'], 'direct host match')
   t.same(users(kr.lookup('bar.example.com/pong')), ['grace', 'ada'], 'deeper match first')
@@ -89,10 +91,15 @@ t.test('Docker Hub aliases and the default-registry fallback', async (t) => {
 })
 
 t.test('ports and paths in keys', async (t) => {
-  const kr = Keyring.fromDockerConfigs([{ source: 's', json: { auths: {
-    'registry.example.com:5000/team': { username: 'team', password: 'p' },
-    'localhost:5000': { username: 'local', password: 'p' },
-  } } }])
+  const kr = Keyring.fromDockerConfigs([{
+    source: 's',
+    json: {
+      auths: {
+        'registry.example.com:5000/team': { username: 'team', password: 'p' },
+        'localhost:5000': { username: 'local', password: 'p' },
+      }
+    }
+  }])
   t.same(users(kr.lookup('registry.example.com:5000/team/app:1')), ['team'])
   t.same(users(kr.lookup('registry.example.com/team/app')), [])
   t.same(users(kr.lookup('registry.example.com:5001/team/app')), [])

@@ -73,7 +73,11 @@ t.test('certificate rotation under load: renewed by the same CA, then a new CA; 
   // bundle and no key identifiers, OpenSSL (Node's TLS, curl) checks the leaf against the first
   // and fails with "certificate signature failure" (issueSelfSigned names every CA alike).
   const nextCa = await generate([{ name: 'commonName', value: 'pullpin webhook CA (next)' }], {
-    keyType: 'ec', curve: 'P-256', algorithm: 'sha256', notBeforeDate: new Date(Date.now() - 60_000), notAfterDate: new Date(Date.now() + 86_400_000),
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    notBeforeDate: new Date(Date.now() - 60_000),
+    notAfterDate: new Date(Date.now() + 86_400_000),
     extensions: [{ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true }],
   })
   const newCa = await issueServing({ cert: nextCa.cert, key: nextCa.private }, NAMES)
@@ -88,9 +92,9 @@ t.test('certificate rotation under load: renewed by the same CA, then a new CA; 
   const tally: Tally = { ok: 0, failures: [] }
   const perPhase = [0, 0, 0]
   let phase = 0
-  let stop = false
+  const stop = new AbortController()
   const loop = async (fresh: boolean): Promise<void> => {
-    while (!stop) {
+    while (!stop.signal.aborted) {
       // Half the loops open a new connection (a full TLS handshake) for every request.
       const agent = fresh ? new Agent({ connect: { ca: trusted, servername: 'localhost' } }) : keptAlive
       const at = phase
@@ -122,7 +126,7 @@ t.test('certificate rotation under load: renewed by the same CA, then a new CA; 
     await traffic(2)
     t.equal(await servedFingerprint(p.url, trusted), fingerprint(newCa), 'new connections get the certificate of the new CA')
   } finally {
-    stop = true
+    stop.abort()
     await Promise.all(loops)
   }
 
@@ -167,9 +171,9 @@ t.test('SIGTERM with a second instance taking over: 0 failed requests', async t 
   // Readiness probes, as the kubelet sends them, decide which backends get traffic: one prober
   // per backend, so a slow answer from one never delays noticing the other's change. A's drain
   // window (3 s) is many probe periods long, even on a loaded machine.
-  let probing = true
+  const probing = new AbortController()
   const prober = Promise.all(backends.map(async (x) => {
-    while (probing) {
+    while (!probing.signal.aborted) {
       try {
         const res = await request(`${x.url}/readyz`, { dispatcher: probe, headersTimeout: 1000, bodyTimeout: 1000 })
         await res.body.dump()
@@ -188,9 +192,9 @@ t.test('SIGTERM with a second instance taking over: 0 failed requests', async t 
   const failures: string[] = []
   let next = 0
   let sigtermSent = false
-  let stop = false
+  const stop = new AbortController()
   const loop = async (): Promise<void> => {
-    while (!stop) {
+    while (!stop.signal.aborted) {
       const ready = backends.filter(x => x.ready)
       const x = ready[next++ % Math.max(1, ready.length)]
       if (x === undefined) { failures.push('no ready backend'); await sleep(10); continue }
@@ -216,9 +220,9 @@ t.test('SIGTERM with a second instance taking over: 0 failed requests', async t 
     clearTimeout(timer)
     await until('B serving after the SIGTERM', () => backends[1]!.servedAfterSigterm > 10, 15_000).catch(() => {})
   } finally {
-    stop = true
+    stop.abort()
     await Promise.all(loops)
-    probing = false
+    probing.abort()
     await prober
   }
 

@@ -180,7 +180,7 @@ const invalid: Invalid[] = [
   { input: 'a_b.com/x', reason: '"a_b.com" is not a valid registry host' },
 ]
 
-function fail(input: string): unknown {
+function fail (input: string): unknown {
   try {
     parseImageReference(input)
   } catch (err) {

@@ -19,7 +19,7 @@ import { startRegistryProxy } from './support/registry-proxy.js'
 
 const execFileP = promisify(execFile)
 
-function parseChallenge(header: string): Record<string, string> {
+function parseChallenge (header: string): Record<string, string> {
   const params: Record<string, string> = {}
   for (const m of header.matchAll(/(\w+)="([^"]*)"/g)) params[m[1] ?? ''] = m[2] ?? ''
   return params
@@ -184,7 +184,7 @@ t.test('proxy: tag paging, counting, fault injection', async (t) => {
   await reg.tag('app', 'latest', extra)
   const authz = reg.authorization('app') ?? ''
   const get = (path: string, init: { method?: string } = {}): Promise<Response> =>
-    fetch(`${proxy.url}${path}`, { ...init, dispatcher: reg.dispatcher, headers: { accept: MANIFEST_ACCEPT, authorization: authz } }) as unknown as Promise<Response>
+    fetch(`${proxy.url}${path}`, { ...init, dispatcher: reg.dispatcher, headers: { accept: MANIFEST_ACCEPT, authorization: authz } })
 
   // Follow Link headers until the end.
   const seen: string[] = []

@@ -71,7 +71,7 @@ function fakeLookup (table: (hostname: string) => LookupAddress[]): LookupFuncti
     if (options.all === true) cb(null, list)
     else cb(null, list[0]?.address ?? '', list[0]?.family ?? 4)
   }
-  return Object.assign(fn as unknown as LookupFunction, { calls })
+  return Object.assign(fn, { calls })
 }
 const v4 = (address: string): LookupAddress => ({ address, family: 4 })
 const v6 = (address: string): LookupAddress => ({ address, family: 6 })

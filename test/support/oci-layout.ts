@@ -95,24 +95,24 @@ export const DEFAULT_INDEX_PLATFORMS: Platform[] = [
   { os: 'linux', architecture: 'arm64' }
 ]
 
-export function sha256Digest(bytes: Buffer | string): string {
+export function sha256Digest (bytes: Buffer | string): string {
   return 'sha256:' + createHash('sha256').update(bytes).digest('hex')
 }
 
-function blob(mediaType: string, bytes: Buffer): Blob {
+function blob (mediaType: string, bytes: Buffer): Blob {
   return { mediaType, digest: sha256Digest(bytes), size: bytes.length, bytes }
 }
 
-function json(value: unknown): Buffer {
+function json (value: unknown): Buffer {
   return Buffer.from(JSON.stringify(value), 'utf8')
 }
 
-function platformPath(p: Platform): string {
+function platformPath (p: Platform): string {
   return p.variant === undefined ? `${p.os}/${p.architecture}` : `${p.os}/${p.architecture}/${p.variant}`
 }
 
 /** A one-file ustar archive (POSIX.1-1988 header, mtime 0, root-owned) so its bytes are reproducible. */
-export function tarOneFile(name: string, content: Buffer): Buffer {
+export function tarOneFile (name: string, content: Buffer): Buffer {
   const header = Buffer.alloc(512, 0)
   const put = (value: string, offset: number, length: number): void => {
     header.write(value, offset, Math.min(length, Buffer.byteLength(value)), 'utf8')
@@ -138,7 +138,7 @@ export function tarOneFile(name: string, content: Buffer): Buffer {
   return Buffer.concat([header, content, Buffer.alloc(pad, 0), Buffer.alloc(1024, 0)])
 }
 
-export function buildImage(spec: OciImageSpec): BuiltImage {
+export function buildImage (spec: OciImageSpec): BuiltImage {
   const platform = spec.platform ?? DEFAULT_PLATFORM
   const tar = tarOneFile('pullpin-seed.txt', Buffer.from(`${spec.seed}\n`, 'utf8'))
   const diffId = sha256Digest(tar)
@@ -181,7 +181,7 @@ export function buildImage(spec: OciImageSpec): BuiltImage {
   }
 }
 
-export function buildIndex(spec: OciIndexSpec): BuiltIndex {
+export function buildIndex (spec: OciIndexSpec): BuiltIndex {
   const platforms = spec.platforms ?? DEFAULT_INDEX_PLATFORMS
   const manifests = platforms.map((platform) => buildImage({
     seed: `${spec.seed}/${platformPath(platform)}`,
@@ -214,19 +214,19 @@ export function buildIndex(spec: OciIndexSpec): BuiltIndex {
   }
 }
 
-export function build(spec: OciImageSpec): BuiltImage
-export function build(spec: OciIndexSpec): BuiltIndex
-export function build(spec: OciImageSpec | OciIndexSpec): Built
-export function build(spec: OciImageSpec | OciIndexSpec): Built {
+export function build (spec: OciImageSpec): BuiltImage
+export function build (spec: OciIndexSpec): BuiltIndex
+export function build (spec: OciImageSpec | OciIndexSpec): Built
+export function build (spec: OciImageSpec | OciIndexSpec): Built {
   return spec.kind === 'index' ? buildIndex(spec) : buildImage(spec)
 }
 
-async function writeBlob(dir: string, digest: string, bytes: Buffer): Promise<void> {
+async function writeBlob (dir: string, digest: string, bytes: Buffer): Promise<void> {
   const [alg, hex] = digest.split(':') as [string, string]
   await writeFile(join(dir, 'blobs', alg, hex), bytes)
 }
 
-async function writeLayoutFiles(dir: string, ref: string, top: Blob, blobs: Blob[]): Promise<void> {
+async function writeLayoutFiles (dir: string, ref: string, top: Blob, blobs: Blob[]): Promise<void> {
   await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true })
   await writeFile(join(dir, 'oci-layout'), json({ imageLayoutVersion: '1.0.0' }))
   for (const b of [...blobs, top]) await writeBlob(dir, b.digest, b.bytes)
@@ -243,23 +243,23 @@ async function writeLayoutFiles(dir: string, ref: string, top: Blob, blobs: Blob
 }
 
 /** Writes a single-arch image as an OCI layout in `dir` (created if missing). */
-export async function writeImageLayout(dir: string, spec: OciImageSpec, ref = 'latest'): Promise<WrittenLayout<BuiltImage>> {
+export async function writeImageLayout (dir: string, spec: OciImageSpec, ref = 'latest'): Promise<WrittenLayout<BuiltImage>> {
   const image = buildImage(spec)
   await writeLayoutFiles(dir, ref, blob(image.mediaType, image.manifest), image.blobs)
   return { ...image, dir, ref, ociReference: `oci:${dir}:${ref}` }
 }
 
 /** Writes a multi-arch image (an OCI image index over one manifest per platform) as an OCI layout. */
-export async function writeIndexLayout(dir: string, spec: OciIndexSpec, ref = 'latest'): Promise<WrittenLayout<BuiltIndex>> {
+export async function writeIndexLayout (dir: string, spec: OciIndexSpec, ref = 'latest'): Promise<WrittenLayout<BuiltIndex>> {
   const index = buildIndex(spec)
   const children = index.manifests.map((m) => blob(m.mediaType, m.manifest))
   await writeLayoutFiles(dir, ref, blob(index.mediaType, index.index), [...index.blobs, ...children])
   return { ...index, dir, ref, ociReference: `oci:${dir}:${ref}` }
 }
 
-export function writeLayout(dir: string, spec: OciImageSpec, ref?: string): Promise<WrittenLayout<BuiltImage>>
-export function writeLayout(dir: string, spec: OciIndexSpec, ref?: string): Promise<WrittenLayout<BuiltIndex>>
-export function writeLayout(dir: string, spec: OciImageSpec | OciIndexSpec, ref?: string): Promise<WrittenLayout>
-export function writeLayout(dir: string, spec: OciImageSpec | OciIndexSpec, ref = 'latest'): Promise<WrittenLayout> {
+export function writeLayout (dir: string, spec: OciImageSpec, ref?: string): Promise<WrittenLayout<BuiltImage>>
+export function writeLayout (dir: string, spec: OciIndexSpec, ref?: string): Promise<WrittenLayout<BuiltIndex>>
+export function writeLayout (dir: string, spec: OciImageSpec | OciIndexSpec, ref?: string): Promise<WrittenLayout>
+export function writeLayout (dir: string, spec: OciImageSpec | OciIndexSpec, ref = 'latest'): Promise<WrittenLayout> {
   return spec.kind === 'index' ? writeIndexLayout(dir, spec, ref) : writeImageLayout(dir, spec, ref)
 }

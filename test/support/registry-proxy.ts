@@ -83,7 +83,7 @@ export interface RegistryProxyHandle {
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'])
 
-function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+function endToEnd (headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {}
   for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v
   return out
@@ -93,7 +93,7 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 const TAGS_LIST = /^\/v2\/(.+)\/tags\/list$/
 
-export async function startRegistryProxy(opts: RegistryProxyOptions): Promise<RegistryProxyHandle> {
+export async function startRegistryProxy (opts: RegistryProxyOptions): Promise<RegistryProxyHandle> {
   const upstream = new URL(opts.upstream.url)
   const agent = new HttpsAgent({ keepAlive: true, ca: opts.upstream.caPem, maxSockets: 32 })
   const serving = await opts.upstream.ca.issueServerCert()
@@ -108,7 +108,12 @@ export async function startRegistryProxy(opts: RegistryProxyOptions): Promise<Re
   const forwardBuffered = (req: IncomingMessage, path: string, body?: IncomingMessage): Promise<Upstream> =>
     new Promise((resolve, reject) => {
       const up = httpsRequest({
-        protocol: 'https:', hostname: upstream.hostname, port: upstream.port, method: req.method, path, agent,
+        protocol: 'https:',
+        hostname: upstream.hostname,
+        port: upstream.port,
+        method: req.method,
+        path,
+        agent,
         headers: endToEnd(req.headers)
       }, (res) => {
         const chunks: Buffer[] = []
@@ -124,7 +129,12 @@ export async function startRegistryProxy(opts: RegistryProxyOptions): Promise<Re
   const forwardStreaming = (req: IncomingMessage, res: ServerResponse, entry: ProxyLogEntry): Promise<void> =>
     new Promise((resolve, reject) => {
       const up = httpsRequest({
-        protocol: 'https:', hostname: upstream.hostname, port: upstream.port, method: req.method, path: req.url, agent,
+        protocol: 'https:',
+        hostname: upstream.hostname,
+        port: upstream.port,
+        method: req.method,
+        path: req.url,
+        agent,
         headers: endToEnd(req.headers)
       }, (upRes) => {
         entry.status = upRes.statusCode

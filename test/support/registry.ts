@@ -49,7 +49,7 @@ export interface TestCa {
 // a leaf with the CA key using the *leaf's* key type, so CA and leaves must share it.
 const KEY_OPTS = { keyType: 'ec', curve: 'P-256', algorithm: 'sha256' } as const
 
-export async function createTestCa(commonName = 'pullpin test CA'): Promise<TestCa> {
+export async function createTestCa (commonName = 'pullpin test CA'): Promise<TestCa> {
   // Back-date by an hour so a freshly issued cert is valid for peers whose clock is a bit behind.
   const notBeforeDate = new Date(Date.now() - 3600_000)
   const notAfterDate = new Date(Date.now() + 7 * 24 * 3600_000)
@@ -102,11 +102,11 @@ export async function createTestCa(commonName = 'pullpin test CA'): Promise<Test
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-export function sha256(bytes: Buffer | string): string {
+export function sha256 (bytes: Buffer | string): string {
   return 'sha256:' + createHash('sha256').update(bytes).digest('hex')
 }
 
-export function dockerConfigJsonFor(host: string, username?: string, password?: string): string {
+export function dockerConfigJsonFor (host: string, username?: string, password?: string): string {
   if (username === undefined) return JSON.stringify({ auths: {} })
   const auth = Buffer.from(`${username}:${password ?? ''}`).toString('base64')
   return JSON.stringify({ auths: { [host]: { auth } } })
@@ -114,7 +114,7 @@ export function dockerConfigJsonFor(host: string, username?: string, password?: 
 
 interface RunResult { stdout: Buffer; stderr: string }
 
-function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<RunResult> {
+function run (cmd: string, args: string[], timeoutMs = 60_000): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     execFile(cmd, args, { encoding: 'buffer', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) {
@@ -128,7 +128,7 @@ function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<RunResult
 }
 
 /** A port nobody listens on right now (the kernel picks it; we close it again for the registry). */
-export function freePort(): Promise<number> {
+export function freePort (): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer()
     srv.once('error', reject)
@@ -140,7 +140,7 @@ export function freePort(): Promise<number> {
   })
 }
 
-async function bcryptHtpasswd(users: Record<string, string>): Promise<string> {
+async function bcryptHtpasswd (users: Record<string, string>): Promise<string> {
   // distribution's htpasswd backend accepts bcrypt entries only. Cost 4 (the minimum) because the
   // registry runs bcrypt on every Basic-authenticated request.
   const lines: string[] = []
@@ -220,7 +220,7 @@ export interface RegistryFixture extends RegistryHandle {
 
 interface ApiResponse { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
 
-export async function startRegistry(opts: StartRegistryOptions = {}): Promise<RegistryFixture> {
+export async function startRegistry (opts: StartRegistryOptions = {}): Promise<RegistryFixture> {
   const auth = opts.auth ?? 'htpasswd'
   const username = auth === 'none' ? undefined : opts.username ?? 'pullpin'
   const password = auth === 'none' ? undefined : opts.password ?? randomBytes(9).toString('base64url')
@@ -407,11 +407,11 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
 }
 
 /** The expected manifest/index digest of a spec, without pushing it. */
-export function expectedDigest(image: OciImageSpec | OciIndexSpec): string {
+export function expectedDigest (image: OciImageSpec | OciIndexSpec): string {
   return build(image).digest
 }
 
-async function spawnRegistry(cfgFile: string, dir: string, url: string, dispatcher: Agent): Promise<{ child: ChildProcess; logs: () => string }> {
+async function spawnRegistry (cfgFile: string, dir: string, url: string, dispatcher: Agent): Promise<{ child: ChildProcess; logs: () => string }> {
   const child = spawn(DOCKER_REGISTRY_BIN, ['serve', cfgFile], { stdio: ['ignore', 'pipe', 'pipe'] })
   let log = ''
   const collect = (chunk: Buffer): void => {
@@ -459,7 +459,7 @@ async function spawnRegistry(cfgFile: string, dir: string, url: string, dispatch
   }
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+async function stopChild (child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return
   const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   child.kill('SIGTERM')

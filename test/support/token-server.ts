@@ -108,12 +108,12 @@ export interface MintOptions {
 
 const KNOWN_ACTIONS = new Set(['pull', 'push', 'delete', '*'])
 
-function b64url(input: Buffer | string): string {
+function b64url (input: Buffer | string): string {
   return Buffer.from(input).toString('base64url')
 }
 
 /** `type:name:actions`; the name may itself contain ':' (e.g. a registry host with a port). */
-export function parseScope(scope: string): ResourceAccess | undefined {
+export function parseScope (scope: string): ResourceAccess | undefined {
   const first = scope.indexOf(':')
   const last = scope.lastIndexOf(':')
   if (first <= 0 || last === first) return undefined
@@ -124,7 +124,7 @@ export function parseScope(scope: string): ResourceAccess | undefined {
   }
 }
 
-export function signJwt(claims: object, key: KeyObject, certPem: string): string {
+export function signJwt (claims: object, key: KeyObject, certPem: string): string {
   const der = new X509Certificate(certPem).raw
   const header = { typ: 'JWT', alg: 'ES256', x5c: [der.toString('base64')] }
   const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`
@@ -133,7 +133,7 @@ export function signJwt(claims: object, key: KeyObject, certPem: string): string
   return `${input}.${b64url(sig)}`
 }
 
-function parseBasic(header: string | undefined): { user: string; pass: string } | undefined {
+function parseBasic (header: string | undefined): { user: string; pass: string } | undefined {
   if (header === undefined) return undefined
   const m = /^Basic\s+(.+)$/i.exec(header.trim())
   if (m === null) return undefined
@@ -143,7 +143,7 @@ function parseBasic(header: string | undefined): { user: string; pass: string } 
   return { user: decoded.slice(0, colon), pass: decoded.slice(colon + 1) }
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
+async function readBody (req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = []
   for await (const chunk of req) chunks.push(chunk as Buffer)
   return Buffer.concat(chunks).toString('utf8')
@@ -151,7 +151,7 @@ async function readBody(req: IncomingMessage): Promise<string> {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-export async function startTokenServer(opts: TokenServerOptions & { ca: TestCa }): Promise<TokenServerHandle> {
+export async function startTokenServer (opts: TokenServerOptions & { ca: TestCa }): Promise<TokenServerHandle> {
   const service = opts.service ?? 'pullpin-test-registry'
   const issuer = opts.issuer ?? 'pullpin-test-token-issuer'
   const path = opts.path ?? '/token'
