@@ -29,3 +29,34 @@ t.test('prototype-named keys anywhere: the review is answered and the patch appl
   t.same(Object.keys(result.metadata.annotations).sort(), ['__proto__', 'constructor'], 'the hostile annotations are kept')
   t.equal(({} as any).polluted, undefined, 'Object.prototype is untouched')
 })
+
+t.test('a review with thousands of images writes one bounded log line that says what it left out', async t => {
+  const p = await startPullpin(BASE_CONFIG + `
+pinning:
+  enabled: true
+  registries: [registry.example.com]
+`)
+  t.teardown(() => p.close())
+  const pod: any = richPod()
+  const images = 5000
+  pod.spec.containers = Array.from({ length: images }, (_, i) => ({ name: `c${i}`, image: `quay.io/org/image-number-${i}:latest` }))
+  // One absurdly long image name too: a single item must not make a line huge either.
+  pod.spec.containers.unshift({ name: 'huge', image: `quay.io/org/${'x'.repeat(200_000)}:latest` })
+  // And a valid image near the reference's length limits, whose warning is longer than a log item may be.
+  const host = `${'h'.repeat(60)}.${'o'.repeat(60)}.${'s'.repeat(60)}.example.com`
+  pod.spec.containers.unshift({ name: 'long', image: `${host}/${'r'.repeat(200)}:${'t'.repeat(120)}` })
+  const res = await p.post('/mutate', admissionReview(pod, { uid: 'u-big' }))
+  t.equal(res.status, 200)
+  t.equal(res.json.response.allowed, true)
+  const line = p.logs.lines.find(l => l.includes('"u-big"') && l.includes('with warnings'))
+  t.ok(line, 'the review logged its line')
+  t.ok(line!.length < 32 * 1024, `the line is ${line!.length} characters, under 32 KiB`)
+  const record = JSON.parse(line!)
+  // One warning per image: the 5,002 containers' and the init container's.
+  t.equal(record.warningsTotal, images + 3, 'the line says how many warnings there were')
+  t.equal(record.warningsLeftOut, images + 3 - record.warnings.length, 'and how many it left out')
+  t.ok(record.warnings.length > 0, 'the first warnings are in the line')
+  t.match(record.warnings[1], /^pullpin: h{60}\.o{60}.*…\(\d+ more characters\)$/, 'a long warning is cut and says so')
+  t.ok(record.warnings[1].length < 600)
+  t.match(record.warnings[3], /image-number-0:latest not pinned: quay.io is not in pinning.registries/)
+})
