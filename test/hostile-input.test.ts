@@ -60,3 +60,14 @@ pinning:
   t.ok(record.warnings[1].length < 600)
   t.match(record.warnings[3], /image-number-0:latest not pinned: quay.io is not in pinning.registries/)
 })
+
+t.test('a refused review echoes none of a huge field, in the answer or the log', async t => {
+  const p = await startPullpin(BASE_CONFIG)
+  t.teardown(() => p.close())
+  const res = await p.post('/mutate', { apiVersion: 'admission.k8s.io/v1', kind: 'x'.repeat(1_000_000) })
+  t.equal(res.status, 400)
+  t.equal(res.json.code, 'PULLPIN_REVIEW_MALFORMED')
+  t.ok(res.text.length < 1024, `the answer is ${res.text.length} characters`)
+  const line = p.logs.lines.find(l => l.includes('bad request'))
+  t.ok(line !== undefined && line.length < 2048, `the log line is ${line?.length} characters`)
+})
