@@ -71,3 +71,11 @@ t.test('a refused review echoes none of a huge field, in the answer or the log',
   const line = p.logs.lines.find(l => l.includes('bad request'))
   t.ok(line !== undefined && line.length < 2048, `the log line is ${line?.length} characters`)
 })
+
+t.test('the log censor keeps a "__proto__" key as a key, and censors below it', async t => {
+  const { redactSecrets } = await import('../src/server/logger.js')
+  const logged = JSON.parse('{"__proto__":{"password":"hunter2","name":"n"},"token":"t0ken"}')
+  const out = redactSecrets(logged)
+  t.equal(Object.getPrototypeOf(out), Object.prototype, 'the copy keeps its prototype')
+  t.same(JSON.parse(JSON.stringify(out)), JSON.parse('{"__proto__":{"password":"[redacted]","name":"n"},"token":"[redacted]"}'))
+})
