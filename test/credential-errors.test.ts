@@ -29,7 +29,7 @@ t.test('credential files', async t => {
   const kubeconfigs: Record<string, [string, RegExp]> = {
     'unknown tag': [`apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: !${SECRET}\n`, /line \d+, column \d+/],
     'unterminated quote': [`users:\n- name: u\n  user:\n    token: "${SECRET}\n`, /line \d+, column \d+/],
-    'bad indentation': [`users:\n- name: u\n  user:\n    token: ${SECRET}: x\n  bad\n`, /line 4, column \d+/],
+    'bad indentation': [`users:\n- name: u\n  user:\n    token: ${SECRET}: x\n  bad\n`, /bad indentation of a mapping entry \(line 4, column \d+\)/],
     'duplicate key': [`users:\n- name: u\n  user:\n    token: ${SECRET}\n    token: ${SECRET}\n`, /line 5, column \d+/],
     'flow mapping': [`users: [{ name: u, user: { token: ${SECRET} }\n`, /line \d+, column \d+/],
   }

@@ -90,13 +90,19 @@ function loadFile (kc: KubeConfig, file: string): void {
   }
 }
 
+const PLAIN_WORDS = /^[a-z][a-z ,;-]*$/i
 const STRUCTURAL_MESSAGE = /^(?:(?:clusters|users|contexts)\[\d+\](?:\.[a-z]+)* is missing|No active cluster!)$/
 
 /** What is wrong with a kubeconfig file, in words that contain none of its text. */
 export function kubeconfigProblem (err: unknown): string {
-  // js-yaml's YAMLException: `mark` holds the 0-based line and column.
-  const mark = (err as { mark?: { line?: unknown; column?: unknown } } | undefined)?.mark
-  if (typeof mark?.line === 'number' && typeof mark.column === 'number') return `not valid YAML (line ${mark.line + 1}, column ${mark.column + 1})`
+  // js-yaml's YAMLException: `mark` holds the 0-based line and column, `reason` what is wrong. A
+  // reason of plain words ("bad indentation of a mapping entry") is kept; one that quotes the file
+  // ("unknown tag !<!SUPERSECRET>", 'unidentified alias "…"') is not.
+  const { mark, reason } = (err ?? {}) as { mark?: { line?: unknown; column?: unknown }; reason?: unknown }
+  if (typeof mark?.line === 'number' && typeof mark.column === 'number') {
+    const what = typeof reason === 'string' && PLAIN_WORDS.test(reason) ? reason : 'not valid YAML'
+    return `${what} (line ${mark.line + 1}, column ${mark.column + 1})`
+  }
   const code = (err as { code?: unknown } | undefined)?.code
   if (typeof code === 'string') return code
   const message = err instanceof Error ? err.message : ''
