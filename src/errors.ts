@@ -6,7 +6,7 @@ import createError from '@fastify/error'
 
 export type CodedError = Error & { code: string; statusCode?: number }
 
-export function isCodedError(err: unknown, code?: string): err is CodedError {
+export function isCodedError (err: unknown, code?: string): err is CodedError {
   return err instanceof Error && typeof (err as { code?: unknown }).code === 'string' &&
     (code === undefined || (err as unknown as { code: string }).code === code)
 }
@@ -18,6 +18,8 @@ export const ERR_CONFIG_INVALID = createError('PULLPIN_CONFIG_INVALID', 'invalid
 // ---- admission review input (HTTP 4xx) ----
 export const ERR_REVIEW_MALFORMED = createError('PULLPIN_REVIEW_MALFORMED', 'malformed AdmissionReview: %s', 400)
 export const ERR_BODY_TOO_LARGE = createError('PULLPIN_BODY_TOO_LARGE', 'request body over %s bytes', 413)
+export const ERR_UNSUPPORTED_MEDIA_TYPE = createError('PULLPIN_UNSUPPORTED_MEDIA_TYPE', 'content-type %s is not supported: send application/json', 415)
+export const ERR_REQUEST_INVALID = createError('PULLPIN_REQUEST_INVALID', 'invalid request: %s', 400)
 
 // ---- image references (issue 3: src/reference) ----
 export const ERR_REFERENCE_INVALID = createError('PULLPIN_REFERENCE_INVALID', 'invalid image reference %s: %s', 400)

@@ -10,6 +10,7 @@ import type { Pod } from '../mutate/pod.js'
 import { isPodMutation, parseAdmissionReview, reviewResponse, type AdmissionRequest, type AdmissionResponse, type AdmissionReviewOut } from './review.js'
 import { limitWarnings } from './warnings.js'
 import { ReviewDeadline } from './deadline.js'
+import { addLogList, logError, logString } from './log-fields.js'
 
 export type Outcome = 'mutated' | 'unchanged' | 'audited' | 'denied' | 'error' | 'skipped'
 
@@ -57,7 +58,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     const namespace = req.namespace ?? pod.metadata?.namespace ?? ''
     // The per-review logger is made only when a line is written: most reviews write none, or one.
     let reviewLog: Logger | undefined
-    const log = (): Logger => (reviewLog ??= logger.child({ uid: req.uid, namespace, pod: podName(pod, req), operation: req.operation }))
+    const log = (): Logger => (reviewLog ??= logger.child({ uid: logString(req.uid), namespace: logString(namespace), pod: logString(podName(pod, req)), operation: req.operation }))
 
     let result: MutationResult
     let mode: 'enforce' | 'audit'
@@ -85,7 +86,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       result = mutated instanceof Promise ? await deadline.race(mutated) : mutated
     } catch (err) {
       const reason = (err as Error).message
-      log().error({ err }, 'mutation failed')
+      log().error({ err: logError(err) }, 'mutation failed')
       if (failOpen) {
         return done('error', { uid: req.uid, allowed: true, warnings: limitWarnings([`pullpin: internal error, pod admitted unchanged: ${reason}`]) })
       }
@@ -95,7 +96,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     }
 
     if (result.deny !== undefined && mode === 'enforce') {
-      log().info({ mode, outcome: 'denied', reason: result.deny, warnings: result.warnings, diagnostics: result.diagnostics }, 'pod denied')
+      log().info(reviewLine({ mode, outcome: 'denied', reason: logString(result.deny) }, result), 'pod denied')
       return done('denied', {
         uid: req.uid,
         allowed: false,
@@ -111,7 +112,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       const response: AdmissionResponse = { uid: req.uid, allowed: true, auditAnnotations: auditAnnotations('audit', result.changes, 'would-') }
       if (findings.length > 0) {
         response.warnings = limitWarnings(findings)
-        log().info({ mode, outcome: 'audited', wouldChange: result.changes, wouldDeny: result.deny, warnings: result.warnings, diagnostics: result.diagnostics }, 'audit: pod would be mutated')
+        log().info(reviewLine({ mode, outcome: 'audited', wouldDeny: result.deny === undefined ? undefined : logString(result.deny) }, result, 'wouldChange'), 'audit: pod would be mutated')
       } else if (logger.isLevelEnabled('debug')) {
         log().debug({ mode, outcome: 'audited' }, 'audit: pod would be unchanged')
       }
@@ -125,7 +126,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     if (warnings.length > 0) response.warnings = warnings
     if (result.patch.length === 0) {
       // Unchanged with warnings is worth a line (a registry problem); plain unchanged is not.
-      if (result.warnings.length > 0) log().info({ mode, outcome: 'unchanged', warnings: result.warnings, diagnostics: result.diagnostics }, 'pod unchanged, with warnings')
+      if (result.warnings.length > 0) log().info(reviewLine({ mode, outcome: 'unchanged' }, result), 'pod unchanged, with warnings')
       else if (logger.isLevelEnabled('debug')) log().debug({ mode, outcome: 'unchanged' }, 'pod unchanged')
       return done('unchanged', response)
     }
@@ -135,10 +136,21 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     // A clean mutation is recorded on the pod (pullpin.io/original-images), in the API server's
     // audit log (the audit annotations above) and in the metrics; its log line is debug, since at
     // info it was a third of the review's CPU (BENCHMARKS.md). Anything with a warning is info.
-    if (result.warnings.length > 0) log().info({ mode, outcome: 'mutated', dryRun, changes: result.changes, warnings: result.warnings, diagnostics: result.diagnostics }, 'pod mutated, with warnings')
-    else if (logger.isLevelEnabled('debug')) log().debug({ mode, outcome: 'mutated', dryRun, changes: result.changes }, 'pod mutated')
+    if (result.warnings.length > 0) log().info(reviewLine({ mode, outcome: 'mutated', dryRun }, result, 'changes'), 'pod mutated, with warnings')
+    else if (logger.isLevelEnabled('debug')) log().debug(reviewLine({ mode, outcome: 'mutated', dryRun }, { changes: result.changes }, 'changes'), 'pod mutated')
     return done('mutated', response)
   }
+}
+
+/**
+ * A review's log line: `fields`, plus the result's lists that grow with the pod (changes under
+ * `changesAs`, warnings, diagnostics), each bounded by log-fields.ts.
+ */
+function reviewLine (fields: Record<string, unknown>, result: Partial<Pick<MutationResult, 'changes' | 'warnings' | 'diagnostics'>>, changesAs?: 'changes' | 'wouldChange'): Record<string, unknown> {
+  if (changesAs !== undefined && result.changes !== undefined) addLogList(fields, changesAs, result.changes)
+  if (result.warnings !== undefined) addLogList(fields, 'warnings', result.warnings)
+  if (result.diagnostics !== undefined) addLogList(fields, 'diagnostics', result.diagnostics)
+  return fields
 }
 
 function podName (pod: Pod, req: AdmissionRequest): string {

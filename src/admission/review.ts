@@ -40,6 +40,17 @@ export interface AdmissionReviewOut {
 
 const OPERATIONS = new Set(['CREATE', 'UPDATE', 'DELETE', 'CONNECT'])
 
+/**
+ * A value the request sent, for an error message: a string cut short (the body may be megabytes),
+ * an object or array by its type only (it may be nested too deep to stringify).
+ */
+function quote (v: unknown): string {
+  if (typeof v === 'string') return v.length <= 80 ? JSON.stringify(v) : `${JSON.stringify(v.slice(0, 80))}…`
+  if (v === null || v === undefined) return 'null'
+  if (typeof v === 'object') return Array.isArray(v) ? 'an array' : 'an object'
+  return typeof v === 'number' || typeof v === 'boolean' ? String(v) : typeof v
+}
+
 function isObject (v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v)
 }
@@ -47,9 +58,9 @@ function isObject (v: unknown): v is Record<string, unknown> {
 /** Validate the shape pullpin relies on; anything else is the caller's error (HTTP 400). */
 export function parseAdmissionReview (body: unknown): AdmissionRequest {
   if (!isObject(body)) throw new ERR_REVIEW_MALFORMED('body must be a JSON object')
-  if (body.kind !== 'AdmissionReview') throw new ERR_REVIEW_MALFORMED(`kind must be "AdmissionReview", got ${JSON.stringify(body.kind ?? null)}`)
+  if (body.kind !== 'AdmissionReview') throw new ERR_REVIEW_MALFORMED(`kind must be "AdmissionReview", got ${quote(body.kind)}`)
   if (body.apiVersion !== REVIEW_API_VERSION) {
-    throw new ERR_REVIEW_MALFORMED(`apiVersion must be "${REVIEW_API_VERSION}", got ${JSON.stringify(body.apiVersion ?? null)} (configure admissionReviewVersions: [v1])`)
+    throw new ERR_REVIEW_MALFORMED(`apiVersion must be "${REVIEW_API_VERSION}", got ${quote(body.apiVersion)} (configure admissionReviewVersions: [v1])`)
   }
   const req = body.request
   if (!isObject(req)) throw new ERR_REVIEW_MALFORMED('request is missing')
@@ -61,7 +72,7 @@ export function parseAdmissionReview (body: unknown): AdmissionRequest {
     throw new ERR_REVIEW_MALFORMED('request.resource must be {group, version, resource}')
   }
   if (typeof req.operation !== 'string' || !OPERATIONS.has(req.operation)) {
-    throw new ERR_REVIEW_MALFORMED(`request.operation must be one of CREATE, UPDATE, DELETE, CONNECT, got ${JSON.stringify(req.operation ?? null)}`)
+    throw new ERR_REVIEW_MALFORMED(`request.operation must be one of CREATE, UPDATE, DELETE, CONNECT, got ${quote(req.operation)}`)
   }
   if ((req.operation === 'CREATE' || req.operation === 'UPDATE') && !isObject(req.object)) {
     throw new ERR_REVIEW_MALFORMED(`request.object is missing for ${req.operation}`)

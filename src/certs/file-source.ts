@@ -10,7 +10,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { watch as watchFs, type FSWatcher } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { ERR_TLS_FILES } from '../errors.js'
+import { ERR_TLS_FILES, isCodedError } from '../errors.js'
 import type { CertificateSource, TlsMaterial } from './certificate-source.js'
 
 export interface FileWatchOptions {
@@ -31,9 +31,24 @@ export class FileCertificateSource implements CertificateSource {
         readFile(this.keyFile, 'utf8'),
         this.caFile !== undefined ? readFile(this.caFile, 'utf8') : Promise.resolve(undefined),
       ])
+      this.checkPem(cert, key, ca)
       return ca === undefined ? { cert, key } : { cert, key, ca }
     } catch (err) {
+      if (isCodedError(err, 'PULLPIN_TLS_FILES')) throw err
       throw new ERR_TLS_FILES((err as Error).message)
+    }
+  }
+
+  /**
+   * Each file parsed here, so a bad one is named. OpenSSL's own message (thrown later, by the
+   * server) names no file; and no message from here quotes any of a file's text: a key file is
+   * a secret.
+   */
+  private checkPem (cert: string, key: string, ca: string | undefined): void {
+    try { createPrivateKey(key) } catch { throw new ERR_TLS_FILES(`${this.keyFile} is not a PEM private key`) }
+    try { new X509Certificate(cert) } catch { throw new ERR_TLS_FILES(`${this.certFile} is not a PEM certificate`) } // eslint-disable-line no-new
+    if (ca !== undefined) {
+      try { new X509Certificate(ca) } catch { throw new ERR_TLS_FILES(`${this.caFile ?? ''} is not a PEM certificate`) } // eslint-disable-line no-new
     }
   }
 
@@ -66,7 +81,7 @@ export class FileCertificateSource implements CertificateSource {
     const schedule = (): void => {
       if (stopped) return
       clearTimeout(timer)
-      timer = setTimeout(() => { void reload() }, this.watchOptions.debounceMs ?? 200)
+      timer = setTimeout(() => { reload().catch(onError) }, this.watchOptions.debounceMs ?? 200)
     }
     const watchers: FSWatcher[] = []
     for (const dir of dirs) {

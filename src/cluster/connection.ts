@@ -77,13 +77,35 @@ export function connectCluster (opts: ClusterConnectOptions): ClusterConnection 
 }
 
 /**
- * A kubeconfig holds credentials (tokens, client keys), and the YAML parser's message quotes the
- * lines around a syntax error: only its first line (what is wrong, and where) is kept.
+ * A kubeconfig holds credentials (tokens, client keys), and the YAML parser's messages quote its
+ * text: `token: !SUPERSECRET` gave "unknown tag !<!SUPERSECRET>" (issue 11). An error about it
+ * names the file and the position only; of the library's own messages only the structural ones
+ * ("users[0].name is missing") are kept, since they quote nothing from the file.
  */
 function loadFile (kc: KubeConfig, file: string): void {
   try {
     kc.loadFromFile(file)
   } catch (err) {
-    throw new ERR_CONFIG_KUBECONFIG(file, String((err as Error).message).split('\n')[0])
+    throw new ERR_CONFIG_KUBECONFIG(file, kubeconfigProblem(err))
   }
+}
+
+const PLAIN_WORDS = /^[a-z][a-z ,;-]*$/i
+const STRUCTURAL_MESSAGE = /^(?:(?:clusters|users|contexts)\[\d+\](?:\.[a-z]+)* is missing|No active cluster!)$/
+
+/** What is wrong with a kubeconfig file, in words that contain none of its text. */
+export function kubeconfigProblem (err: unknown): string {
+  // js-yaml's YAMLException: `mark` holds the 0-based line and column, `reason` what is wrong. A
+  // reason of plain words ("bad indentation of a mapping entry") is kept; one that quotes the file
+  // ("unknown tag !<!SUPERSECRET>", 'unidentified alias "…"') is not.
+  const { mark, reason } = (err ?? {}) as { mark?: { line?: unknown; column?: unknown }; reason?: unknown }
+  if (typeof mark?.line === 'number' && typeof mark.column === 'number') {
+    const what = typeof reason === 'string' && PLAIN_WORDS.test(reason) ? reason : 'not valid YAML'
+    return `${what} (line ${mark.line + 1}, column ${mark.column + 1})`
+  }
+  const code = (err as { code?: unknown } | undefined)?.code
+  if (typeof code === 'string') return code
+  const message = err instanceof Error ? err.message : ''
+  if (STRUCTURAL_MESSAGE.test(message)) return message
+  return 'not a usable kubeconfig (its text is not shown: it may hold credentials)'
 }

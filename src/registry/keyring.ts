@@ -10,6 +10,7 @@
 import { Buffer } from 'node:buffer'
 import { inspect } from 'node:util'
 import { ERR_CONFIG_INVALID } from '../errors.js'
+import { formatPosition, jsonErrorPosition } from '../json-position.js'
 import { DEFAULT_REGISTRY } from '../reference/parse.js'
 import { compileRegistryKey, normalizedImageName, type CompiledRegistryKey, type RegistryImage } from '../reference/host-glob.js'
 
@@ -168,13 +169,14 @@ function toObject(source: string, json: DockerConfigSource['json']): Record<stri
   let value: unknown = json
   if (json instanceof Uint8Array) value = Buffer.from(json.buffer, json.byteOffset, json.byteLength).toString('utf8')
   if (typeof value === 'string') {
-    if (value.trim() === '') throw new ERR_CONFIG_INVALID(source, 'docker config is empty')
+    const text = value
+    if (text.trim() === '') throw new ERR_CONFIG_INVALID(source, 'docker config is empty')
     try {
-      value = JSON.parse(value)
-    } catch (err) {
-      // V8's message quotes the text around the error, which may be a password: keep only the position.
-      const position = /position (\d+)/.exec(err instanceof Error ? err.message : '')?.[1]
-      throw new ERR_CONFIG_INVALID(source, `docker config is not valid JSON${position === undefined ? '' : ` (at position ${position})`}`)
+      value = JSON.parse(text)
+    } catch {
+      // V8's message quotes the text around the error, which may be a password: only the position is given.
+      const at = jsonErrorPosition(text)
+      throw new ERR_CONFIG_INVALID(source, `docker config is not valid JSON${at === undefined ? '' : ` (${formatPosition(at)})`}`)
     }
   }
   if (!isPlainObject(value)) throw new ERR_CONFIG_INVALID(source, 'docker config must be a JSON object')

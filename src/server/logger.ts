@@ -74,7 +74,11 @@ function redact (value: unknown, depth: number): unknown {
   for (const key of Object.keys(obj)) {
     const v = obj[key]
     const r = v !== undefined && isSecretKey(key) ? CENSOR : redact(v, depth + 1)
-    if (r !== v) (copy ??= copyOf(obj))[key] = r
+    if (r === v) continue
+    copy ??= copyOf(obj)
+    // A "__proto__" key (a user's annotation, parsed by JSON.parse) is a key here: assigning it would set the prototype.
+    if (key === '__proto__') Object.defineProperty(copy, key, { value: r, writable: true, enumerable: true, configurable: true })
+    else copy[key] = r
   }
   if (isError) {
     // Not enumerable, but serialized by pino: `cause`, and the `errors` of an AggregateError.
@@ -90,7 +94,10 @@ function redact (value: unknown, depth: number): unknown {
 
 /** A shallow copy that still serializes the same way (an error stays an error for pino's serializer). */
 function copyOf (obj: Record<string, unknown>): Record<string, unknown> {
-  const copy = Object.assign(Object.create(Object.getPrototypeOf(obj) as object | null) as Record<string, unknown>, obj)
+  // Spread, not Object.assign: it defines properties, so an own "__proto__" key is copied as a key.
+  const copy: Record<string, unknown> = { ...obj }
+  const proto = Object.getPrototypeOf(obj) as object | null
+  if (proto !== Object.prototype) Object.setPrototypeOf(copy, proto)
   if (obj instanceof Error) {
     for (const key of ['message', 'stack', 'cause', 'errors'] as const) {
       if (Object.prototype.hasOwnProperty.call(obj, key)) Object.defineProperty(copy, key, { value: obj[key], writable: true, configurable: true, enumerable: false })
@@ -123,7 +130,8 @@ export function createLogger (opts: { level?: LevelWithSilent; destination?: Des
   }, opts.destination)
   // pino applies formatters.bindings to the root's own bindings only, not to a child's: censor
   // those when the child is made. Children are Object.create(parent), so they inherit this method.
-  const pinoChild = logger.child
+  // Unbound on purpose: it is called with each child as `this` below.
+  const pinoChild = logger.child // eslint-disable-line @typescript-eslint/unbound-method
   logger.child = function (this: Logger, bindings: Record<string, unknown>, options?: object) {
     return pinoChild.call(this, redactSecrets(bindings), options)
   } as Logger['child']

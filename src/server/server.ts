@@ -1,13 +1,13 @@
 // The HTTPS transport: Fastify routes, TLS with live certificate reload, and the error mapping
 // from coded errors to HTTP statuses. No admission logic lives here.
 import type { SecureContextOptions } from 'node:tls'
-import type { Server as HttpsServer } from 'node:https'
 import Fastify, { LogController, type FastifyError } from 'fastify'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import type { AdmissionHandler } from '../admission/handler.js'
 import type { TlsMaterial } from '../certs/certificate-source.js'
-import { isCodedError } from '../errors.js'
+import { ERR_BODY_TOO_LARGE, ERR_REQUEST_INVALID, ERR_REVIEW_MALFORMED, ERR_UNSUPPORTED_MEDIA_TYPE, isCodedError, type CodedError } from '../errors.js'
+import { formatPosition, jsonErrorPosition } from '../json-position.js'
 import type { Readiness } from './readiness.js'
 import { turnFlush } from './turn-flush.js'
 
@@ -54,16 +54,61 @@ function makeFastify (opts: ServerOptions) {
   })
 }
 
+const STATUS_TEXT: Readonly<Record<number, string>> = { 400: 'Bad Request', 413: 'Payload Too Large', 415: 'Unsupported Media Type' }
+
+/**
+ * Fastify's own 4xx errors (body too large, unsupported media type, a bad content-length…) as
+ * pullpin's coded errors, so every refusal carries a PULLPIN_ code a client can branch on.
+ */
+function codedError (err: FastifyError, contentType: string | undefined): CodedError {
+  if (isCodedError(err) && err.code.startsWith('PULLPIN_')) return err
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ERR_BODY_TOO_LARGE(BODY_LIMIT_BYTES)
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ERR_UNSUPPORTED_MEDIA_TYPE(JSON.stringify((contentType ?? '(none)').slice(0, 100)))
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ERR_REVIEW_MALFORMED('the body is empty')
+  }
+  const status = err.statusCode
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const coded: CodedError = new ERR_REQUEST_INVALID(err.message)
+    coded.statusCode = status
+    return coded
+  }
+  return err
+}
+
 export function buildServer (opts: ServerOptions): PullpinServer {
   const fastify = makeFastify(opts)
 
-  fastify.setErrorHandler((err: FastifyError, request, reply) => {
+  // Request bodies are parsed by JSON.parse alone. Fastify's own parser refuses any "__proto__" or
+  // "constructor" key with a 400 (prototype-poisoning guard), but those are legal keys in a pod
+  // (labels, annotations, CSI volumeAttributes are not validated before admission webhooks run),
+  // and with failurePolicy Ignore that 400 admitted the pod without its secrets and pins
+  // (issue 11). JSON.parse defines every key as an own data property, so "__proto__" never sets a
+  // prototype; nothing downstream assigns user keys onto plain objects (src/mutate/mutator.ts
+  // copies by spread, which defines properties too).
+  fastify.removeContentTypeParser('application/json')
+  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    const text = body as string
+    try {
+      done(null, JSON.parse(text) as unknown)
+    } catch {
+      // V8's message quotes the body around the error; the position says enough.
+      const at = jsonErrorPosition(text)
+      done(new ERR_REVIEW_MALFORMED(text.trim() === '' ? 'the body is empty' : `the body is not valid JSON${at === undefined ? '' : ` (${formatPosition(at)})`}`), undefined)
+    }
+  })
+
+  fastify.setErrorHandler((raw: FastifyError, request, reply) => {
+    const err = codedError(raw, request.headers['content-type'])
     const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500
     if (status >= 500) request.log.error({ reqId: request.id, err }, 'request failed')
     else request.log.warn({ reqId: request.id, code: err.code, message: err.message }, 'bad request')
-    void reply.code(status).send({
-      error: status === 413 ? 'Payload Too Large' : status < 500 ? 'Bad Request' : 'Internal Server Error',
-      code: isCodedError(err) ? err.code : 'PULLPIN_INTERNAL',
+    return reply.code(status).send({
+      error: STATUS_TEXT[status] ?? (status < 500 ? 'Bad Request' : 'Internal Server Error'),
+      code: isCodedError(err) && err.code.startsWith('PULLPIN_') ? err.code : 'PULLPIN_INTERNAL',
       message: err.message,
     })
   })
@@ -76,9 +121,9 @@ export function buildServer (opts: ServerOptions): PullpinServer {
     return review
   })
 
-  fastify.get('/healthz', async () => ({ status: 'ok' }))
+  fastify.get('/healthz', () => ({ status: 'ok' }))
 
-  fastify.get('/readyz', async (_request, reply) => {
+  fastify.get('/readyz', (_request, reply) => {
     const s = opts.readiness.status()
     return reply.code(s.ready ? 200 : 503).send({ status: s.ready ? 'ok' : 'unready', checks: s.checks })
   })
@@ -91,7 +136,7 @@ export function buildServer (opts: ServerOptions): PullpinServer {
   return {
     fastify,
     reloadTls (tls) {
-      (fastify.server as HttpsServer).setSecureContext(secureContextOptions(tls))
+      fastify.server.setSecureContext(secureContextOptions(tls))
     },
   }
 }
