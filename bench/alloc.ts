@@ -11,7 +11,7 @@ export async function allocatedPerCall (n: number, op: () => unknown): Promise<n
   profiler.start()
   for (let i = 0; i < n; i++) await op()
   const end = v8.getHeapStatistics().used_heap_size
-  const { statistics } = profiler.stop()!
+  const { statistics } = profiler.stop()
   let total = 0
   let last = start
   for (const gc of statistics) {

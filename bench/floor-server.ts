@@ -48,7 +48,7 @@ fastify.post('/mutate', async () => {
   if (endOfTurn !== undefined) await endOfTurn()
   return RESPONSE
 })
-fastify.get('/readyz', async () => ({ status: 'ok' }))
+fastify.get('/readyz', () => Promise.resolve({ status: 'ok' }))
 
 await fastify.listen({ host: '127.0.0.1', port: Number(values.port) })
 process.once('SIGTERM', () => { void fastify.close().then(() => process.exit(0)) })

@@ -82,7 +82,7 @@ function httpsTransport (method: 'HEAD' | 'GET', caPem: string): Transport {
       req.end()
     }),
     handshakes: () => sockets,
-    close: async () => { agent.destroy() }
+    close: () => { agent.destroy(); return Promise.resolve() }
   }
 }
 

@@ -69,7 +69,7 @@ export function spawnServer (opts: SpawnServerOptions): ServerProcess {
   const [cmd, args] = opts.cpu !== undefined && HAS_TASKSET
     ? ['taskset', ['-c', String(opts.cpu), opts.command, ...opts.args]]
     : [opts.command, [...opts.args]]
-  const child = spawn(cmd, args as string[], { stdio: ['ignore', fd, fd], env: opts.env ?? process.env })
+  const child = spawn(cmd, args, { stdio: ['ignore', fd, fd], env: opts.env ?? process.env })
   closeSync(fd)
   if (child.pid === undefined) throw new Error(`${opts.name}: spawn failed`)
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))

@@ -63,7 +63,7 @@ async function main (): Promise<void> {
       logFile,
     })
     await waitReady(server.url, certs.ca)
-    const body = benchReview(env.host, values.namespace!)
+    const body = benchReview(env.host, values.namespace)
     const warm = await runLoad({ url: `${server.url}/mutate`, body, connections: Number(values.connections), durationS: 2 })
     const r = await runLoad({ url: `${server.url}/mutate`, body, connections: Number(values.connections), durationS: Number(values.duration), serverPid: server.pid })
     await server.stop()

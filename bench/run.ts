@@ -217,7 +217,7 @@ async function throughput (ctx: Ctx): Promise<ThroughputResult> {
 interface BreakdownRow { variant: string; rps: number; cpuUsPerReview: number; p99: number }
 
 async function breakdown (ctx: Ctx): Promise<BreakdownRow[]> {
-  const base = `namespaces:\n  labels:\n    team-a: { pullpin.io/inject: enabled }\n`
+  const base = 'namespaces:\n  labels:\n    team-a: { pullpin.io/inject: enabled }\n'
   const secrets = benchConfigYaml(ctx.env).slice(0, benchConfigYaml(ctx.env).indexOf('pinning:'))
   const files = { none: join(ctx.dir, 'breakdown-none.yaml'), secrets: join(ctx.dir, 'breakdown-secrets.yaml'), response: join(ctx.dir, 'enforce-response.json') }
   await writeFile(files.none, base)
@@ -394,11 +394,11 @@ function childPid (command: string): number | undefined {
 
 /** Runs a bench script in a fresh process and returns what it prints on stdout. */
 function runScript (script: string, nodeArgs: string[] = [], args: string[] = []): Promise<string> {
-  return new Promise<string>((resolvePromise, reject) => {
+  return new Promise<string>((resolve, reject) => {
     const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, 'bench', script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
     let text = ''
     child.stdout.on('data', (c: Buffer) => { text += c.toString('utf8') })
-    child.once('exit', (code) => code === 0 ? resolvePromise(text.trim()) : reject(new Error(`${script} exited ${code}`)))
+    child.once('exit', (code) => code === 0 ? resolve(text.trim()) : reject(new Error(`${script} exited ${code}`)))
   })
 }
 
@@ -527,7 +527,7 @@ function table (results: Record<string, any>): string {
   }
   const hp = results.hotpath
   if (hp !== undefined) {
-    out.push(`### Admission hot path without HTTP (bench/hot-path.ts: CPU per review, best / median of 5 rounds of 10,000; bytes allocated per review, JSON.parse included)`, '')
+    out.push('### Admission hot path without HTTP (bench/hot-path.ts: CPU per review, best / median of 5 rounds of 10,000; bytes allocated per review, JSON.parse included)', '')
     const kib = (bytes: number | undefined): string => bytes === undefined ? '-' : `${(bytes / 1024).toFixed(1)} KiB`
     out.push('| review | CPU per review | allocated per review |', '|---|---:|---:|')
     out.push(`| enforce: 2 secrets added, 4 images pinned from the warm cache, patch, metrics | ${hp.enforce.bestUs.toFixed(1)} / ${hp.enforce.medianUs.toFixed(1)} µs | ${kib(hp.enforce.allocatedBytes)} |`)
@@ -629,14 +629,14 @@ async function main (): Promise<void> {
   results.totalSeconds = round((performance.now() - began) / 1000, 1)
   // Other work on the machine skews every number: the 1-minute load average before and after says how quiet it was.
   results.loadavgAtEnd = loadavg()
-  await writeFile(argv.out!, JSON.stringify(results, null, 2) + '\n')
+  await writeFile(argv.out, JSON.stringify(results, null, 2) + '\n')
   const m = results.machine as Record<string, unknown>
   const la = (x: unknown): string => (x as number[]).map(v => v.toFixed(2)).join(' ')
   process.stdout.write(`\nMachine: ${String(m.nproc)} × ${String(m.cpu)}, ${String(m.memGiB)} GiB, Node ${String(m.node)}, Linux ${String(m.kernel)}. ${String(results.placement)}. Load average at start ${la(m.loadavgAtStart)}, at end ${la(results.loadavgAtEnd)}.\n\n`)
   process.stdout.write(table(results as Record<string, any>) + '\n')
   const missed = targets(results as Record<string, any>)
   process.stdout.write(missed.length === 0 ? 'Every target met.\n' : `Targets missed:\n${missed.map(x => `  - ${x}`).join('\n')}\n`)
-  process.stdout.write(`Results: ${argv.out!} (${String(results.totalSeconds)} s)\n`)
+  process.stdout.write(`Results: ${argv.out} (${String(results.totalSeconds)} s)\n`)
   if (argv.strict === true && missed.length > 0) process.exitCode = 1
 }
 

@@ -815,7 +815,7 @@ async function startRendered (objs: Obj[], files: Record<string, string>, dir: s
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`pullpin did not start: ${logs.join('\n')}`)), 30_000)
     let buf = ''
-    proc.stdout!.on('data', (chunk: Buffer) => {
+    proc.stdout.on('data', (chunk: Buffer) => {
       buf += chunk.toString()
       let nl
       while ((nl = buf.indexOf('\n')) >= 0) {
@@ -826,7 +826,7 @@ async function startRendered (objs: Obj[], files: Record<string, string>, dir: s
         if (url !== null) { clearTimeout(timer); resolve(Number(url[1])) }
       }
     })
-    proc.stderr!.on('data', (chunk: Buffer) => logs.push(chunk.toString()))
+    proc.stderr.on('data', (chunk: Buffer) => logs.push(chunk.toString()))
     proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`pullpin exited ${code}: ${logs.join('\n')}`)) })
   })
   return { proc, port, logs }

@@ -22,7 +22,7 @@ function own (entries: ReadonlyArray<readonly [string, unknown]>): Record<string
 const keyArb = fc.oneof(
   { weight: 3, arbitrary: fc.constantFrom(...HOSTILE) },
   { weight: 1, arbitrary: fc.string({ unit: 'grapheme', maxLength: 8 }) },
-  { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 8 }) }, // lone surrogates, controls
+  { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 8 }) } // lone surrogates, controls
 )
 const stringArb = fc.oneof(fc.constantFrom(...HOSTILE), fc.string({ unit: 'grapheme', maxLength: 12 }), fc.string({ unit: 'binary', maxLength: 12 }))
 /** Plain string maps (labels, annotations, volumeAttributes) with hostile keys. */

@@ -55,7 +55,7 @@ export interface FakeApiServer {
   kubeconfigYaml(): string
   /** store an object directly, bypassing validation (defaults still apply); emits ADDED/MODIFIED to watchers */
   seed(obj: object): any
-  get(path: ObjectPath): any | undefined
+  get(path: ObjectPath): any
   list(resource: string, namespace?: string): any[]
   /** every request received, in order */
   requests: LoggedRequest[]
@@ -437,7 +437,7 @@ class FakeApiServerImpl implements FakeApiServer {
     return clone(this.commit(def, prev ? 'MODIFIED' : 'ADDED', obj, prev))
   }
 
-  get (path: ObjectPath): any | undefined {
+  get (path: ObjectPath): any {
     const def = RESOURCES.find((d) => d.resource === path.resource && (path.group === undefined || d.group === path.group))
     if (!def) return undefined
     const obj = this.bucket(def).get(storeKey(def.namespaced ? (path.namespace ?? 'default') : undefined, path.name))
