@@ -15,7 +15,6 @@ import {
   MANAGED_BY_LABEL,
   MANAGED_BY_VALUE,
   SERVICE_ACCOUNT_ANNOTATION,
-  isManagedByPullpin,
   isPlaceholder,
   isPullpinCopy,
   isSourceItself,
