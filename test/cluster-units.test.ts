@@ -98,6 +98,15 @@ t.test('mergeDockerConfigs and planPlaceholder', async (t) => {
   t.same(planPlaceholder(placeholder, { ...merged, sources: [] }), { kind: 'none' }, 'nothing to fill it with')
 })
 
+t.test('mergeDockerConfigs keeps registry keys named like Object.prototype members', async (t) => {
+  const odd = sourceState({ namespace: 'p', name: 'odd' }, { type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': b64('{"auths":{"constructor":{"auth":"Yzp4"},"__proto__":{"auth":"cDp4"},"toString":{"auth":"dDp4"}}}') } }) as Parameters<typeof mergeDockerConfigs>[0][number]
+  const merged = mergeDockerConfigs([odd])
+  const text = Buffer.from(merged.data, 'base64').toString()
+  const auths = JSON.parse(text).auths
+  t.same(Object.keys(auths).sort(), ['__proto__', 'constructor', 'toString'], 'no key is lost')
+  t.equal(Object.getPrototypeOf({}), Object.prototype, 'and no prototype is touched')
+})
+
 t.test('backoff, MicroTime, error mapping', async (t) => {
   const b = new Backoff({ initialMs: 100, maxMs: 1000, random: () => 1 })
   t.same([b.next(), b.next(), b.next(), b.next(), b.next(), b.next()], [100, 200, 400, 800, 1000, 1000])

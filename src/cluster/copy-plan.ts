@@ -141,7 +141,9 @@ export function planCopy (input: CopyPlanInput): CopyAction {
  * For a registry key present in several sources, the first in config order wins.
  */
 export function mergeDockerConfigs (sources: ReadonlyArray<Extract<SourceState, { kind: 'ready' }>>): { data: string; hash: string; sources: string[]; skipped: string[] } {
-  const auths: Record<string, unknown> = {}
+  // No prototype: a registry key is data, whatever its name ("constructor", "__proto__" …), and is
+  // never looked up through, nor assigned into, Object.prototype.
+  const auths = Object.create(null) as Record<string, unknown>
   const used: string[] = []
   const skipped: string[] = []
   for (const s of sources) {
@@ -154,7 +156,7 @@ export function mergeDockerConfigs (sources: ReadonlyArray<Extract<SourceState, 
     }
     const a = (parsed as { auths?: unknown } | null)?.auths
     if (a === null || typeof a !== 'object' || Array.isArray(a)) { skipped.push(s.source); continue }
-    for (const [key, value] of Object.entries(a as Record<string, unknown>)) if (!(key in auths)) auths[key] = value
+    for (const [key, value] of Object.entries(a as Record<string, unknown>)) if (!Object.hasOwn(auths, key)) auths[key] = value
     used.push(s.source)
   }
   const data = Buffer.from(JSON.stringify({ auths })).toString('base64')
