@@ -21,6 +21,7 @@
 //
 //   npx tsx bench/run.ts [--duration 8] [--rounds 3] [--connections 16] [--soak 30] [--only throughput,miss,...]
 //                        [--out FILE] [--dist DIR: another build of src/, e.g. an older commit] [--strict: exit 1 on a missed target]
+//                        [--compare DIR: throughput of another build in the same interleaved rounds, before/after]
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os'
@@ -56,9 +57,13 @@ const { values: argv } = parseArgs({
     strict: { type: 'boolean', default: false },
     // Benchmark another build instead of building this tree (e.g. an older commit, for before/after).
     dist: { type: 'string' },
+    // Throughput only: also run another build (an older commit) in the same interleaved rounds, so
+    // before and after are measured side by side under the same conditions.
+    compare: { type: 'string' },
   },
 })
 const DIST = argv.dist !== undefined ? resolve(argv.dist) : BUILD_DIR
+const COMPARE = argv.compare !== undefined ? resolve(argv.compare) : undefined
 const DURATION = Number(argv.duration)
 const ROUNDS = Number(argv.rounds)
 const CONNECTIONS = Number(argv.connections)
@@ -79,12 +84,12 @@ interface Ctx {
 // ---------------------------------------------------------------------------------------------
 // servers
 
-async function startPullpin (ctx: Ctx, name: string, configFile = ctx.configFile, extraArgs: string[] = [], nodeFlags: string[] = []): Promise<ServerProcess> {
+async function startPullpin (ctx: Ctx, name: string, configFile = ctx.configFile, extraArgs: string[] = [], nodeFlags: string[] = [], dist = DIST): Promise<ServerProcess> {
   const port = await freePort()
   const server = spawnServer({
     name,
     command: process.execPath,
-    args: [...nodeFlags, join(DIST, 'cli.js'), 'serve', '--config', configFile, '--host', '127.0.0.1', '--port', String(port),
+    args: [...nodeFlags, join(dist, 'cli.js'), 'serve', '--config', configFile, '--host', '127.0.0.1', '--port', String(port),
       '--tls-cert', ctx.certs.certFile, '--tls-key', ctx.certs.keyFile, '--namespace', 'pullpin-system', ...extraArgs],
     url: `https://127.0.0.1:${port}`,
     cpu: 1,
@@ -151,6 +156,7 @@ interface ThroughputResult {
 async function throughput (ctx: Ctx): Promise<ThroughputResult> {
   const floor = await startFloor(ctx)
   const pullpin = await startPullpin(ctx, 'pullpin-throughput')
+  const before = COMPARE !== undefined ? await startPullpin(ctx, 'pullpin-before', ctx.configFile, [], [], COMPARE) : undefined
   try {
     const enforceBody = benchReview(ctx.env.host, 'team-a')
     const auditBody = benchReview(ctx.env.host, 'team-b')
@@ -170,13 +176,19 @@ async function throughput (ctx: Ctx): Promise<ThroughputResult> {
       { name: 'enforce', url: pullpin.url, pid: pullpin.pid, body: enforceBody },
       { name: 'audit', url: pullpin.url, pid: pullpin.pid, body: auditBody },
     ]
+    if (before !== undefined) {
+      targets.push(
+        { name: 'enforce-before', url: before.url, pid: before.pid, body: enforceBody },
+        { name: 'audit-before', url: before.url, pid: before.pid, body: auditBody }
+      )
+    }
     const registryRequestsBefore = ctx.env.proxy.log.length
     const fromCacheBefore = await metric(pullpin.url, ctx.certs.ca, /^pullpin_images_pinned_total\{format="tag",source="cache"\}/)
     for (const t of targets) {
       log(`warm-up ${t.name}`)
       await runLoad({ url: `${t.url}/mutate`, body: t.body, connections: CONNECTIONS, durationS: 2 })
     }
-    const runs: Record<string, LoadResult[]> = { floor: [], enforce: [], audit: [] }
+    const runs: Record<string, LoadResult[]> = Object.fromEntries(targets.map(t => [t.name, []]))
     for (let r = 0; r < ROUNDS; r++) {
       for (const t of targets) {
         const res = await runLoad({ url: `${t.url}/mutate`, body: t.body, connections: CONNECTIONS, durationS: DURATION, serverPid: t.pid })
@@ -190,7 +202,7 @@ async function throughput (ctx: Ctx): Promise<ThroughputResult> {
     for (const [name, list] of Object.entries(runs)) median[name] = [...list].sort((a, b) => a.rps - b.rps)[Math.floor(list.length / 2)]!
     const f = median.floor!
     const ratios: Record<string, { rps: number; p99: number }> = {}
-    for (const name of ['enforce', 'audit']) ratios[name] = { rps: median[name]!.rps / f.rps, p99: median[name]!.p99 / f.p99 }
+    for (const t of targets.slice(1)) ratios[t.name] = { rps: median[t.name]!.rps / f.rps, p99: median[t.name]!.p99 / f.p99 }
     return {
       connections: CONNECTIONS,
       durationS: DURATION,
@@ -208,6 +220,7 @@ async function throughput (ctx: Ctx): Promise<ThroughputResult> {
   } finally {
     await floor.stop()
     await pullpin.stop()
+    await before?.stop()
   }
 }
 
@@ -510,10 +523,11 @@ function table (results: Record<string, any>): string {
     out.push(`### Admission throughput (${tp.connections} connections, ${tp.durationS} s per run, median of ${tp.rounds} interleaved rounds)`, '')
     out.push('| server | req/s | p50 | p99 | p99.9 | errors | req/s vs floor | p99 vs floor | server CPU (cores) | server CPU per review | load-generator CPU (cores) |')
     out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
-    for (const name of ['floor', 'enforce', 'audit']) {
+    for (const name of Object.keys(tp.median)) {
       const m = tp.median[name]!
       const ratio = tp.ratios[name]
-      out.push(`| ${name === 'floor' ? 'floor (bare Fastify)' : `pullpin ${name}, warm cache`} | ${m.rps.toFixed(0)} | ${ms(m.p50)} | ${ms(m.p99)} | ${ms(m.p999)} | ${m.errors} | ${ratio === undefined ? '1.00×' : `${ratio.rps.toFixed(2)}×`} | ${ratio === undefined ? '1.00×' : `${ratio.p99.toFixed(2)}×`} | ${m.serverCpu?.toFixed(2) ?? '-'} | ${m.serverCpu !== undefined ? `${(m.serverCpu * 1e6 / m.rps).toFixed(0)} µs` : '-'} | ${m.loadCpu.toFixed(2)} |`)
+      const label = name === 'floor' ? 'floor (bare Fastify)' : name.endsWith('-before') ? `before (--compare): pullpin ${name.slice(0, -7)}` : `pullpin ${name}, warm cache`
+      out.push(`| ${label} | ${m.rps.toFixed(0)} | ${ms(m.p50)} | ${ms(m.p99)} | ${ms(m.p999)} | ${m.errors} | ${ratio === undefined ? '1.00×' : `${ratio.rps.toFixed(2)}×`} | ${ratio === undefined ? '1.00×' : `${ratio.p99.toFixed(2)}×`} | ${m.serverCpu?.toFixed(2) ?? '-'} | ${m.serverCpu !== undefined ? `${(m.serverCpu * 1e6 / m.rps).toFixed(0)} µs` : '-'} | ${m.loadCpu.toFixed(2)} |`)
     }
     out.push('', `Images pinned from the cache: ${String(tp.checks.pinnedFromCache)}. Registry requests during the runs: ${String(tp.checks.registryRequestsDuringRuns)} (the background refreshes of the 4 tags each time their 60 s TTL ends; reviews meanwhile get the cached answer).`, '')
   }
