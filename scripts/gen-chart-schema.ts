@@ -70,6 +70,7 @@ export function valuesSchema (): Schema {
         create: bool('Create the ClusterRole, Roles and bindings.'),
         cleanupRetiredCopies: bool('Grant cluster-wide list and delete on Secrets so copies of removed pullSecrets entries are cleaned up.'),
         secretWritePolicy: bool('Render a ValidatingAdmissionPolicy (Kubernetes 1.30+) allowing pullpin\'s ServiceAccount to write only the Secrets pullpin manages.'),
+        webhookWritePolicy: bool('Render a ValidatingAdmissionPolicy (Kubernetes 1.30+) allowing pullpin\'s ServiceAccount to change only the caBundle of its own MutatingWebhookConfiguration.'),
       }),
       config: configValuesSchema(),
       webhook: object({

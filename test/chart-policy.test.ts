@@ -59,6 +59,8 @@ interface AdmissionRequest {
   object: Obj | null
   oldObject: Obj | null
   username: string
+  /** The resource written: a core/v1 Secret unless said otherwise. */
+  resource?: { group: string; resource: string; kind: string }
 }
 
 type Verdict = { kind: 'not-matched' } | { kind: 'allowed' } | { kind: 'denied', message: string }
@@ -67,9 +69,10 @@ const isCelError = (v: unknown): v is CelError => v instanceof Error || (typeof 
 
 function evaluate (policy: Obj, req: AdmissionRequest): Verdict {
   const spec = policy.spec
-  const rule = spec.matchConstraints.resourceRules.find((r: Obj) => r.apiGroups.includes('') && r.apiVersions.includes('v1') && r.resources.includes('secrets') && r.operations.includes(req.operation))
+  const { group, resource, kind } = req.resource ?? { group: '', resource: 'secrets', kind: 'Secret' }
+  const rule = spec.matchConstraints.resourceRules.find((r: Obj) => r.apiGroups.includes(group) && r.apiVersions.includes('v1') && r.resources.includes(resource) && r.operations.includes(req.operation))
   if (rule === undefined) return { kind: 'not-matched' }
-  const request = { operation: req.operation, namespace: req.namespace, name: req.name, userInfo: { username: req.username, groups: [] }, kind: { group: '', version: 'v1', kind: 'Secret' }, resource: { group: '', version: 'v1', resource: 'secrets' } }
+  const request = { operation: req.operation, namespace: req.namespace, name: req.name, userInfo: { username: req.username, groups: [] }, kind: { group, version: 'v1', kind }, resource: { group, version: 'v1', resource } }
   const variables = new Map<string, unknown>()
   const bindings = (): Obj => ({ request, object: req.object, oldObject: req.oldObject, params: null, variables })
   const failClosed = spec.failurePolicy !== 'Ignore'
@@ -120,9 +123,9 @@ function secretWrites (log: LoggedRequest[], known: Map<string, Obj>): Admission
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64')
 const dockerConfig = (registry: string, password: string): string => b64(JSON.stringify({ auths: { [registry]: { auth: b64(`bot:${password}`) } } }))
-const policyOf = (objs: Obj[]): Obj => {
-  const p = objs.find(o => o.kind === 'ValidatingAdmissionPolicy')
-  if (p === undefined) throw new Error('no ValidatingAdmissionPolicy rendered')
+const policyOf = (objs: Obj[], which = 'secret-writes'): Obj => {
+  const p = objs.find(o => o.kind === 'ValidatingAdmissionPolicy' && o.metadata.name === `${RELEASE}-pullpin-${which}`)
+  if (p === undefined) throw new Error(`no ValidatingAdmissionPolicy ${which} rendered`)
   return p
 }
 
@@ -140,9 +143,11 @@ const rendered = await render(VALUES)
 const policy = policyOf(rendered)
 
 t.test('the binding denies through the rendered policy', async t => {
-  const binding = rendered.find(o => o.kind === 'ValidatingAdmissionPolicyBinding')
-  t.same(binding?.spec, { policyName: policy.metadata.name, validationActions: ['Deny'] })
-  t.equal(policy.spec.failurePolicy, 'Fail')
+  for (const p of [policy, policyOf(rendered, 'webhook-writes')]) {
+    const binding = rendered.find(o => o.kind === 'ValidatingAdmissionPolicyBinding' && o.metadata.name === p.metadata.name)
+    t.same(binding?.spec, { policyName: p.metadata.name, validationActions: ['Deny'] })
+    t.equal(p.spec.failurePolicy, 'Fail')
+  }
   const sa = rendered.find(o => o.kind === 'ServiceAccount')
   t.equal(`system:serviceaccount:${sa?.metadata.namespace as string}:${sa?.metadata.name as string}`, PULLPIN, 'matched on the ServiceAccount the Deployment runs as')
 })
@@ -270,7 +275,7 @@ t.test('the policy follows the values', async (t: Test) => {
     render({ config: { pullSecrets: VALUES.config.pullSecrets } }),
     render({ ...VALUES, rbac: { secretWritePolicy: false } }),
   ])
-  t.same(off.filter(o => /ValidatingAdmissionPolicy/.test(o.kind)), [], 'rbac.secretWritePolicy: false renders none (clusters older than 1.30)')
+  t.same(off.filter(o => /ValidatingAdmissionPolicy/.test(o.kind) && o.metadata.name === `${RELEASE}-pullpin-secret-writes`), [], 'rbac.secretWritePolicy: false renders none (clusters older than 1.30)')
   const p = policyOf(narrow)
   const placeholder = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'reg-creds', namespace: 'team-a', annotations: { 'secretgen.carvel.dev/image-pull-secret': '' } }, type: 'kubernetes.io/dockerconfigjson', data: {} }
   const retired = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'old-credentials', namespace: 'team-a', labels: { 'app.kubernetes.io/managed-by': 'pullpin' }, annotations: { 'pullpin.io/source': `${NS}/old` } }, type: 'kubernetes.io/dockerconfigjson' }
@@ -283,4 +288,75 @@ t.test('the policy follows the values', async (t: Test) => {
   t.equal(evaluate(certManager, { operation: 'CREATE', namespace: NS, name: tls.metadata.name, object: tls, oldObject: null, username: PULLPIN }).kind, 'denied', 'cert-manager writes the TLS Secret, pullpin does not')
   const renamed = policyOf(await render({ ...VALUES, serviceAccount: { create: true, name: 'webhook' } }))
   t.match(renamed.spec.matchConditions[0].expression, `'system:serviceaccount:${NS}:webhook'`, 'follows serviceAccount.name')
+})
+
+// ---- the webhook-write policy (charts/pullpin/templates/webhook-write-policy.yaml) ----
+
+const WEBHOOKS = { group: 'admissionregistration.k8s.io', resource: 'mutatingwebhookconfigurations', kind: 'MutatingWebhookConfiguration' }
+const webhookPolicy = policyOf(rendered, 'webhook-writes')
+const hookConfig = rendered.find(o => o.kind === 'MutatingWebhookConfiguration')!
+const hookUpdate = (object: Obj, oldObject: Obj = hookConfig, username = PULLPIN): AdmissionRequest =>
+  ({ operation: 'UPDATE', namespace: '', name: oldObject.metadata.name, object, oldObject, username, resource: WEBHOOKS })
+const withWebhook = (change: (w: Obj) => Obj): Obj => ({ ...hookConfig, webhooks: hookConfig.webhooks.map(change) })
+
+t.test('the caBundle patch the leader really makes passes the webhook-write policy', async t => {
+  const server = await startFakeApiServer({ namespaces: ['default', NS] })
+  t.teardown(() => server.stop())
+  const { apiVersion, kind, metadata, webhooks } = hookConfig
+  const before = server.seed({ apiVersion, kind, metadata: { name: metadata.name, labels: metadata.labels }, webhooks })
+  const config: Config = parseConfig(rendered.find(o => o.kind === 'ConfigMap')!.data['config.yaml'], 'rendered ConfigMap')
+  t.equal(config.cluster.webhookConfigurationName, metadata.name, 'the leader patches the rendered configuration')
+  const integration = createClusterIntegration({
+    connection: connectCluster({ kubeConfig: server.kubeConfig() }),
+    config,
+    ownNamespace: NS,
+    identity: 'replica-1',
+    logger: createLogger({ level: 'silent' }),
+    metrics: createMetrics({ defaultMetrics: false }).cluster,
+    credentials: new CredentialStore(),
+    backoff: { initialMs: 20, maxMs: 200 },
+    leaderElection: { leaseDurationMs: 10_000, renewDeadlineMs: 8000, retryPeriodMs: 100 },
+  })
+  t.teardown(() => integration.stop())
+  integration.setCaBundle('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
+  integration.start()
+  const current = (): Obj => server.get({ group: WEBHOOKS.group, resource: WEBHOOKS.resource, name: metadata.name })
+  await until('caBundle patched', () => current().webhooks.every((w: Obj) => typeof w.clientConfig.caBundle === 'string'))
+  t.same(evaluate(webhookPolicy, hookUpdate(current(), before)), { kind: 'allowed' }, 'the leader\'s patch is allowed')
+})
+
+t.test('the webhook-write policy refuses every other change to webhook configurations', async t => {
+  const caBundle = b64('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
+  const patched = withWebhook(w => ({ ...w, clientConfig: { ...w.clientConfig, caBundle } }))
+  t.same(evaluate(webhookPolicy, hookUpdate(patched)), { kind: 'allowed' }, 'a new caBundle (control)')
+  const attempts: Array<[string, AdmissionRequest]> = [
+    ['rules widened to Secrets', hookUpdate(withWebhook(w => ({ ...w, rules: [...w.rules, { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['secrets'], scope: '*' }] })))],
+    ['namespaceSelector opened to every namespace', hookUpdate(withWebhook(w => ({ ...w, namespaceSelector: {} })))],
+    ['another service', hookUpdate(withWebhook(w => ({ ...w, clientConfig: { ...w.clientConfig, service: { ...w.clientConfig.service, name: 'evil' } } })))],
+    ['a URL instead of the service', hookUpdate(withWebhook(w => ({ ...w, clientConfig: { url: 'https://evil.example.com/mutate', caBundle } })))],
+    ['failurePolicy Fail (blocks every pod when pullpin is down)', hookUpdate(withWebhook(w => ({ ...w, failurePolicy: 'Fail' })))],
+    ['matchConditions added', hookUpdate(withWebhook(w => ({ ...w, matchConditions: [{ name: 'x', expression: 'true' }] })))],
+    ['objectSelector added', hookUpdate(withWebhook(w => ({ ...w, objectSelector: { matchLabels: { a: 'b' } } })))],
+    ['timeoutSeconds changed', hookUpdate(withWebhook(w => ({ ...w, timeoutSeconds: 30 })))],
+    ['a second webhook', hookUpdate({ ...hookConfig, webhooks: [...hookConfig.webhooks, { ...hookConfig.webhooks[0], name: 'second.pullpin.io' }] })],
+    ['a webhook removed', hookUpdate({ ...hookConfig, webhooks: [] })],
+    ['a webhook renamed', hookUpdate(withWebhook(w => ({ ...w, name: 'renamed.pullpin.io' })))],
+    ['labels changed', hookUpdate({ ...hookConfig, metadata: { ...hookConfig.metadata, labels: { ...hookConfig.metadata.labels, x: 'y' } } })],
+    ['annotations added', hookUpdate({ ...hookConfig, metadata: { ...hookConfig.metadata, annotations: { a: 'b' } } })],
+    ['another configuration', { ...hookUpdate({ ...patched, metadata: { ...patched.metadata, name: 'someone-else' } }, { ...hookConfig, metadata: { ...hookConfig.metadata, name: 'someone-else' } }) }],
+    ['a new configuration', { operation: 'CREATE', namespace: '', name: 'new', object: { ...hookConfig, metadata: { name: 'new' } }, oldObject: null, username: PULLPIN, resource: WEBHOOKS }],
+    ['deleting its own', { operation: 'DELETE', namespace: '', name: hookConfig.metadata.name, object: null, oldObject: hookConfig, username: PULLPIN, resource: WEBHOOKS }],
+    ['a ValidatingWebhookConfiguration', { operation: 'CREATE', namespace: '', name: 'v', object: { kind: 'ValidatingWebhookConfiguration', metadata: { name: 'v' }, webhooks: [] }, oldObject: null, username: PULLPIN, resource: { group: WEBHOOKS.group, resource: 'validatingwebhookconfigurations', kind: 'ValidatingWebhookConfiguration' } }],
+  ]
+  for (const [what, req] of attempts) {
+    const v = evaluate(webhookPolicy, req)
+    t.equal(v.kind, 'denied', `${what}: denied`)
+    if (v.kind === 'denied') t.match(v.message, /^pullpin may not (CREATE|UPDATE|DELETE) \w+ [\w.-]+: it only writes the caBundle of rel-pullpin$/, `${what}: says why`)
+  }
+  for (const username of ['kubernetes-admin', 'system:serviceaccount:cert-manager:cert-manager-cainjector']) {
+    t.same(evaluate(webhookPolicy, hookUpdate(withWebhook(w => ({ ...w, namespaceSelector: {} })), hookConfig, username)), { kind: 'not-matched' }, `${username} is not affected`)
+  }
+  const none = await Promise.all([render({ ...VALUES, rbac: { webhookWritePolicy: false } }), render({ ...VALUES, certs: { mode: 'cert-manager' } })])
+  t.notOk(none[0].some(o => o.metadata?.name === `${RELEASE}-pullpin-webhook-writes`), 'rbac.webhookWritePolicy: false renders none')
+  t.notOk(none[1].some(o => o.metadata?.name === `${RELEASE}-pullpin-webhook-writes`), 'cert-manager: pullpin has no patch right, no policy needed')
 })

@@ -438,7 +438,7 @@ t.test('every rendered object is valid for its kind', async t => {
   t.test('every option on', async t => validateAll(t, everything))
   t.test('cluster integration: sources, ServiceAccount injection, placeholders', async t => validateAll(t, cluster, NS, ['registry-credentials', 'team-secrets']))
   t.test('kinds rendered by default', async t => {
-    t.same(defaults.map(o => o.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'])
+    t.same(defaults.map(o => o.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicyBinding'])
     t.same(everything.map(o => o.kind).filter(k => ['ServiceMonitor', 'NetworkPolicy', 'PodDisruptionBudget'].includes(k)).sort(), ['NetworkPolicy', 'ServiceMonitor'], 'optional objects on; no PDB with one replica')
   })
 })
