@@ -12,11 +12,11 @@ import type { Config } from '../policy/config.js'
 import { createNamespacePolicy } from '../policy/namespace-mode.js'
 import { Keyring, type DockerConfigSource } from '../registry/keyring.js'
 import type { ReadinessCheck } from '../server/readiness.js'
-import type { BackoffOptions } from './backoff.js'
+import type { BackoffOptions } from '../async/backoff.js'
 import type { ClusterConnection } from './connection.js'
 import { isPlaceholder } from './copy-plan.js'
 import { CopyAvailability } from './copy-availability.js'
-import type { Informer } from './informer.js'
+import type { Informer, KubeObject } from './informer.js'
 import { dockerConfigSecretsInformer, namespaceInformer, serviceAccountsNamedInformer, webhookConfigurationInformer, type InformerSettings } from './resource-informers.js'
 import { LeaderElector } from './leader-election.js'
 import { noClusterMetrics, type ClusterMetrics } from './metrics.js'
@@ -84,7 +84,7 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
   const placeholders: Informer<V1Secret> | undefined = config.cluster.placeholderSecrets ? dockerConfigSecretsInformer(connection, settings) : undefined
   const webhookName = config.cluster.webhookConfigurationName
   const webhookInformer: Informer<V1MutatingWebhookConfiguration> | undefined = webhookName !== '' ? webhookConfigurationInformer(connection, webhookName, settings) : undefined
-  const informers: Array<Informer<any>> = [
+  const informers: Array<Pick<Informer<KubeObject>, 'name' | 'hasSynced' | 'waitForSync' | 'start' | 'stop'>> = [
     namespaces,
     ...state.sourceInformers(),
     ...state.copyInformers(),
@@ -142,7 +142,7 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
     onStoppedLeading: () => {
       metrics.leader(false)
       // Aborts the key in progress; never rejects.
-      void work.stop()
+      work.stop().catch(() => undefined)
     },
   })
 

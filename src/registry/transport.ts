@@ -32,6 +32,9 @@ import { Agent, request as httpsRequest } from 'node:https'
 import type { LookupFunction } from 'node:net'
 import { rootCertificates } from 'node:tls'
 import { isCodedError, ERR_REGISTRY_BAD_RESPONSE, ERR_REGISTRY_TIMEOUT, ERR_REGISTRY_UNAVAILABLE } from '../errors.js'
+import { abortReason } from '../async/abort.js'
+import { backoffDelay } from '../async/backoff.js'
+import { sleep } from '../async/sleep.js'
 import { assertLiteralAddressAllowed, guardedLookup } from './address-guard.js'
 
 /** One HTTP exchange, for metrics and logs. Never carries credentials, tokens or headers. */
@@ -147,7 +150,7 @@ export class RegistryTransport {
    * any other status. Throws ERR_REGISTRY_UNAVAILABLE (retries used up, connection/TLS errors),
    * ERR_REGISTRY_TIMEOUT (one attempt took longer than policy.timeoutMs; not retried: the
    * caller has a deadline), ERR_REGISTRY_PRIVATE_ADDRESS, ERR_REGISTRY_BAD_RESPONSE (body too
-   * large), or the signal's reason when it aborts (see abortReason).
+   * large), or the signal's reason when it aborts (see abortReason in src/async/abort.ts).
    */
   async send (req: HttpRequest, policy: RequestPolicy, signal?: AbortSignal): Promise<HttpResponse> {
     if (req.url.protocol !== 'https:') throw new Error(`refusing non-https URL ${req.url.origin}`)
@@ -190,7 +193,7 @@ export class RegistryTransport {
         if (!isRetryableNetworkError(f.cause) || attempt >= policy.retries) {
           throw new ERR_REGISTRY_UNAVAILABLE(this.registry, describeNetworkError(f.cause, req.op, attempt + 1), { cause: f.cause })
         }
-        await sleep(this.#backoff(attempt), signal)
+        await this.#sleep(this.#backoff(attempt), signal)
         attempt++
         continue
       }
@@ -205,7 +208,7 @@ export class RegistryTransport {
       if (retryAfter !== undefined && retryAfter > MAX_RETRY_AFTER_MS) {
         throw new ERR_REGISTRY_UNAVAILABLE(this.registry, `${what} with Retry-After ${Math.ceil(retryAfter / 1000)} s`)
       }
-      await sleep(retryAfter ?? this.#backoff(attempt), signal)
+      await this.#sleep(retryAfter ?? this.#backoff(attempt), signal)
       attempt++
     }
   }
@@ -226,10 +229,14 @@ export class RegistryTransport {
   }
 
   #backoff (attempt: number): number {
-    // Exponential with "equal jitter": half fixed, half random, so retries from many webhook
-    // replicas spread out but never collapse to zero.
-    const d = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt)
-    return d / 2 + (this.#opts.random ?? Math.random)() * (d / 2)
+    // Equal jitter (src/async/backoff.ts says why): retries from many webhook replicas spread
+    // out but never collapse to zero.
+    return backoffDelay(attempt, { initialMs: BACKOFF_BASE_MS, maxMs: BACKOFF_MAX_MS, ...(this.#opts.random === undefined ? {} : { random: this.#opts.random }) })
+  }
+
+  /** Waits between attempts; an abort rejects with abortReason. */
+  async #sleep (ms: number, signal: AbortSignal | undefined): Promise<void> {
+    if (!await sleep(ms, signal)) throw abortReason(signal as AbortSignal)
   }
 
   #attempt (req: HttpRequest, timeoutMs: number, signal: AbortSignal | undefined): Promise<HttpResponse | AttemptFailure> {
@@ -325,48 +332,6 @@ function describeNetworkError (err: unknown, op: HttpRequest['op'], attempts: nu
   const base = typeof code === 'string' && !message.includes(code) ? `${message} (${code})` : message
   const where = op === 'token' ? 'token realm: ' : ''
   return `${where}${base}${attempts > 1 ? ` after ${attempts} attempts` : ''}`
-}
-
-/**
- * What an aborted operation rejects with: the signal's reason when it is an Error (as fetch does:
- * an "AbortError" DOMException for controller.abort(), "TimeoutError" for AbortSignal.timeout()),
- * otherwise a new "AbortError" DOMException.
- */
-export function abortReason (signal: AbortSignal): Error {
-  const r: unknown = signal.reason
-  return r instanceof Error ? r : new DOMException('The operation was aborted', 'AbortError')
-}
-
-/** Waits for `p`, or rejects with abortReason as soon as `signal` aborts (p keeps running). */
-export function abortable<T> (p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p
-  if (signal.aborted) {
-    p.catch(() => undefined)
-    return Promise.reject(abortReason(signal))
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(abortReason(signal))
-    signal.addEventListener('abort', onAbort, { once: true })
-    p.then(
-      (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
-      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e instanceof Error ? e : new Error(String(e))) }
-    )
-  })
-}
-
-function sleep (ms: number, signal: AbortSignal | undefined): Promise<void> {
-  if (signal?.aborted === true) return Promise.reject(abortReason(signal))
-  return new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer)
-      reject(abortReason(signal as AbortSignal))
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
 }
 
 /** FIFO counting semaphore; waiting callers can give up through their signal. */
