@@ -11,7 +11,6 @@ import type { SecretAvailability } from '../mutate/inject-secrets.js'
 import type { Config } from '../policy/config.js'
 import { createNamespacePolicy } from '../policy/namespace-mode.js'
 import { Keyring, type DockerConfigSource } from '../registry/keyring.js'
-import type { ReadinessCheck } from '../server/readiness.js'
 import type { BackoffOptions } from '../async/backoff.js'
 import type { ClusterConnection } from './connection.js'
 import { isPlaceholder } from './copy-plan.js'
@@ -27,6 +26,12 @@ import { WorkQueue } from './work-queue.js'
 
 /** Where registry credentials for tag lookups go (src/registry/credential-store.ts CredentialStore). */
 export interface CredentialSink { replace (configs: readonly DockerConfigSource[]): void }
+
+/**
+ * One named readiness condition (informers synced, TLS Secret loaded). The cluster declares the
+ * shape and app.ts hands it to the server's Readiness, so the cluster never imports the server.
+ */
+export type ReadinessCheck = () => { ready: boolean; detail?: string }
 
 export interface ClusterIntegrationOptions {
   readonly connection: ClusterConnection
