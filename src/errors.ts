@@ -17,7 +17,6 @@ export const ERR_CONFIG_INVALID = createError('PULLPIN_CONFIG_INVALID', 'invalid
 
 // ---- admission review input (HTTP 4xx) ----
 export const ERR_REVIEW_MALFORMED = createError('PULLPIN_REVIEW_MALFORMED', 'malformed AdmissionReview: %s', 400)
-export const ERR_BODY_TOO_LARGE = createError('PULLPIN_BODY_TOO_LARGE', 'request body over %s bytes', 413)
 
 // ---- image references (issue 3: src/reference) ----
 export const ERR_REFERENCE_INVALID = createError('PULLPIN_REFERENCE_INVALID', 'invalid image reference %s: %s', 400)
