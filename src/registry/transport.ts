@@ -3,30 +3,16 @@
 // roots, a per-registry limit on requests in flight, a timeout per request, and retries with
 // backoff on 429/5xx and connection errors that honour Retry-After.
 //
-// Why node:https and not undici (measured with bench/head-transport.ts against the real test
-// registry over TLS, Node 20.20, undici 7.30.2, 1000 requests per run, median of 3 runs):
-//
-//   | transport                 | concurrency | req/s | TLS handshakes |
-//   | HEAD undici               |           1 |   281 |           1000 |
-//   | HEAD node:https keepAlive |           1 |   692 |              1 |
-//   | GET undici                |           1 |   975 |              2 |
-//   | GET node:https keepAlive  |           1 |   769 |              1 |
-//   | HEAD undici               |           8 |   396 |           1000 |
-//   | HEAD node:https keepAlive |           8 |  1664 |              8 |
-//   | GET undici                |           8 |  1595 |             16 |
-//   | GET node:https keepAlive  |           8 |  1602 |              8 |
-//
-// undici resets the connection after every HEAD (client-h1.js sets socket[kReset] for HEAD,
-// nodejs/undici#258), so each manifest HEAD pays a new TLS handshake: 2.5-4x slower here, and
-// against a remote registry every handshake also costs extra round trips. HEAD is pullpin's
-// hot operation (Docker Hub counts manifest GETs as pulls, HEADs not), so HEAD must use
-// node:https. For GETs the two are close: undici was ~25% faster at concurrency 1 (≈0.3 ms less
-// client CPU per request) and equal at 8 in this run, while a second run on the same (shared,
-// 2-core) machine had node:https ahead (898 vs 862 req/s at 1, 1071 vs 957 at 8). Either way the
-// difference is noise next to a real registry's round trip, while one pool lets the tag-list
-// GETs, digest-fallback GETs and token GETs reuse the sockets the HEADs keep warm (and keeps one
-// place for the address guard, CA and limits). So: one transport, node:https with a keepAlive
-// Agent, for everything.
+// Why node:https and not undici (BENCHMARKS.md, "Manifest HEAD transport", bench/head-transport.ts
+// against the real test registry over TLS): undici resets the connection after every HEAD
+// (client-h1.js sets socket[kReset] for HEAD, nodejs/undici#258), so each manifest HEAD pays a new
+// TLS handshake and runs several times slower, and against a remote registry every handshake also
+// costs extra round trips. HEAD is pullpin's hot operation (Docker Hub counts manifest GETs as
+// pulls, HEADs not), so HEAD must use node:https. For GETs the two are within run-to-run noise on
+// a shared machine, which is nothing next to a real registry's round trip, while one pool lets the
+// tag-list GETs, digest-fallback GETs and token GETs reuse the sockets the HEADs keep warm (and
+// keeps one place for the address guard, CA and limits). So: one transport, node:https with a
+// keepAlive Agent, for everything.
 import type { IncomingHttpHeaders } from 'node:http'
 import { Agent, request as httpsRequest } from 'node:https'
 import type { LookupFunction } from 'node:net'
