@@ -14,7 +14,7 @@ import { parseImageReference } from './reference/parse.js'
 import { createAdmissionHandler, type NamespaceDirectory } from './admission/handler.js'
 import type { CertificateSource, TlsMaterial } from './certs/certificate-source.js'
 import { buildServer, type PullpinServer } from './server/server.js'
-import { createMetrics, type Metrics } from './server/metrics.js'
+import { createMetrics, type Metrics } from './metrics.js'
 import { Readiness } from './server/readiness.js'
 // Types only: @kubernetes/client-node is loaded (by src/cluster) only when a cluster is connected.
 import type { ClusterConnection, ClusterIntegration, ClusterIntegrationOptions } from './cluster/index.js'

@@ -25,7 +25,7 @@ import { until } from './support/until.js'
 import { connectCluster, createClusterIntegration, SecretCertificateSource } from '../src/cluster/index.js'
 import { parseConfig, type Config } from '../src/policy/config.js'
 import { createLogger } from '../src/server/logger.js'
-import { createMetrics } from '../src/server/metrics.js'
+import { createMetrics } from '../src/metrics.js'
 import { CredentialStore } from '../src/registry/credential-store.js'
 
 type Obj = Record<string, any>

@@ -17,7 +17,7 @@ import { createSecretInjectionStep } from '../src/mutate/inject-secrets.js'
 import { createNamespacePolicy } from '../src/policy/namespace-mode.js'
 import { parseConfig, type Config } from '../src/policy/config.js'
 import { createLogger } from '../src/server/logger.js'
-import { createMetrics, type Metrics } from '../src/server/metrics.js'
+import { createMetrics, type Metrics } from '../src/metrics.js'
 import { CredentialStore } from '../src/registry/credential-store.js'
 import { until } from './support/until.js'
 

@@ -22,7 +22,7 @@ import {
   type SecretLike,
   type SourceState,
 } from '../src/cluster/copy-plan.js'
-import { Backoff } from '../src/cluster/backoff.js'
+import { Backoff } from '../src/async/backoff.js'
 import { describeError, microTime, statusOf } from '../src/cluster/kube-api.js'
 import { WorkQueue } from '../src/cluster/work-queue.js'
 import { connectCluster } from '../src/cluster/connection.js'

@@ -31,7 +31,9 @@ t.test('prototype-named keys anywhere: the review is answered and the patch appl
 })
 
 t.test('a review with thousands of images writes one bounded log line that says what it left out', async t => {
+  // Over the default limits.maxImagesPerReview on purpose: the log line must stay bounded for any cap.
   const p = await startPullpin(BASE_CONFIG + `
+limits: { maxImagesPerReview: 10000 }
 pinning:
   enabled: true
   registries: [registry.example.com]

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createMetrics } from '../src/server/metrics.js'
+import { createMetrics } from '../src/metrics.js'
 
 t.test('admission counters: exact at every scrape, never counted twice', async t => {
   const m = createMetrics({ defaultMetrics: false })

@@ -1,6 +1,7 @@
 // A review's deadline, made lazily: most reviews are answered from caches without any I/O, and a
 // timer plus an AbortController per review is a measurable part of that path (bench/pieces.ts).
 // The clock starts when the review does; the timer only when something first waits.
+import { abortable } from '../async/abort.js'
 import type { Deadline } from '../mutate/mutator.js'
 
 class DeadlineError extends Error {
@@ -36,18 +37,9 @@ export class ReviewDeadline implements Deadline {
     return this.#controller.signal
   }
 
-  /** `work`, or a DeadlineError rejection if the deadline passes first. */
+  /** `work`, or a DeadlineError rejection if the deadline passes first (work keeps running). */
   race<T> (work: Promise<T>): Promise<T> {
-    const signal = this.signal
-    if (signal.aborted) return Promise.reject(signal.reason as Error)
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => reject(signal.reason as Error)
-      signal.addEventListener('abort', onAbort, { once: true })
-      work.then(
-        (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
-        (err: unknown) => { signal.removeEventListener('abort', onAbort); reject(err instanceof Error ? err : new Error(String(err))) },
-      )
-    })
+    return abortable(work, this.signal)
   }
 
   /** The review is answered: stop the timer (the signal, if made, stays unaborted). */

@@ -14,11 +14,12 @@
 //   IndexBudget per review): a repository with thousands of SHA tags costs at most that many HEADs
 //   per build, and the next refresh goes on where the last one stopped.
 // - Callers waiting on one signal (one review) share one abort listener, whatever the number of
-//   lookups: a listener per lookup piled up past Node's limit of 10 per EventTarget.
+//   lookups (src/async/abort.ts): a listener per lookup piled up past Node's limit of 10 per EventTarget.
 import { LRUCache } from 'lru-cache'
 import { isCodedError } from '../errors.js'
 import { MANIFEST_MEDIA_TYPES, type ManifestInfo, type RepositoryRef } from '../registry/client.js'
-import { abortReason } from '../registry/transport.js'
+import { abortable } from '../async/abort.js'
+import { InFlight } from '../async/in-flight.js'
 
 export interface RegistryReader {
   headManifest (ref: RepositoryRef, reference: string, signal?: AbortSignal): Promise<ManifestInfo>
@@ -146,9 +147,9 @@ export function rankShaTags (tags: Iterable<string>): string[] {
 export class TagCache {
   private readonly tags: LRUCache<string, TagEntry>
   private readonly repos: LRUCache<string, RepoIndex>
-  private readonly inflight = new Map<string, Promise<unknown>>()
+  private readonly tagFetches = new InFlight<string, TagResolution>()
+  private readonly indexBuilds = new InFlight<string, RepoIndex>()
   private readonly hotKeys = new HotKeys()
-  private readonly races = new SignalRaces()
   private readonly now: () => number
 
   constructor (private readonly opts: TagCacheOptions) {
@@ -191,7 +192,7 @@ export class TagCache {
     }
     this.emit({ kind: 'tag', result: 'miss' })
     try {
-      return await this.races.race(this.fetchTag(ref, tag, key), signal)
+      return await abortable(this.fetchTag(ref, tag, key), signal)
     } catch (err) {
       if (e?.digest !== undefined && age < this.opts.ttlMs + this.opts.staleIfErrorMs && !isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) {
         this.emit({ kind: 'tag', result: 'stale-error' })
@@ -203,7 +204,7 @@ export class TagCache {
   }
 
   private fetchTag (ref: RepositoryRef, tag: string, key: string): Promise<TagResolution> {
-    return this.coalesce(`tag:${key}`, async () => {
+    return this.tagFetches.run(key, async () => {
       try {
         const m = await this.opts.registry.headManifest(ref, tag)
         this.tags.set(flat(key), { digest: m.digest, mediaType: KNOWN_MEDIA_TYPES.get(m.mediaType) ?? m.mediaType, at: this.now() })
@@ -237,7 +238,7 @@ export class TagCache {
     }
     if (idx === undefined || this.now() - idx.listedAt >= this.opts.tagListMinIntervalMs) {
       try {
-        idx = await this.races.race(this.refreshIndex(ref, budget), signal)
+        idx = await abortable(this.refreshIndex(ref, budget), signal)
       } catch (err) {
         this.emit({ kind: 'index', result: 'error' })
         if (idx === undefined) throw err
@@ -258,7 +259,7 @@ export class TagCache {
    */
   private refreshIndex (ref: RepositoryRef, budget?: IndexBudget): Promise<RepoIndex> {
     const key = keyOf(ref)
-    return this.coalesce(`index:${key}`, async () => {
+    return this.indexBuilds.run(key, async () => {
       const idx = this.repos.get(key) ?? { shaTags: new Map<string, string>(), byDigest: new Map(), listedAt: 0, unindexed: 0 }
       const listed = await this.opts.registry.listTags(ref)
       const current = new Set(listed.filter(t => this.isShaTag(t)))
@@ -296,59 +297,11 @@ export class TagCache {
   stats (): { tags: number; repositories: number; shaTags: number; inflight: number } {
     let shaTags = 0
     for (const idx of this.repos.values()) shaTags += idx.shaTags.size
-    return { tags: this.tags.size, repositories: this.repos.size, shaTags, inflight: this.inflight.size }
-  }
-
-  private coalesce<T> (key: string, fn: () => Promise<T>): Promise<T> {
-    const running = this.inflight.get(key)
-    if (running !== undefined) return running as Promise<T>
-    const p = fn().finally(() => this.inflight.delete(key))
-    this.inflight.set(key, p)
-    return p
+    return { tags: this.tags.size, repositories: this.repos.size, shaTags, inflight: this.tagFetches.size + this.indexBuilds.size }
   }
 
   private emit (e: CacheEvent): void {
     this.opts.onEvent?.(e)
-  }
-}
-
-/**
- * Races shared lookups against callers' signals without cancelling them, with one abort listener
- * per signal: a review waits on one signal for all its images, and an EventTarget warns past 10
- * listeners. The listener goes when the last lookup waiting on that signal settles.
- */
-class SignalRaces {
-  private readonly bySignal = new WeakMap<AbortSignal, { readonly waiting: Set<(err: Error) => void>; readonly onAbort: () => void }>()
-
-  race<T> (p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-    if (signal === undefined) return p
-    if (signal.aborted) {
-      p.catch(() => undefined)
-      return Promise.reject(abortReason(signal))
-    }
-    let entry = this.bySignal.get(signal)
-    if (entry === undefined) {
-      const waiting = new Set<(err: Error) => void>()
-      const onAbort = (): void => {
-        this.bySignal.delete(signal)
-        const reason = abortReason(signal)
-        for (const reject of waiting) reject(reason)
-      }
-      this.bySignal.set(signal, entry = { waiting, onAbort })
-      signal.addEventListener('abort', onAbort, { once: true })
-    }
-    const { waiting, onAbort } = entry
-    return new Promise<T>((resolve, reject) => {
-      waiting.add(reject)
-      const settle = (): void => {
-        waiting.delete(reject)
-        if (waiting.size === 0 && this.bySignal.get(signal)?.waiting === waiting) {
-          this.bySignal.delete(signal)
-          signal.removeEventListener('abort', onAbort)
-        }
-      }
-      p.then((v) => { settle(); resolve(v) }, (e: unknown) => { settle(); reject(e instanceof Error ? e : new Error(String(e))) })
-    })
   }
 }
 

@@ -16,6 +16,7 @@ import type { ClusterMetrics } from './metrics.js'
 import type { PullSecretState } from './pull-secret-state.js'
 import { desiredCopy, isManagedByPullpin, isSourceItself, type SecretLike } from './copy-plan.js'
 import { callOptions, describeError, isConflict, timeoutSignal } from './kube-api.js'
+import { InFlight } from '../async/in-flight.js'
 
 export interface CopyAvailabilityOptions {
   readonly connection: ClusterConnection
@@ -39,7 +40,7 @@ function conflictWarning (name: string, namespace: string): string {
 export class CopyAvailability implements SecretAvailability {
   private readonly recent = new Map<string, { secret: SecretLike; at: number }>()
   /** Creates in flight, by namespace/name. */
-  private readonly creating = new Map<string, Promise<CreateOutcome>>()
+  private readonly creating = new InFlight<string, CreateOutcome>()
 
   constructor (private readonly opts: CopyAvailabilityOptions) {}
 
@@ -61,12 +62,7 @@ export class CopyAvailability implements SecretAvailability {
         warnings.push(`pullpin: ${name} not copied to ${req.namespace}: source ${source.source} ${source.kind === 'missing' ? 'not found' : 'is not a dockerconfigjson'}`)
         continue
       }
-      const key = `${req.namespace}/${name}`
-      let creation = this.creating.get(key)
-      if (creation === undefined) {
-        creation = this.create(name, req.namespace, desiredCopy(name, req.namespace, source)).finally(() => this.creating.delete(key))
-        this.creating.set(key, creation)
-      }
+      const creation = this.creating.run(`${req.namespace}/${name}`, () => this.create(name, req.namespace, desiredCopy(name, req.namespace, source)))
       pending.push(creation.then((outcome) => {
         if (outcome.kind === 'conflict') this.refuse(refused, name, req.namespace)
         else if (outcome.kind === 'failed') warnings.push(`pullpin: copy of ${name} not created in ${req.namespace} yet: ${outcome.error}`)
@@ -102,7 +98,7 @@ export class CopyAvailability implements SecretAvailability {
     const signal = timeoutSignal(this.opts.createTimeoutMs ?? 3000)
     try {
       const created = await core.createNamespacedSecret({ namespace, body }, callOptions({ signal }))
-      this.remember(`${namespace}/${name}`, created as SecretLike)
+      this.remember(`${namespace}/${name}`, created)
       this.opts.metrics.write('copy', 'created', 'admission')
       this.opts.logger.info({ namespace, secret: name }, 'pull-secret copy created for the first pod of the namespace')
       return { kind: 'ok' }

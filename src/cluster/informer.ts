@@ -14,7 +14,8 @@
 // Handlers see add/update/delete with the old object, and a resync after every relist.
 import type { Logger } from 'pino'
 import type { Watch } from '@kubernetes/client-node'
-import { Backoff, sleep, type BackoffOptions } from './backoff.js'
+import { Backoff, type BackoffOptions } from '../async/backoff.js'
+import { sleep } from '../async/sleep.js'
 import { describeError, isGone } from './kube-api.js'
 
 export interface ObjectMetaLike {
@@ -213,7 +214,7 @@ export class Informer<T extends KubeObject> {
         timeoutSeconds: Math.round(base * (1 + Math.random())),
       }
       if (this.opts.fieldSelector !== undefined) params.fieldSelector = this.opts.fieldSelector
-      const onEvent = (type: string, obj: any): void => {
+      const onEvent = (type: string, obj: unknown): void => {
         if (finished || this.stopped) return
         if (type === 'ERROR') {
           const status = obj as { code?: number; message?: string } | undefined
@@ -238,7 +239,7 @@ export class Informer<T extends KubeObject> {
         this.abort.signal.removeEventListener('abort', onStop)
         if (this.stopped) { resolve('closed'); return }
         if (expired) { resolve('expired'); return }
-        if (err !== null && err !== undefined) { reject(err); return }
+        if (err !== null && err !== undefined) { reject(err instanceof Error ? err : new Error(`watch ended: ${JSON.stringify(err)}`)); return }
         if (streamError !== undefined) { reject(streamError); return }
         if (events > 0 || Date.now() - started >= 1000) {
           this.backoff.reset()

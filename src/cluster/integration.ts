@@ -11,12 +11,11 @@ import type { SecretAvailability } from '../mutate/inject-secrets.js'
 import type { Config } from '../policy/config.js'
 import { createNamespacePolicy } from '../policy/namespace-mode.js'
 import { Keyring, type DockerConfigSource } from '../registry/keyring.js'
-import type { ReadinessCheck } from '../server/readiness.js'
-import type { BackoffOptions } from './backoff.js'
+import type { BackoffOptions } from '../async/backoff.js'
 import type { ClusterConnection } from './connection.js'
 import { isPlaceholder } from './copy-plan.js'
 import { CopyAvailability } from './copy-availability.js'
-import type { Informer } from './informer.js'
+import type { Informer, KubeObject } from './informer.js'
 import { dockerConfigSecretsInformer, namespaceInformer, serviceAccountsNamedInformer, webhookConfigurationInformer, type InformerSettings } from './resource-informers.js'
 import { LeaderElector } from './leader-election.js'
 import { noClusterMetrics, type ClusterMetrics } from './metrics.js'
@@ -27,6 +26,12 @@ import { WorkQueue } from './work-queue.js'
 
 /** Where registry credentials for tag lookups go (src/registry/credential-store.ts CredentialStore). */
 export interface CredentialSink { replace (configs: readonly DockerConfigSource[]): void }
+
+/**
+ * One named readiness condition (informers synced, TLS Secret loaded). The cluster declares the
+ * shape and app.ts hands it to the server's Readiness, so the cluster never imports the server.
+ */
+export type ReadinessCheck = () => { ready: boolean; detail?: string }
 
 export interface ClusterIntegrationOptions {
   readonly connection: ClusterConnection
@@ -84,7 +89,7 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
   const placeholders: Informer<V1Secret> | undefined = config.cluster.placeholderSecrets ? dockerConfigSecretsInformer(connection, settings) : undefined
   const webhookName = config.cluster.webhookConfigurationName
   const webhookInformer: Informer<V1MutatingWebhookConfiguration> | undefined = webhookName !== '' ? webhookConfigurationInformer(connection, webhookName, settings) : undefined
-  const informers: Array<Informer<any>> = [
+  const informers: Array<Pick<Informer<KubeObject>, 'name' | 'hasSynced' | 'waitForSync' | 'start' | 'stop'>> = [
     namespaces,
     ...state.sourceInformers(),
     ...state.copyInformers(),
@@ -142,7 +147,7 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
     onStoppedLeading: () => {
       metrics.leader(false)
       // Aborts the key in progress; never rejects.
-      void work.stop()
+      work.stop().catch(() => undefined)
     },
   })
 

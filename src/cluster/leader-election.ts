@@ -7,7 +7,7 @@
 // keeps serving admission whatever happens here.
 import type { Logger } from 'pino'
 import type { CoordinationV1Api, V1Lease } from '@kubernetes/client-node'
-import { sleep } from './backoff.js'
+import { sleep } from '../async/sleep.js'
 import { callOptions, describeError, isConflict, isNotFound, microTime, timeoutSignal } from './kube-api.js'
 
 export interface LeaderElectionOptions {

@@ -1,5 +1,5 @@
 // What the cluster integration reports. Defined here so src/cluster stays free of prom-client;
-// src/server/metrics.ts implements it.
+// src/metrics.ts (the top-level metrics module app.ts wires) implements it.
 
 export type CopyWrite = 'created' | 'updated' | 'deleted'
 /** Where a write came from: the leader's reconciler or an admission review (first pod of a namespace). */

@@ -10,6 +10,7 @@ import type { ClusterConnection } from './connection.js'
 import type { Informer } from './informer.js'
 import { callOptions, describeError, isNotFound, timeoutSignal } from './kube-api.js'
 import { ERR_CLUSTER_UNAVAILABLE } from '../errors.js'
+import { InFlight } from '../async/in-flight.js'
 
 export interface ClusterNamespaceDirectoryOptions {
   readonly connection: ClusterConnection
@@ -21,23 +22,18 @@ export interface ClusterNamespaceDirectoryOptions {
 
 export function clusterNamespaceDirectory (opts: ClusterNamespaceDirectoryOptions): NamespaceDirectory {
   const { connection, informer, logger } = opts
-  const inflight = new Map<string, Promise<Labels | undefined>>()
+  const reads = new InFlight<string, Labels | undefined>()
   return {
     labels (namespace) {
       const cached = informer.get(namespace)
       if (cached !== undefined) return cached.metadata?.labels ?? {}
-      const pending = inflight.get(namespace)
-      if (pending !== undefined) return pending
-      const request = connection.core.readNamespace({ name: namespace }, callOptions({ signal: timeoutSignal(opts.getTimeoutMs ?? 3000) }))
+      return reads.run(namespace, () => connection.core.readNamespace({ name: namespace }, callOptions({ signal: timeoutSignal(opts.getTimeoutMs ?? 3000) }))
         .then((ns) => ns.metadata?.labels ?? {}, (err: unknown) => {
           // A namespace that does not exist has no labels: not opted in.
           if (isNotFound(err)) return undefined
           logger.warn({ namespace, error: describeError(err) }, 'namespace not in the informer cache and the direct GET failed')
           throw new ERR_CLUSTER_UNAVAILABLE(`reading namespace ${namespace}: ${describeError(err)}`)
-        })
-        .finally(() => inflight.delete(namespace))
-      inflight.set(namespace, request)
-      return request
+        }))
     },
   }
 }

@@ -4,7 +4,7 @@
 // every Secret of the cluster (README "Cluster", RBAC).
 import type { Logger } from 'pino'
 import type { V1MutatingWebhookConfiguration, V1Namespace, V1Secret, V1ServiceAccount } from '@kubernetes/client-node'
-import type { BackoffOptions } from './backoff.js'
+import type { BackoffOptions } from '../async/backoff.js'
 import type { ClusterConnection } from './connection.js'
 import { callOptions } from './kube-api.js'
 import { Informer } from './informer.js'
@@ -41,7 +41,7 @@ export function namespaceInformer (conn: ClusterConnection, s: InformerSettings)
 /** Keep Secret data only where pullpin needs it; a foreign Secret's content never stays in memory. */
 function keepDataIf (keep: (s: SecretLike) => boolean) {
   return (secret: V1Secret): V1Secret => {
-    if (keep(secret as SecretLike)) return secret
+    if (keep(secret)) return secret
     const { data: _data, stringData: _sd, ...rest } = secret
     return rest
   }

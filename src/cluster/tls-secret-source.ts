@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import type { V1Secret } from '@kubernetes/client-node'
 import type { CertificateSource, TlsMaterial } from '../certs/certificate-source.js'
 import type { ClusterConnection } from './connection.js'
-import { sleep } from './backoff.js'
+import { sleep } from '../async/sleep.js'
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from './copy-plan.js'
 import { secretInformer, type InformerSettings } from './resource-informers.js'
 import type { Informer } from './informer.js'
@@ -112,7 +112,7 @@ export class SecretCertificateSource implements CertificateSource {
     return () => {
       clearInterval(interval)
       clearTimeout(dueTimer)
-      void informer.stop()
+      informer.stop().catch(() => undefined)
     }
   }
 

@@ -3,7 +3,7 @@
 // afterwards; a failed key is retried after a per-key exponential backoff. Keys are processed one
 // at a time, so the reconciler never races itself.
 import type { Logger } from 'pino'
-import { Backoff, type BackoffOptions } from './backoff.js'
+import { Backoff, type BackoffOptions } from '../async/backoff.js'
 import { describeError } from './kube-api.js'
 
 export interface WorkQueueOptions {

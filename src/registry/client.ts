@@ -1,6 +1,6 @@
 // pullpin's OCI registry client: the two read operations the tag cache needs, over the layers
-// endpoint (where, which URLs) → auth (challenge, token) → transport (connections, limits,
-// retries), as in go-containerregistry.
+// endpoint (where, which URLs) → auth session (challenge, token) → transport (connections, limits,
+// retries), as go-containerregistry's `remote` sits on its `transport`.
 //
 //  - headManifest: HEAD /v2/<name>/manifests/<reference> (OCI distribution-spec "Pulling
 //    manifests"; HEAD because Docker Hub counts manifest GETs as pulls). The Accept header
@@ -10,12 +10,9 @@
 //  - listTags: GET /v2/<name>/tags/list?n=1000, following RFC 8288 `Link: <…>; rel="next"`
 //    ("Listing Tags"), same origin only.
 //
-// Auth (distribution docs/spec/auth/token.md): a 401's WWW-Authenticate picks Bearer (token
-// from the realm, cached per scope and credential) or Basic. The scheme a registry asked for is
-// remembered, so later requests authenticate up front instead of paying a 401 each. Each
-// credential the keyring returns for the image is tried in order (as the kubelet does), the one
-// that worked first next time; with none, access is anonymous. Credentials only ever go to the
-// registry's own origin and to a realm that passed checkRealm; redirects are not followed.
+// Auth is src/registry/auth-session.ts (401 challenge, Basic, Bearer tokens per scope,
+// credential order and rotation): every request here goes out through the registry's
+// AuthSession, which answers with the first response that is neither 401 nor 403.
 //
 // Aborting: a signal that aborts makes the operation reject promptly with the signal's reason
 // when that is an Error (controller.abort() → DOMException "AbortError", AbortSignal.timeout()
@@ -25,19 +22,14 @@ import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { LookupFunction } from 'node:net'
 import { LRUCache } from 'lru-cache'
-import {
-  isCodedError, ERR_DIGEST_MISMATCH, ERR_REGISTRY_BAD_RESPONSE, ERR_REGISTRY_NOT_ALLOWED,
-  ERR_REGISTRY_NOT_FOUND, ERR_REGISTRY_UNAUTHORIZED
-} from '../errors.js'
+import { ERR_DIGEST_MISMATCH, ERR_REGISTRY_BAD_RESPONSE, ERR_REGISTRY_NOT_ALLOWED, ERR_REGISTRY_NOT_FOUND } from '../errors.js'
 import { isValidDigest } from '../reference/parse.js'
-import { findChallenge, parseChallenges } from './challenge.js'
-import { checkRealm, manifestUrl, nextPageUrl, resolveEndpoint, tagsListUrl, type RegistryEndpoint } from './endpoint.js'
+import { RegistryAuth, type AuthSession } from './auth-session.js'
+import { manifestUrl, nextPageUrl, resolveEndpoint, tagsListUrl, type RegistryEndpoint } from './endpoint.js'
 import type { RegistryCredential } from './keyring.js'
-import { basicAuthorization, BearerTokenCache, credentialIdentity, MAX_TOKEN_BYTES, type TokenRequest, type TokenSend } from './token.js'
 import { RegistryTransport, type HttpRequest, type HttpResponse, type RegistryEvent, type RequestPolicy } from './transport.js'
 
 export type { RegistryEvent } from './transport.js'
-import { abortable } from './transport.js'
 
 export interface RepositoryRef {
   /** "docker.io", "ghcr.io", "127.0.0.1:5443", as in ImageReference.registry */
@@ -114,14 +106,9 @@ const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 const MAX_TAGS_PAGE_BYTES = 16 * 1024 * 1024
 const TAGS_PAGE_SIZE = 1000
 const MAX_TAG_PAGES = 1000
-const MAX_PREFERRED = 10_000
 const DEFAULT_USER_AGENT = 'pullpin'
 const NOT_FOUND_CODES = new Set(['MANIFEST_UNKNOWN', 'NAME_UNKNOWN'])
 const HASHES: Readonly<Record<string, string>> = { sha256: 'sha256', sha384: 'sha384', sha512: 'sha512' }
-
-type AuthScheme =
-  | { kind: 'basic' }
-  | { kind: 'bearer'; realm: string; service?: string; scope?: string }
 
 interface HostState {
   endpoint: RegistryEndpoint
@@ -130,18 +117,14 @@ interface HostState {
   maxConcurrency: number
   /** The pinning.registries entry that allowed this registry (metrics label). */
   allowlistEntry: string
-  /** The scheme this registry asked for last; used up front on later requests. */
-  scheme?: AuthScheme
-  /** The one `GET /v2/` that learns the scheme before the first real request (coalesced). */
-  ping?: Promise<void>
+  /** Authentication over this host's transport (the scheme it learned survives a new pool). */
+  auth: AuthSession
 }
 
 export class RegistryClient {
   readonly #opts: RegistryClientOptions
   readonly #hosts: LRUCache<string, HostState>
-  readonly #tokens: BearerTokenCache
-  /** image → identity of the credential that last worked for it. */
-  readonly #preferred = new Map<string, string>()
+  readonly #auth: RegistryAuth
 
   constructor (opts: RegistryClientOptions) {
     this.#opts = opts
@@ -150,7 +133,11 @@ export class RegistryClient {
       // Evicted or replaced (new CA or limit): the pool closes once the requests it has are done.
       dispose: (state) => state.transport.retire()
     })
-    this.#tokens = new BearerTokenCache(opts.clock === undefined ? {} : { clock: opts.clock })
+    this.#auth = new RegistryAuth({
+      credentials: (image) => opts.credentials(image),
+      tokenRealmHosts: (registry) => opts.hostOptions(registry).tokenRealmHosts,
+      ...(opts.clock === undefined ? {} : { clock: opts.clock })
+    })
   }
 
   /** HEAD /v2/<name>/manifests/<reference>; reference = tag or digest. */
@@ -193,7 +180,7 @@ export class RegistryClient {
   close (): Promise<void> {
     for (const h of this.#hosts.values()) h.transport.close()
     this.#hosts.clear()
-    this.#tokens.clear()
+    this.#auth.clear()
     return Promise.resolve()
   }
 
@@ -218,13 +205,14 @@ export class RegistryClient {
       userAgent: this.#opts.userAgent ?? DEFAULT_USER_AGENT,
       ...(onEvent === undefined ? {} : { onEvent: (e: RegistryEvent) => onEvent({ ...e, allowlistEntry }) })
     })
+    const endpoint = resolveEndpoint(registry)
     const state: HostState = {
-      endpoint: resolveEndpoint(registry),
+      endpoint,
       transport,
       caPem: options.caPem,
       maxConcurrency,
       allowlistEntry,
-      ...(existing?.scheme === undefined ? {} : { scheme: existing.scheme })
+      auth: this.#auth.session(endpoint, transport, existing?.auth)
     }
     this.#hosts.set(registry, state)
     return state
@@ -235,148 +223,9 @@ export class RegistryClient {
     return { timeoutMs: o.timeoutMs, retries: Math.max(0, Math.floor(o.retries)) }
   }
 
-  // ---- auth ----
-
-  /**
-   * Sends `req` with whatever authentication the registry asks for. Returns the first answer
-   * that is neither 401 nor 403; throws ERR_REGISTRY_UNAUTHORIZED when every candidate
-   * credential (or anonymous access, without credentials) was refused.
-   */
-  async #send (host: HostState, ref: RepositoryRef, req: HttpRequest, signal: AbortSignal | undefined): Promise<HttpResponse> {
-    const image = `${ref.registry}/${ref.repository}`
-    const policy = this.#policy(ref.registry)
-    const candidates = this.#candidates(image)
-    if (host.scheme === undefined) await this.#ping(host, policy, signal)
-    let refusal: Error | undefined
-    let lastStatus = 401
-
-    for (const credential of candidates) {
-      let scheme = host.scheme
-      // The scope of a challenge answered to *this* request (token.md: use the challenge's scope).
-      let challengedScope: string | undefined
-      let refreshedToken = false
-      let sentWithoutAuth = false
-      for (let round = 0; round < 4; round++) {
-        let authorization: string | undefined
-        let issued: { token: string; cached: boolean; req: TokenRequest } | undefined
-        let usedScope: string | undefined
-        if (scheme?.kind === 'basic') {
-          // Without credentials a Basic registry may still serve public repositories: ask once.
-          if (credential !== undefined) authorization = basicAuthorization(credential)
-          else if (sentWithoutAuth) break
-        } else if (scheme?.kind === 'bearer') {
-          const scopes = (challengedScope ?? `repository:${ref.repository}:pull`).split(' ').filter((s) => s !== '')
-          usedScope = scopes.join(' ')
-          try {
-            issued = await this.#bearerToken(host, scheme, scopes, credential, policy, signal)
-          } catch (err) {
-            if (!isCodedError(err, 'PULLPIN_REGISTRY_UNAUTHORIZED')) throw err
-            refusal = err
-            break
-          }
-          authorization = `Bearer ${issued.token}`
-        }
-
-        if (authorization === undefined) sentWithoutAuth = true
-        const res = await host.transport.send(
-          { ...req, headers: { ...req.headers, ...(authorization === undefined ? {} : { authorization }) } }, policy, signal)
-        if (res.status !== 401 && res.status !== 403) {
-          if (credential !== undefined) this.#prefer(image, credential)
-          return res
-        }
-        lastStatus = res.status
-        refusal = undefined
-        // 403: authenticated, not allowed. Another credential may be.
-        if (res.status === 403) break
-        const challenge = pickScheme(res.headers['www-authenticate'])
-        if (challenge === undefined) break
-        if (!sameScheme(challenge, scheme)) {
-          // First contact, or the registry changed how it authenticates.
-          host.scheme = challenge
-          scheme = challenge
-          challengedScope = challenge.kind === 'bearer' ? challenge.scope : undefined
-          continue
-        }
-        if (challenge.kind === 'bearer' && challenge.scope !== undefined && challenge.scope !== usedScope && challenge.scope !== challengedScope) {
-          // Same realm, but the registry wants a scope other than the one we asked for.
-          challengedScope = challenge.scope
-          continue
-        }
-        if (issued?.cached === true && !refreshedToken) {
-          // A cached token the registry no longer accepts (revoked, clock skew): fetch a fresh one once.
-          this.#tokens.invalidate(issued.req, issued.token)
-          refreshedToken = true
-          continue
-        }
-        break
-      }
-    }
-    throw refusal ?? new ERR_REGISTRY_UNAUTHORIZED(ref.registry, String(lastStatus), image)
-  }
-
-  /**
-   * Learn how the registry authenticates from `GET /v2/` (distribution-spec "Determining support";
-   * go-containerregistry's transport.Ping does the same), so that the first manifest HEAD already
-   * carries credentials: every lookup is then exactly one manifest request at the registry. A
-   * registry that answers the ping with something else than 401 is simply not challenged up front.
-   */
-  async #ping (host: HostState, policy: RequestPolicy, signal: AbortSignal | undefined): Promise<void> {
-    host.ping ??= host.transport.send({ op: 'ping', method: 'GET', url: new URL(`${host.endpoint.origin}/v2/`), headers: {}, maxBodyBytes: 64 * 1024 }, policy)
-      .then((res) => {
-        if (res.status === 401) host.scheme ??= pickScheme(res.headers['www-authenticate'])
-      }, (err: unknown) => {
-        // Unreachable, refused address, TLS failure: the real request would fail the same way
-        // (the transport already retried), so the caller gets this error; the next call pings again.
-        host.ping = undefined
-        throw err
-      })
-    await abortable(host.ping, signal)
-  }
-
-  #prefer (image: string, credential: RegistryCredential): void {
-    const identity = credentialIdentity(credential)
-    if (this.#preferred.get(image) === identity) return
-    // Bounded: forget the oldest entries (Map keeps insertion order) beyond MAX_PREFERRED.
-    this.#preferred.delete(image)
-    this.#preferred.set(image, identity)
-    for (const k of this.#preferred.keys()) {
-      if (this.#preferred.size <= MAX_PREFERRED) break
-      this.#preferred.delete(k)
-    }
-  }
-
-  /** Credentials for `image`, the one that worked last time first; [undefined] = anonymous. */
-  #candidates (image: string): Array<RegistryCredential | undefined> {
-    const creds = this.#opts.credentials(image)
-    if (creds.length === 0) return [undefined]
-    const preferred = this.#preferred.get(image)
-    if (preferred === undefined) return creds
-    const first = creds.filter((c) => credentialIdentity(c) === preferred)
-    return [...first, ...creds.filter((c) => credentialIdentity(c) !== preferred)]
-  }
-
-  async #bearerToken (
-    host: HostState, scheme: Extract<AuthScheme, { kind: 'bearer' }>, scopes: string[], credential: RegistryCredential | undefined,
-    policy: RequestPolicy, signal: AbortSignal | undefined
-  ): Promise<{ token: string; cached: boolean; req: TokenRequest }> {
-    const registry = host.endpoint.registry
-    // Before anything is sent to the realm, every time (tokenRealmHosts may change).
-    const realm = checkRealm(host.endpoint, scheme.realm, this.#opts.hostOptions(registry).tokenRealmHosts)
-    const req: TokenRequest = {
-      registry,
-      realm,
-      scopes,
-      ...(scheme.service === undefined ? {} : { service: scheme.service }),
-      ...(credential === undefined ? {} : { credential })
-    }
-    // The fetch may be shared by several callers, so it runs without any one caller's signal
-    // (bounded by the timeout and retries); each caller stops waiting on its own signal.
-    const send: TokenSend = async (url, headers) => {
-      const res = await host.transport.send({ op: 'token', method: 'GET', url, headers, maxBodyBytes: MAX_TOKEN_BYTES }, policy)
-      return { status: res.status, body: res.body }
-    }
-    const issued = await this.#tokens.token(req, send, signal)
-    return { ...issued, req }
+  /** `req` through the registry's auth session, with this registry's timeout and retries. */
+  #send (host: HostState, ref: RepositoryRef, req: HttpRequest, signal: AbortSignal | undefined): Promise<HttpResponse> {
+    return host.auth.send(ref, req, this.#policy(ref.registry), signal)
   }
 
   // ---- manifests ----
@@ -415,31 +264,6 @@ export class RegistryClient {
 }
 
 // ---- helpers ----
-
-function pickScheme (header: string | string[] | undefined): AuthScheme | undefined {
-  const challenges = parseChallenges(header)
-  // Bearer first: a registry offering both prefers tokens, and docker/containerd do the same.
-  const bearer = findChallenge(challenges, 'bearer')
-  const realm = bearer?.params.realm
-  if (bearer !== undefined && realm !== undefined && realm !== '') {
-    const service = bearer.params.service
-    const scope = bearer.params.scope
-    return {
-      kind: 'bearer',
-      realm,
-      ...(service === undefined ? {} : { service }),
-      ...(scope === undefined || scope === '' ? {} : { scope })
-    }
-  }
-  if (findChallenge(challenges, 'basic') !== undefined) return { kind: 'basic' }
-  return undefined
-}
-
-function sameScheme (a: AuthScheme, b: AuthScheme | undefined): boolean {
-  if (b === undefined || a.kind !== b.kind) return false
-  if (a.kind === 'basic' || b.kind === 'basic') return true
-  return a.realm === b.realm && a.service === b.service
-}
 
 function headerValue (headers: IncomingHttpHeaders, name: string): string | undefined {
   const v = headers[name]

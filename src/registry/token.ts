@@ -6,7 +6,8 @@
 //
 // Tokens are cached per registry + realm + service + scope + credential identity until shortly
 // before they expire, so N manifest HEADs on one repository cost one token request; concurrent
-// requests for the same key share one fetch. The credential identity is a hash of the
+// requests for the same key share one fetch. Both are lru-cache's fetch(): a per-entry TTL set
+// when the token arrives, one fetch per key in flight, the least recently used token evicted first. The credential identity is a hash of the
 // username and password, so a rotated password gets its own token and no secret is kept as a
 // map key. Expiry counts from when the token request was sent (our clock, not the server's
 // `issued_at`): the token can only be younger than that, so clock skew never extends its use.
@@ -14,9 +15,10 @@
 // The HTTP exchange itself is the caller's `send` (the registry's transport: same connection
 // pool, address guard, CA and concurrency limit); the realm has already passed checkRealm.
 import { createHash } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
+import { abortable } from '../async/abort.js'
 import { ERR_REGISTRY_BAD_RESPONSE, ERR_REGISTRY_UNAUTHORIZED } from '../errors.js'
 import type { RegistryCredential } from './keyring.js'
-import { abortable } from './transport.js'
 
 /** docs/spec/auth/token.md: expires_in "When omitted, this defaults to 60 seconds". */
 export const DEFAULT_TOKEN_LIFETIME_S = 60
@@ -47,12 +49,13 @@ export interface IssuedToken {
   cached: boolean
 }
 
-interface Entry { token: string; refreshAt: number }
+interface Entry { readonly token: string }
+interface FetchContext { readonly req: TokenRequest; readonly send: TokenSend }
 
 export interface BearerTokenCacheOptions {
   /** ms since the epoch; injectable for tests. Default Date.now. */
   clock?: () => number
-  /** Bound on cached tokens; expired ones go first, then the oldest. Default 10 000. */
+  /** Bound on cached tokens; the least recently used goes first. Default 10 000. */
   maxEntries?: number
 }
 
@@ -67,14 +70,20 @@ export function basicAuthorization (credential: RegistryCredential): string {
 }
 
 export class BearerTokenCache {
-  readonly #entries = new Map<string, Entry>()
-  readonly #inflight = new Map<string, Promise<Entry>>()
+  readonly #cache: LRUCache<string, Entry, FetchContext>
   readonly #clock: () => number
-  readonly #maxEntries: number
 
   constructor (opts: BearerTokenCacheOptions = {}) {
-    this.#clock = opts.clock ?? Date.now
-    this.#maxEntries = opts.maxEntries ?? 10_000
+    const clock = this.#clock = opts.clock ?? Date.now
+    this.#cache = new LRUCache<string, Entry, FetchContext>({
+      max: opts.maxEntries ?? 10_000,
+      // The injected clock drives expiry, read at every lookup (no 1 ms debounce of its own).
+      perf: { now: clock },
+      ttlResolution: 0,
+      // A fetch shared by several callers finishes and is stored even when clear() runs meanwhile.
+      ignoreFetchAbort: true,
+      fetchMethod: (_key, _stale, { context, options }) => this.#fetch(context.req, context.send, options)
+    })
   }
 
   /**
@@ -84,32 +93,23 @@ export class BearerTokenCache {
    * from waiting: a shared fetch carries on for the others.
    */
   async token (req: TokenRequest, send: TokenSend, signal?: AbortSignal): Promise<IssuedToken> {
-    const key = cacheKey(req)
-    const hit = this.#entries.get(key)
-    if (hit !== undefined) {
-      if (this.#clock() < hit.refreshAt) return { token: hit.token, cached: true }
-      this.#entries.delete(key)
-    }
-    let pending = this.#inflight.get(key)
-    if (pending === undefined) {
-      pending = this.#fetch(req, send).finally(() => this.#inflight.delete(key))
-      this.#inflight.set(key, pending)
-    }
-    const entry = await abortable(pending, signal)
-    return { token: entry.token, cached: false }
+    const status: LRUCache.Status<string, Entry, FetchContext> = {}
+    const entry = await abortable(this.#cache.fetch(cacheKey(req), { context: { req, send }, status }), signal)
+    if (entry === undefined) throw new ERR_REGISTRY_BAD_RESPONSE(req.registry, 'no token')
+    return { token: entry.token, cached: status.fetch === 'hit' }
   }
 
   /** Drops `token` for `req` if it is still the cached one (the registry refused it). */
   invalidate (req: TokenRequest, token: string): void {
     const key = cacheKey(req)
-    if (this.#entries.get(key)?.token === token) this.#entries.delete(key)
+    if (this.#cache.peek(key)?.token === token) this.#cache.delete(key)
   }
 
-  get size (): number { return this.#entries.size }
+  get size (): number { return this.#cache.size }
 
-  clear (): void { this.#entries.clear() }
+  clear (): void { this.#cache.clear() }
 
-  async #fetch (req: TokenRequest, send: TokenSend): Promise<Entry> {
+  async #fetch (req: TokenRequest, send: TokenSend, options: LRUCache.FetcherFetchOptions<string, Entry, FetchContext>): Promise<Entry> {
     const url = new URL(req.realm.href)
     if (req.service !== undefined && req.service !== '') url.searchParams.set('service', req.service)
     // token.md: "This query parameter should be specified multiple times if there is more than one scope entry".
@@ -129,22 +129,11 @@ export class BearerTokenCache {
     }
     const { token, lifetimeS } = parseTokenResponse(req.registry, res.body)
     const lifetimeMs = lifetimeS * 1000
-    const entry: Entry = { token, refreshAt: started + lifetimeMs - Math.min(MAX_REFRESH_MARGIN_MS, lifetimeMs * REFRESH_MARGIN_SHARE) }
-    this.#store(cacheKey(req), entry)
-    return entry
-  }
-
-  #store (key: string, entry: Entry): void {
-    if (this.#entries.size >= this.#maxEntries) {
-      const now = this.#clock()
-      for (const [k, e] of this.#entries) if (e.refreshAt <= now) this.#entries.delete(k)
-      // Map iteration is insertion order: the first keys are the oldest.
-      for (const k of this.#entries.keys()) {
-        if (this.#entries.size < this.#maxEntries) break
-        this.#entries.delete(k)
-      }
-    }
-    this.#entries.set(key, entry)
+    const refreshAt = started + lifetimeMs - Math.min(MAX_REFRESH_MARGIN_MS, lifetimeMs * REFRESH_MARGIN_SHARE)
+    // The TTL counts from when the answer is stored; the lifetime from when the request was sent.
+    // (A TTL of 0 would mean "never expires": at least 1 ms.)
+    options.ttl = Math.max(1, refreshAt - this.#clock())
+    return { token }
   }
 }
 
@@ -159,8 +148,10 @@ export function parseTokenResponse (registry: string, body: Buffer): { token: st
   }
   if (typeof json !== 'object' || json === null) throw new ERR_REGISTRY_BAD_RESPONSE(registry, 'token response is not a JSON object')
   const o = json as Record<string, unknown>
-  const token = typeof o.token === 'string' && o.token !== '' ? o.token
-    : typeof o.access_token === 'string' && o.access_token !== '' ? o.access_token
+  const token = typeof o.token === 'string' && o.token !== ''
+    ? o.token
+    : typeof o.access_token === 'string' && o.access_token !== ''
+      ? o.access_token
       : undefined
   if (token === undefined) throw new ERR_REGISTRY_BAD_RESPONSE(registry, 'token response has neither "token" nor "access_token"')
   // The token goes into an HTTP header: refuse anything that could split or corrupt it.

@@ -3,35 +3,24 @@
 // roots, a per-registry limit on requests in flight, a timeout per request, and retries with
 // backoff on 429/5xx and connection errors that honour Retry-After.
 //
-// Why node:https and not undici (measured with bench/head-transport.ts against the real test
-// registry over TLS, Node 20.20, undici 7.30.2, 1000 requests per run, median of 3 runs):
-//
-//   | transport                 | concurrency | req/s | TLS handshakes |
-//   | HEAD undici               |           1 |   281 |           1000 |
-//   | HEAD node:https keepAlive |           1 |   692 |              1 |
-//   | GET undici                |           1 |   975 |              2 |
-//   | GET node:https keepAlive  |           1 |   769 |              1 |
-//   | HEAD undici               |           8 |   396 |           1000 |
-//   | HEAD node:https keepAlive |           8 |  1664 |              8 |
-//   | GET undici                |           8 |  1595 |             16 |
-//   | GET node:https keepAlive  |           8 |  1602 |              8 |
-//
-// undici resets the connection after every HEAD (client-h1.js sets socket[kReset] for HEAD,
-// nodejs/undici#258), so each manifest HEAD pays a new TLS handshake: 2.5-4x slower here, and
-// against a remote registry every handshake also costs extra round trips. HEAD is pullpin's
-// hot operation (Docker Hub counts manifest GETs as pulls, HEADs not), so HEAD must use
-// node:https. For GETs the two are close: undici was ~25% faster at concurrency 1 (≈0.3 ms less
-// client CPU per request) and equal at 8 in this run, while a second run on the same (shared,
-// 2-core) machine had node:https ahead (898 vs 862 req/s at 1, 1071 vs 957 at 8). Either way the
-// difference is noise next to a real registry's round trip, while one pool lets the tag-list
-// GETs, digest-fallback GETs and token GETs reuse the sockets the HEADs keep warm (and keeps one
-// place for the address guard, CA and limits). So: one transport, node:https with a keepAlive
-// Agent, for everything.
+// Why node:https and not undici (BENCHMARKS.md, "Manifest HEAD transport", bench/head-transport.ts
+// against the real test registry over TLS): undici resets the connection after every HEAD
+// (client-h1.js sets socket[kReset] for HEAD, nodejs/undici#258), so each manifest HEAD pays a new
+// TLS handshake and runs several times slower, and against a remote registry every handshake also
+// costs extra round trips. HEAD is pullpin's hot operation (Docker Hub counts manifest GETs as
+// pulls, HEADs not), so HEAD must use node:https. For GETs the two are within run-to-run noise on
+// a shared machine, which is nothing next to a real registry's round trip, while one pool lets the
+// tag-list GETs, digest-fallback GETs and token GETs reuse the sockets the HEADs keep warm (and
+// keeps one place for the address guard, CA and limits). So: one transport, node:https with a
+// keepAlive Agent, for everything.
 import type { IncomingHttpHeaders } from 'node:http'
 import { Agent, request as httpsRequest } from 'node:https'
 import type { LookupFunction } from 'node:net'
 import { rootCertificates } from 'node:tls'
 import { isCodedError, ERR_REGISTRY_BAD_RESPONSE, ERR_REGISTRY_TIMEOUT, ERR_REGISTRY_UNAVAILABLE } from '../errors.js'
+import { abortReason } from '../async/abort.js'
+import { backoffDelay } from '../async/backoff.js'
+import { sleep } from '../async/sleep.js'
 import { assertLiteralAddressAllowed, guardedLookup } from './address-guard.js'
 
 /** One HTTP exchange, for metrics and logs. Never carries credentials, tokens or headers. */
@@ -147,7 +136,7 @@ export class RegistryTransport {
    * any other status. Throws ERR_REGISTRY_UNAVAILABLE (retries used up, connection/TLS errors),
    * ERR_REGISTRY_TIMEOUT (one attempt took longer than policy.timeoutMs; not retried: the
    * caller has a deadline), ERR_REGISTRY_PRIVATE_ADDRESS, ERR_REGISTRY_BAD_RESPONSE (body too
-   * large), or the signal's reason when it aborts (see abortReason).
+   * large), or the signal's reason when it aborts (see abortReason in src/async/abort.ts).
    */
   async send (req: HttpRequest, policy: RequestPolicy, signal?: AbortSignal): Promise<HttpResponse> {
     if (req.url.protocol !== 'https:') throw new Error(`refusing non-https URL ${req.url.origin}`)
@@ -190,7 +179,7 @@ export class RegistryTransport {
         if (!isRetryableNetworkError(f.cause) || attempt >= policy.retries) {
           throw new ERR_REGISTRY_UNAVAILABLE(this.registry, describeNetworkError(f.cause, req.op, attempt + 1), { cause: f.cause })
         }
-        await sleep(this.#backoff(attempt), signal)
+        await this.#sleep(this.#backoff(attempt), signal)
         attempt++
         continue
       }
@@ -205,7 +194,7 @@ export class RegistryTransport {
       if (retryAfter !== undefined && retryAfter > MAX_RETRY_AFTER_MS) {
         throw new ERR_REGISTRY_UNAVAILABLE(this.registry, `${what} with Retry-After ${Math.ceil(retryAfter / 1000)} s`)
       }
-      await sleep(retryAfter ?? this.#backoff(attempt), signal)
+      await this.#sleep(retryAfter ?? this.#backoff(attempt), signal)
       attempt++
     }
   }
@@ -226,10 +215,14 @@ export class RegistryTransport {
   }
 
   #backoff (attempt: number): number {
-    // Exponential with "equal jitter": half fixed, half random, so retries from many webhook
-    // replicas spread out but never collapse to zero.
-    const d = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt)
-    return d / 2 + (this.#opts.random ?? Math.random)() * (d / 2)
+    // Equal jitter (src/async/backoff.ts says why): retries from many webhook replicas spread
+    // out but never collapse to zero.
+    return backoffDelay(attempt, { initialMs: BACKOFF_BASE_MS, maxMs: BACKOFF_MAX_MS, ...(this.#opts.random === undefined ? {} : { random: this.#opts.random }) })
+  }
+
+  /** Waits between attempts; an abort rejects with abortReason. */
+  async #sleep (ms: number, signal: AbortSignal | undefined): Promise<void> {
+    if (!await sleep(ms, signal)) throw abortReason(signal as AbortSignal)
   }
 
   #attempt (req: HttpRequest, timeoutMs: number, signal: AbortSignal | undefined): Promise<HttpResponse | AttemptFailure> {
@@ -325,48 +318,6 @@ function describeNetworkError (err: unknown, op: HttpRequest['op'], attempts: nu
   const base = typeof code === 'string' && !message.includes(code) ? `${message} (${code})` : message
   const where = op === 'token' ? 'token realm: ' : ''
   return `${where}${base}${attempts > 1 ? ` after ${attempts} attempts` : ''}`
-}
-
-/**
- * What an aborted operation rejects with: the signal's reason when it is an Error (as fetch does:
- * an "AbortError" DOMException for controller.abort(), "TimeoutError" for AbortSignal.timeout()),
- * otherwise a new "AbortError" DOMException.
- */
-export function abortReason (signal: AbortSignal): Error {
-  const r: unknown = signal.reason
-  return r instanceof Error ? r : new DOMException('The operation was aborted', 'AbortError')
-}
-
-/** Waits for `p`, or rejects with abortReason as soon as `signal` aborts (p keeps running). */
-export function abortable<T> (p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p
-  if (signal.aborted) {
-    p.catch(() => undefined)
-    return Promise.reject(abortReason(signal))
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(abortReason(signal))
-    signal.addEventListener('abort', onAbort, { once: true })
-    p.then(
-      (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
-      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e instanceof Error ? e : new Error(String(e))) }
-    )
-  })
-}
-
-function sleep (ms: number, signal: AbortSignal | undefined): Promise<void> {
-  if (signal?.aborted === true) return Promise.reject(abortReason(signal))
-  return new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer)
-      reject(abortReason(signal as AbortSignal))
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
 }
 
 /** FIFO counting semaphore; waiting callers can give up through their signal. */

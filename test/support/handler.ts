@@ -6,7 +6,7 @@ import { parseConfig, type Config } from '../../src/policy/config.js'
 import { createNamespacePolicy } from '../../src/policy/namespace-mode.js'
 import { staticNamespaceLabels } from '../../src/policy/static-namespaces.js'
 import { createLogger } from '../../src/server/logger.js'
-import { createMetrics, type Metrics } from '../../src/server/metrics.js'
+import { createMetrics, type Metrics } from '../../src/metrics.js'
 import { LogCapture } from './pullpin.js'
 
 export const BASE_CONFIG = `

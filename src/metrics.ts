@@ -1,11 +1,14 @@
-// Prometheus metrics on a registry owned by the app (never prom-client's global one, so two
-// servers in one process — tests, a second instance taking over — keep separate counts).
+// Prometheus metrics for every layer, on a registry owned by the app (never prom-client's global
+// one, so two servers in one process — tests, a second instance taking over — keep separate
+// counts). Top level, beside app.ts which wires it: each layer declares what it reports (an
+// interface or an event type: AdmissionMetrics, PinMetrics, CacheEvent, RegistryEvent,
+// ClusterMetrics) and only this module knows prom-client; the server only serves the registry.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client'
-import type { AdmissionMetrics, Outcome } from '../admission/handler.js'
-import type { PinMetrics } from '../mutate/pin-images.js'
-import type { CacheEvent } from '../cache/tag-cache.js'
-import type { RegistryEvent } from '../registry/client.js'
-import type { ClusterMetrics } from '../cluster/metrics.js'
+import type { AdmissionMetrics, Outcome } from './admission/handler.js'
+import type { PinMetrics } from './mutate/pin-images.js'
+import type { CacheEvent } from './cache/tag-cache.js'
+import type { RegistryEvent } from './registry/client.js'
+import type { ClusterMetrics } from './cluster/metrics.js'
 
 export interface Metrics {
   readonly registry: Registry
