@@ -1,5 +1,5 @@
-// A review's deadline, made lazily: most reviews are answered from caches without any I/O, and a
-// timer plus an AbortController per review is a measurable part of that path (bench/pieces.ts).
+// A review's deadline, made lazily: most reviews are answered from caches without any I/O, and
+// need neither a timer nor an AbortController (BENCHMARKS.md, "Contracts and speed devices").
 // The clock starts when the review does; the timer only when something first waits.
 import type { Deadline } from '../mutate/mutator.js'
 
@@ -36,16 +36,29 @@ export class ReviewDeadline implements Deadline {
     return this.#controller.signal
   }
 
-  /** `work`, or a DeadlineError rejection if the deadline passes first. */
+  /**
+   * `work`, or a DeadlineError rejection once the deadline passes. Lazy like the signal: a `work`
+   * that settles within the event-loop turn it started in (a review answered from caches) makes
+   * no timer; otherwise the timer is made at the end of that turn, or earlier if something asks
+   * for the signal (BENCHMARKS.md, "Contracts and speed devices").
+   */
   race<T> (work: Promise<T>): Promise<T> {
-    const signal = this.signal
-    if (signal.aborted) return Promise.reject(signal.reason as Error)
     return new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => reject(signal.reason as Error)
-      signal.addEventListener('abort', onAbort, { once: true })
+      let signal: AbortSignal | undefined
+      const onAbort = (): void => reject(signal!.reason as Error)
+      const watch = (): void => {
+        signal = this.signal
+        if (signal.aborted) onAbort()
+        else signal.addEventListener('abort', onAbort, { once: true })
+      }
+      const pending = this.#controller !== undefined ? (watch(), undefined) : setImmediate(watch)
+      const settle = (): void => {
+        if (pending !== undefined) clearImmediate(pending)
+        signal?.removeEventListener('abort', onAbort)
+      }
       work.then(
-        (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
-        (err: unknown) => { signal.removeEventListener('abort', onAbort); reject(err instanceof Error ? err : new Error(String(err))) },
+        (v) => { settle(); resolve(v) },
+        (err: unknown) => { settle(); reject(err instanceof Error ? err : new Error(String(err))) }
       )
     })
   }

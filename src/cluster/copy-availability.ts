@@ -43,7 +43,7 @@ export class CopyAvailability implements SecretAvailability {
 
   constructor (private readonly opts: CopyAvailabilityOptions) {}
 
-  check (req: AvailabilityRequest): AvailabilityResult | Promise<AvailabilityResult> {
+  async check (req: AvailabilityRequest): Promise<AvailabilityResult> {
     const refused = new Map<string, string>()
     const warnings: string[] = []
     const pending: Array<Promise<void>> = []
@@ -72,8 +72,8 @@ export class CopyAvailability implements SecretAvailability {
         else if (outcome.kind === 'failed') warnings.push(`pullpin: copy of ${name} not created in ${req.namespace} yet: ${outcome.error}`)
       }))
     }
-    if (pending.length === 0) return { refused, warnings }
-    return Promise.all(pending).then(() => ({ refused, warnings }))
+    if (pending.length > 0) await Promise.all(pending)
+    return { refused, warnings }
   }
 
   private refuse (refused: Map<string, string>, name: string, namespace: string): void {
@@ -102,7 +102,7 @@ export class CopyAvailability implements SecretAvailability {
     const signal = timeoutSignal(this.opts.createTimeoutMs ?? 3000)
     try {
       const created = await core.createNamespacedSecret({ namespace, body }, callOptions({ signal }))
-      this.remember(`${namespace}/${name}`, created as SecretLike)
+      this.remember(`${namespace}/${name}`, created)
       this.opts.metrics.write('copy', 'created', 'admission')
       this.opts.logger.info({ namespace, secret: name }, 'pull-secret copy created for the first pod of the namespace')
       return { kind: 'ok' }
