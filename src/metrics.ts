@@ -3,7 +3,7 @@
 // counts). Top level, beside app.ts which wires it: each layer declares what it reports (an
 // interface or an event type: AdmissionMetrics, PinMetrics, CacheEvent, RegistryEvent,
 // ClusterMetrics) and only this module knows prom-client; the server only serves the registry.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { AdmissionMetrics, Outcome } from './admission/handler.js'
 import type { PinMetrics } from './mutate/pin-images.js'
 import type { CacheEvent } from './cache/tag-cache.js'
@@ -32,42 +32,31 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   })
-  // The admission path's counters count in plain numbers until a scrape collects them (PendingCounts).
-  const injectedCounts = new PendingCounts(['secret', 'dry_run'])
-  const auditCounts = new PendingCounts(['kind'])
-  const pinnedCounts = new PendingCounts(['format', 'source'])
-  const unpinnedCounts = new PendingCounts(['reason'])
-  // eslint-disable-next-line no-new
-  new Counter({
+  // Plain prom-client counters: counting in plain numbers until a scrape saved under 5 % of a
+  // review (BENCHMARKS.md, "Contracts and speed devices").
+  const injectedCounts = new Counter({
     name: 'pullpin_secrets_injected_total',
     help: 'imagePullSecrets added to pods, by secret name (dry_run="true" for server-side dry runs).',
     labelNames: ['secret', 'dry_run'] as const,
     registers: [registry],
-    collect () { injectedCounts.flushInto(this) },
   })
-  // eslint-disable-next-line no-new
-  new Counter({
+  const auditCounts = new Counter({
     name: 'pullpin_audit_findings_total',
     help: 'Changes pullpin would have made in audit mode, by kind (secret, pin).',
     labelNames: ['kind'] as const,
     registers: [registry],
-    collect () { auditCounts.flushInto(this) },
   })
-  // eslint-disable-next-line no-new
-  new Counter({
+  const pinnedCounts = new Counter({
     name: 'pullpin_images_pinned_total',
     help: 'Images rewritten to a SHA tag or digest, by format and where the answer came from (registry, cache, owner, stale).',
     labelNames: ['format', 'source'] as const,
     registers: [registry],
-    collect () { pinnedCounts.flushInto(this) },
   })
-  // eslint-disable-next-line no-new
-  new Counter({
+  const unpinnedCounts = new Counter({
     name: 'pullpin_images_unpinned_total',
     help: 'Unpinned images left as written, by reason (invalid, registry-not-allowed, no-sha-tag, not-found, registry-error, deadline).',
     labelNames: ['reason'] as const,
     registers: [registry],
-    collect () { unpinnedCounts.flushInto(this) },
   })
   const cacheLookups = new Counter({
     name: 'pullpin_tag_cache_lookups_total',
@@ -148,7 +137,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
 
   // Pre-create the series so dashboards and alerts see zeros rather than absent metrics.
   for (const outcome of ['mutated', 'unchanged', 'audited', 'denied', 'error', 'skipped'] satisfies Outcome[]) duration.labels(outcome)
-  for (const kind of ['secret', 'pin']) auditCounts.add(kind, undefined, 0)
+  for (const kind of ['secret', 'pin']) auditCounts.inc({ kind }, 0)
 
   // The duration histogram's series, looked up once per outcome instead of hashed per review.
   const durationOf = new Map<string, { observe (seconds: number): void }>()
@@ -162,12 +151,12 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     registry,
     admission: {
       observe,
-      secretsInjected: (secret, dryRun) => injectedCounts.add(secret, dryRun ? 'true' : 'false'),
-      auditFinding: (kind) => auditCounts.add(kind),
+      secretsInjected: (secret, dryRun) => injectedCounts.inc({ secret, dry_run: dryRun ? 'true' : 'false' }),
+      auditFinding: (kind) => auditCounts.inc({ kind }),
     },
     pinning: {
-      pinned: (format, source) => pinnedCounts.add(format, source),
-      unpinned: (reason) => unpinnedCounts.add(reason),
+      pinned: (format, source) => pinnedCounts.inc({ format, source }),
+      unpinned: (reason) => unpinnedCounts.inc({ reason }),
     },
     cacheEvent: (e) => cacheLookups.labels(e.kind, e.result).inc(),
     registryEvent: (e) => {
@@ -189,40 +178,5 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
         sourceProblems.labels(source, 'invalid').set(problem === 'invalid' ? 1 : 0)
       },
     },
-  }
-}
-
-/**
- * Counts for a counter of one or two labels, kept in plain numbers and handed to prom-client when
- * it collects the metric (on every scrape, and on get()). prom-client hashes the label values on
- * every inc(), about 0.4 µs, and a pod with four pinned images and two secrets makes six
- * (BENCHMARKS.md). Label sets are bounded by configuration (formats, sources, reasons, configured
- * secret names), and so is this map.
- */
-class PendingCounts {
-  private readonly byFirst = new Map<string, Map<string | undefined, { readonly labels: LabelValues<string>; n: number }>>()
-  private readonly all: Array<{ readonly labels: LabelValues<string>; n: number }> = []
-
-  constructor (private readonly labelNames: readonly [string] | readonly [string, string]) {}
-
-  add (first: string, second?: string, n = 1): void {
-    let inner = this.byFirst.get(first)
-    if (inner === undefined) this.byFirst.set(first, inner = new Map<string | undefined, { readonly labels: LabelValues<string>; n: number }>())
-    let entry = inner.get(second)
-    if (entry === undefined) {
-      const labels: LabelValues<string> = { [this.labelNames[0]]: first }
-      if (this.labelNames[1] !== undefined) labels[this.labelNames[1]] = second ?? ''
-      inner.set(second, entry = { labels, n: 0 })
-      this.all.push(entry)
-    }
-    entry.n += n
-  }
-
-  /** Adds the counts to the counter (an inc of 0 still creates a series that has none yet). */
-  flushInto (counter: Counter<string>): void {
-    for (const e of this.all) {
-      counter.inc(e.labels, e.n)
-      e.n = 0
-    }
   }
 }

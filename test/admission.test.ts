@@ -148,7 +148,7 @@ t.test('a hung step never hangs the review: the deadline answers', async t => {
 })
 
 t.test('a step may deny; audit mode reports the denial instead', async t => {
-  const denyStep: MutationStep = { name: 'deny', operations: ['CREATE'], run (ctx) { ctx.warnings.push('pullpin: image x not found'); ctx.deny = 'image x not found' } }
+  const denyStep: MutationStep = { name: 'deny', operations: ['CREATE'], async run (ctx) { ctx.warnings.push('pullpin: image x not found'); ctx.deny = 'image x not found' } }
   const { handle } = testHandler(undefined, { steps: [denyStep] })
   const enforce = await handle(admissionReview(richPod('team-a')))
   t.equal(enforce.response.allowed, false)
@@ -160,7 +160,7 @@ t.test('a step may deny; audit mode reports the denial instead', async t => {
 
 t.test('steps see dryRun, mode and operation', async t => {
   const seen: any[] = []
-  const spy: MutationStep = { name: 'spy', operations: ['CREATE', 'UPDATE'], run (ctx) { seen.push({ dryRun: ctx.dryRun, mode: ctx.mode, op: ctx.operation, sub: ctx.subResource, images: ctx.images.length }) } }
+  const spy: MutationStep = { name: 'spy', operations: ['CREATE', 'UPDATE'], async run (ctx) { seen.push({ dryRun: ctx.dryRun, mode: ctx.mode, op: ctx.operation, sub: ctx.subResource, images: ctx.images.length }) } }
   const { handle } = testHandler(undefined, { steps: [spy] })
   const pod = richPod()
   await handle(admissionReview(pod, { dryRun: true }))
@@ -178,7 +178,7 @@ t.test('the patch covers what steps may change, and the draft shares the rest wi
   const step: MutationStep = {
     name: 'edit',
     operations: ['CREATE'],
-    run (ctx) {
+    async run (ctx) {
       ctx.pod.metadata!.annotations = { ...ctx.pod.metadata!.annotations, 'example.com/a': 'b' }
       ctx.pod.spec!.containers![0]!.image = 'example.com/app:1'
       // Outside the contract (only annotations, imagePullSecrets and images): never patched.
@@ -198,7 +198,7 @@ t.test('the patch covers what steps may change, and the draft shares the rest wi
 t.test('a review answered without I/O makes no deadline timer', async t => {
   const timers = (): number => process.getActiveResourcesInfo().filter(r => r === 'Timeout').length
   let during = -1
-  const step: MutationStep = { name: 'look', operations: ['CREATE'], run () { during = timers() } }
+  const step: MutationStep = { name: 'look', operations: ['CREATE'], async run () { during = timers() } }
   const { handle } = testHandler(undefined, { steps: [step] })
   const before = timers()
   const out = await handle(admissionReview(richPod()))

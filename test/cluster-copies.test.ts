@@ -147,18 +147,20 @@ t.test('a namespace labelled later gets its copy; the copy is labelled and annot
 
   // The copy reaches the Secret informer's cache by its watch event, a moment after the write was
   // answered (on a slow machine, after idle() returns): wait for that before counting API calls.
+  // (A check that finds no copy in the cache creates one: a POST, answered 409 here.)
+  const secretPosts = (): number => w.server.requests.filter(r => r.method === 'POST' && r.path.endsWith('/secrets')).length
   await until('the copy in the Secret informer cache', async () => {
-    const probe = w.integration.availability!.check({ namespace: 'team-a', names: ['ghcr-credentials'], create: true })
-    if (!(probe instanceof Promise)) return true
-    await probe
-    return false
+    const posts = secretPosts()
+    await w.integration.availability!.check({ namespace: 'team-a', names: ['ghcr-credentials'], create: true })
+    return secretPosts() === posts
   })
   // The pod of that namespace gets the secret, with no API call on the admission path: both
-  // lookups answer synchronously from the informer caches.
-  t.notOk(w.integration.namespaces.labels('team-a') instanceof Promise, 'namespace labels: sync on a hit')
-  t.notOk(w.integration.availability!.check({ namespace: 'team-a', names: ['ghcr-credentials'], create: true }) instanceof Promise, 'copy availability: sync on a hit')
+  // lookups answer from the informer caches.
   const apiCalls = (): number => w.server.requests.filter(r => !r.path.includes('/leases')).length // the Lease is renewed meanwhile
   const before = apiCalls()
+  t.same(await w.integration.namespaces.labels('team-a'), { 'kubernetes.io/metadata.name': 'team-a', 'pullpin.io/inject': 'enabled' }, 'namespace labels from the informer')
+  t.same(await w.integration.availability!.check({ namespace: 'team-a', names: ['ghcr-credentials'], create: true }), { refused: new Map(), warnings: [] }, 'copy available, from the informer')
+  t.equal(apiCalls(), before, 'no API call for either')
   const out = await w.handle(admissionReview(podFromWorkload('deployment-web', { namespace: 'team-a' })))
   t.same(injected(out), ['ghcr-credentials', 'hub-credentials'])
   t.equal(apiCalls(), before, 'answered from the informer caches')
@@ -253,8 +255,8 @@ t.test('admission: a dry run creates nothing; the first pod of a freshly labelle
   t.notOk(w.integration.isLeader())
   await w.label('team-a', 'enabled')
   await w.label('team-b', 'audit')
-  const label = (ns: string): unknown => (w.integration.namespaces.labels(ns) as any)?.['pullpin.io/inject']
-  await until('labels seen', () => label('team-a') === 'enabled' && label('team-b') === 'audit')
+  const label = async (ns: string): Promise<string | undefined> => (await w.integration.namespaces.labels(ns))?.['pullpin.io/inject']
+  await until('labels seen', async () => await label('team-a') === 'enabled' && await label('team-b') === 'audit')
   const secretPosts = (): number => w.server.requests.filter(r => r.method === 'POST' && r.path.endsWith('/secrets')).length
 
   const dry = await w.handle(admissionReview(podFromWorkload('deployment-web', { namespace: 'team-a' }), { dryRun: true }))
@@ -288,7 +290,7 @@ t.test('admission: a dry run creates nothing; the first pod of a freshly labelle
 
   // A Deployment scaled up in a freshly labelled namespace: its pods share one create.
   await w.label('team-c', 'enabled')
-  await until('team-c labelled', () => label('team-c') === 'enabled')
+  await until('team-c labelled', async () => await label('team-c') === 'enabled')
   const burst = await Promise.all(Array.from({ length: 8 }, () => w.handle(admissionReview(podFromWorkload('deployment-web', { namespace: 'team-c' })))))
   t.ok(burst.every(out => injected(out).join() === 'ghcr-credentials,hub-credentials' && out.response.warnings === undefined), '8 pods, all injected without a warning')
   t.equal(w.server.requests.filter(r => r.method === 'POST' && r.path === '/api/v1/namespaces/team-c/secrets').length, 1, 'one create for 8 concurrent reviews')

@@ -1,7 +1,6 @@
-// A review's deadline, made lazily: most reviews are answered from caches without any I/O, and a
-// timer plus an AbortController per review is a measurable part of that path (bench/pieces.ts).
+// A review's deadline, made lazily: most reviews are answered from caches without any I/O, and
+// need neither a timer nor an AbortController (BENCHMARKS.md, "Contracts and speed devices").
 // The clock starts when the review does; the timer only when something first waits.
-import { abortable } from '../async/abort.js'
 import type { Deadline } from '../mutate/mutator.js'
 
 class DeadlineError extends Error {
@@ -37,9 +36,31 @@ export class ReviewDeadline implements Deadline {
     return this.#controller.signal
   }
 
-  /** `work`, or a DeadlineError rejection if the deadline passes first (work keeps running). */
+  /**
+   * `work`, or a DeadlineError rejection once the deadline passes. Lazy like the signal: a `work`
+   * that settles within the event-loop turn it started in (a review answered from caches) makes
+   * no timer; otherwise the timer is made at the end of that turn, or earlier if something asks
+   * for the signal (BENCHMARKS.md, "Contracts and speed devices").
+   */
   race<T> (work: Promise<T>): Promise<T> {
-    return abortable(work, this.signal)
+    return new Promise<T>((resolve, reject) => {
+      let signal: AbortSignal | undefined
+      const onAbort = (): void => reject(signal!.reason as Error)
+      const watch = (): void => {
+        signal = this.signal
+        if (signal.aborted) onAbort()
+        else signal.addEventListener('abort', onAbort, { once: true })
+      }
+      const pending = this.#controller !== undefined ? (watch(), undefined) : setImmediate(watch)
+      const settle = (): void => {
+        if (pending !== undefined) clearImmediate(pending)
+        signal?.removeEventListener('abort', onAbort)
+      }
+      work.then(
+        (v) => { settle(); resolve(v) },
+        (err: unknown) => { settle(); reject(err instanceof Error ? err : new Error(String(err))) }
+      )
+    })
   }
 
   /** The review is answered: stop the timer (the signal, if made, stays unaborted). */

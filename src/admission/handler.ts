@@ -16,8 +16,8 @@ export type Outcome = 'mutated' | 'unchanged' | 'audited' | 'denied' | 'error' |
 
 /** Where namespace labels come from: the static config, or the cluster's namespace informer. */
 export interface NamespaceDirectory {
-  /** Sync on a hit (no I/O on the hot path); a Promise only when it must ask the API server. */
-  labels (namespace: string): Labels | undefined | Promise<Labels | undefined>
+  /** No I/O on a hit (the hot path); the API server is asked only for a namespace not seen yet. */
+  labels (namespace: string): Promise<Labels | undefined>
 }
 
 export interface AdmissionMetrics {
@@ -60,19 +60,13 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     let reviewLog: Logger | undefined
     const log = (): Logger => (reviewLog ??= logger.child({ uid: logString(req.uid), namespace: logString(namespace), pod: logString(podName(pod, req)), operation: req.operation }))
 
-    let result: MutationResult
-    let mode: 'enforce' | 'audit'
+    let reviewed: { readonly mode: 'enforce' | 'audit'; readonly result: MutationResult } | { readonly mode: 'off'; readonly reason: string }
     const deadline = new ReviewDeadline(deadlineMs)
-    try {
-      const labelsOrPromise = namespaces.labels(namespace)
-      const labels = labelsOrPromise instanceof Promise ? await deadline.race(labelsOrPromise) : labelsOrPromise
+    const review = async (): Promise<typeof reviewed> => {
+      const labels = await namespaces.labels(namespace)
       const decision = policy.decide(namespace, labels)
-      if (decision.mode === 'off') {
-        if (logger.isLevelEnabled('debug')) log().debug({ reason: decision.reason }, 'namespace not mutated')
-        return done('skipped', { uid: req.uid, allowed: true })
-      }
-      mode = decision.mode
-      const mutated = mutator({
+      if (decision.mode === 'off') return { mode: 'off', reason: decision.reason }
+      const result = await mutator({
         operation: req.operation as 'CREATE' | 'UPDATE',
         subResource: req.subResource === '' ? undefined : req.subResource,
         namespace,
@@ -82,8 +76,12 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
         oldObject: req.oldObject as Pod | undefined,
         deadline,
       })
-      // Only a step that waits on I/O makes a Promise; a review answered from caches is never raced.
-      result = mutated instanceof Promise ? await deadline.race(mutated) : mutated
+      return { mode: decision.mode, result }
+    }
+    try {
+      // One race for the whole review, whatever it waits on; a review answered from caches
+      // settles within its turn and makes no timer (src/admission/deadline.ts).
+      reviewed = await deadline.race(review())
     } catch (err) {
       const reason = (err as Error).message
       log().error({ err: logError(err) }, 'mutation failed')
@@ -94,6 +92,11 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     } finally {
       deadline.clear()
     }
+    if (reviewed.mode === 'off') {
+      if (logger.isLevelEnabled('debug')) log().debug({ reason: reviewed.reason }, 'namespace not mutated')
+      return done('skipped', { uid: req.uid, allowed: true })
+    }
+    const { mode, result } = reviewed
 
     if (result.deny !== undefined && mode === 'enforce') {
       log().info(reviewLine({ mode, outcome: 'denied', reason: logString(result.deny) }, result), 'pod denied')

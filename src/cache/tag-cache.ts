@@ -85,40 +85,6 @@ interface RepoIndex {
 
 const keyOf = (ref: RepositoryRef): string => `${ref.registry}/${ref.repository}`
 
-/** Keys remembered per reference object (its own tag, and for the digest formats a digest or two). */
-const HOT_KEYS_PER_REF = 8
-
-/**
- * The hot path's keys, made once per reference object. The pin step passes the same parsed
- * reference for every review of an image (its per-image memo), and a key built by concatenation
- * would be flattened and hashed again on every lookup (0.6 µs a pod of four images;
- * BENCHMARKS.md). Weak: a reference that leaves the memo takes its keys with it.
- */
-class HotKeys {
-  private readonly byRef = new WeakMap<RepositoryRef, { repo: string; tags: Map<string, string> }>()
-
-  repo (ref: RepositoryRef): string {
-    return this.of(ref).repo
-  }
-
-  tag (ref: RepositoryRef, tag: string): string {
-    const keys = this.of(ref)
-    let key = keys.tags.get(tag)
-    if (key === undefined) {
-      // Digests change with every build: the bound keeps old ones from piling up.
-      if (keys.tags.size >= HOT_KEYS_PER_REF) keys.tags.clear()
-      keys.tags.set(tag, key = `${keys.repo}:${tag}`)
-    }
-    return key
-  }
-
-  private of (ref: RepositoryRef): { repo: string; tags: Map<string, string> } {
-    let keys = this.byRef.get(ref)
-    if (keys === undefined) this.byRef.set(ref, keys = { repo: flat(keyOf(ref)), tags: new Map() })
-    return keys
-  }
-}
-
 /**
  * A flat copy of a key built by concatenation. V8 keeps a concatenated string as a tree of its
  * pieces (a ConsString) and a Map keeps that tree alive as long as the entry: for an image name
@@ -149,7 +115,6 @@ export class TagCache {
   private readonly repos: LRUCache<string, RepoIndex>
   private readonly tagFetches = new InFlight<string, TagResolution>()
   private readonly indexBuilds = new InFlight<string, RepoIndex>()
-  private readonly hotKeys = new HotKeys()
   private readonly now: () => number
 
   constructor (private readonly opts: TagCacheOptions) {
@@ -164,7 +129,9 @@ export class TagCache {
 
   /** A fresh answer without any I/O, or undefined. The admission hot path tries this first. */
   peekTag (ref: RepositoryRef, tag: string): TagResolution | undefined {
-    const e = this.tags.get(this.hotKeys.tag(ref, tag))
+    // A plain key: reusing one per reference object saved less than 1 % of a review
+    // (BENCHMARKS.md, "Contracts and speed devices").
+    const e = this.tags.get(`${keyOf(ref)}:${tag}`)
     if (e?.digest === undefined || this.now() - e.at >= this.opts.ttlMs) return undefined
     return { digest: e.digest, mediaType: e.mediaType ?? '', stale: false }
   }
@@ -220,7 +187,7 @@ export class TagCache {
 
   /** SHA tags with this digest, best first, when the index already knows them (no I/O). */
   peekShaTags (ref: RepositoryRef, digest: string): string[] | undefined {
-    return this.repos.get(this.hotKeys.repo(ref))?.byDigest.get(digest)
+    return this.repos.get(keyOf(ref))?.byDigest.get(digest)
   }
 
   /**

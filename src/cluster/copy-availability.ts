@@ -44,7 +44,7 @@ export class CopyAvailability implements SecretAvailability {
 
   constructor (private readonly opts: CopyAvailabilityOptions) {}
 
-  check (req: AvailabilityRequest): AvailabilityResult | Promise<AvailabilityResult> {
+  async check (req: AvailabilityRequest): Promise<AvailabilityResult> {
     const refused = new Map<string, string>()
     const warnings: string[] = []
     const pending: Array<Promise<void>> = []
@@ -68,8 +68,8 @@ export class CopyAvailability implements SecretAvailability {
         else if (outcome.kind === 'failed') warnings.push(`pullpin: copy of ${name} not created in ${req.namespace} yet: ${outcome.error}`)
       }))
     }
-    if (pending.length === 0) return { refused, warnings }
-    return Promise.all(pending).then(() => ({ refused, warnings }))
+    if (pending.length > 0) await Promise.all(pending)
+    return { refused, warnings }
   }
 
   private refuse (refused: Map<string, string>, name: string, namespace: string): void {

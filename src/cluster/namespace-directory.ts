@@ -1,5 +1,5 @@
 // Namespace labels for the admission handler, from the namespace informer. A hit is answered
-// synchronously from the cache (no I/O on the hot path); a namespace the informer has not seen
+// from the cache (no I/O on the hot path); a namespace the informer has not seen
 // yet (created a moment ago, or the informer not synced) is decided on a direct GET, never
 // guessed. Concurrent reviews for the same unseen namespace share one GET.
 import type { Logger } from 'pino'
@@ -26,7 +26,7 @@ export function clusterNamespaceDirectory (opts: ClusterNamespaceDirectoryOption
   return {
     labels (namespace) {
       const cached = informer.get(namespace)
-      if (cached !== undefined) return cached.metadata?.labels ?? {}
+      if (cached !== undefined) return Promise.resolve(cached.metadata?.labels ?? {})
       return reads.run(namespace, () => connection.core.readNamespace({ name: namespace }, callOptions({ signal: timeoutSignal(opts.getTimeoutMs ?? 3000) }))
         .then((ns) => ns.metadata?.labels ?? {}, (err: unknown) => {
           // A namespace that does not exist has no labels: not opted in.

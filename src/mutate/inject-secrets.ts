@@ -60,8 +60,8 @@ export function createSecretSelector (rules: readonly PullSecretRule[]): (images
  * mutate only sees this interface.
  */
 export interface SecretAvailability {
-  /** Sync when the answer needs no I/O (informer cache hit); a Promise only when it must create a copy. */
-  check (request: AvailabilityRequest): AvailabilityResult | Promise<AvailabilityResult>
+  /** No I/O on an informer cache hit; the API server is asked only to create a missing copy. */
+  check (request: AvailabilityRequest): Promise<AvailabilityResult>
 }
 
 export interface AvailabilityRequest {
@@ -89,7 +89,7 @@ export function createSecretInjectionStep (rules: readonly PullSecretRule[], opt
   return {
     name: 'inject-secrets',
     operations: ['CREATE'],
-    run (ctx) {
+    async run (ctx) {
       const wanted = select(ctx.references.values())
       if (wanted.length === 0) return
       const existing = Array.isArray(ctx.pod.spec?.imagePullSecrets) ? ctx.pod.spec.imagePullSecrets : []
@@ -103,17 +103,14 @@ export function createSecretInjectionStep (rules: readonly PullSecretRule[], opt
         for (const secret of names) ctx.changes.push({ kind: 'secret', secret })
       }
       if (availability === undefined) { add(candidates); return }
-      const finish = (r: AvailabilityResult): void => {
-        for (const [, reason] of r.refused) ctx.warnings.push(reason)
-        ctx.warnings.push(...r.warnings)
-        add(candidates.filter(name => !r.refused.has(name)))
-      }
-      const result = availability.check({
+      const r = await availability.check({
         namespace: ctx.namespace,
         names: candidates,
         create: ctx.mode === 'enforce' && !ctx.dryRun,
       })
-      return result instanceof Promise ? result.then(finish) : finish(result)
+      for (const [, reason] of r.refused) ctx.warnings.push(reason)
+      ctx.warnings.push(...r.warnings)
+      add(candidates.filter(name => !r.refused.has(name)))
     },
   }
 }

@@ -82,10 +82,10 @@ export interface MutationStep {
   readonly operations: readonly AdmissionOperation[]
   /**
    * Edits `ctx.pod`: its annotations, imagePullSecrets and container images, nothing else (only
-   * those are diffed into the patch). Returns nothing when done synchronously (the hot path); a
-   * Promise only when waiting on I/O.
+   * those are diffed into the patch). Always a Promise; the review's deadline is raced around the
+   * whole review by the handler, and costs nothing when every answer comes from a cache.
    */
-  run (ctx: MutationContext): void | Promise<void>
+  run (ctx: MutationContext): Promise<void>
 }
 
 export interface MutationInput {
@@ -108,8 +108,8 @@ export interface MutationResult {
   readonly deny: string | undefined
 }
 
-/** Synchronous when every step was (no I/O): the caller only awaits, and races its deadline, a Promise. */
-export type Mutator = (input: MutationInput) => MutationResult | Promise<MutationResult>
+/** The caller awaits it, raced against the review's deadline (src/admission/deadline.ts). */
+export type Mutator = (input: MutationInput) => Promise<MutationResult>
 
 export interface MutatorOptions {
   /**
@@ -127,7 +127,7 @@ export function createMutator (steps: readonly MutationStep[], opts: MutatorOpti
   const failOpen = opts.failOpen ?? true
   // Across reviews too: the pods of one Deployment repeat the same few images.
   const parse = memoize(IMAGE_MEMO_SIZE, opts.parse ?? tryParseImageReference)
-  return function mutate (input) {
+  return async function mutate (input) {
     const images = listImages(input.object)
     const distinct = new Map<string, ReferenceParse | undefined>()
     for (const site of images) {
@@ -153,22 +153,15 @@ export function createMutator (steps: readonly MutationStep[], opts: MutatorOpti
       diagnostics: [],
       deny: undefined,
     }
-    const parsed = forEachChunked(keys.length, i => { distinct.set(keys[i]!, parse(keys[i]!)) }, () => deadlineReason(ctx))
-    if (parsed instanceof Promise) return parsed.then(() => runFrom(0))
-    return runFrom(0)
-
-    function runFrom (first: number): MutationResult | Promise<MutationResult> {
-      for (let i = first; i < steps.length; i++) {
-        const step = steps[i]!
-        if (!step.operations.includes(ctx.operation)) continue
-        const pending = step.run(ctx)
-        if (pending instanceof Promise) return pending.then(() => ctx.deny !== undefined ? finish(ctx) : runFrom(i + 1))
-        if (ctx.deny !== undefined) break
-      }
-      // A huge pod's diff and response are built after a turn of the event loop, like its steps.
-      if (images.length > CHUNK_SIZE) return nextTurn().then(() => finish(ctx))
-      return finish(ctx)
+    await forEachChunked(keys.length, i => { distinct.set(keys[i]!, parse(keys[i]!)) }, () => deadlineReason(ctx))
+    for (const step of steps) {
+      if (!step.operations.includes(ctx.operation)) continue
+      await step.run(ctx)
+      if (ctx.deny !== undefined) break
     }
+    // A huge pod's diff and response are built after a turn of the event loop, like its steps.
+    if (images.length > CHUNK_SIZE) await nextTurn()
+    return finish(ctx)
   }
 }
 

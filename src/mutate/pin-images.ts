@@ -67,11 +67,11 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
     return { kind: 'candidate', ref, tag }
   })
 
-  /** Decide from what is already known, or return the lookup to await. No I/O on a cache hit. */
   /** The time a review's lookups got: which budget it was decides whom a timeout warning names. */
   interface TimeBudget { readonly signal: AbortSignal; readonly ms: number; readonly byReview: boolean; readonly reviewMs: number }
 
-  function decide (image: string, parsed: ReferenceParse | undefined, ownerUid: string | undefined, time: () => TimeBudget, budget: () => IndexBudget): Decision | Promise<Decision> {
+  /** Decide from what is already known (no I/O), or return the candidate the registry must answer. */
+  function decide (image: string, parsed: ReferenceParse | undefined, ownerUid: string | undefined): Decision | Candidate {
     const known = analyze(image, parsed)
     if (known.kind !== 'candidate') return known
     const { ref, tag } = known
@@ -84,7 +84,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       const fromIndex = config.format === 'digest' ? [] : cache.peekShaTags(ref, hit.digest)
       if (fromIndex !== undefined) return pinFor(image, ref, hit, fromIndex, 'cache')
     }
-    return lookup(image, ref, tag, time(), budget())
+    return known
   }
 
   // A digest written into the pod must exist: a tag's HEAD only reports a digest (a broken or
@@ -143,14 +143,14 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
   return {
     name: 'pin-images',
     operations: ['CREATE', 'UPDATE'],
-    run (ctx) {
+    async run (ctx) {
       if (!config.enabled) return
       const sites = sitesToPin(ctx)
       if (sites.length === 0) return
       const ownerUid = ctx.operation === 'CREATE' ? controllerUid(ctx.pod) : undefined
-      // The deadline signal is made by the first image that needs the registry (all decisions are
-      // taken in this same tick, so it still starts now): AbortSignal.any + AbortSignal.timeout cost
-      // about 20 µs, which a pod answered from the cache does not need to pay (BENCHMARKS.md).
+      // The lookups' signal is made by the first image that needs the registry (all decisions are
+      // taken in this same tick, so it still starts now): a pod answered from the cache does not
+      // pay for it (BENCHMARKS.md, "Profile of the hot path, and what changed").
       // The lookups stop REVIEW_MARGIN_MS before the review's deadline at the latest, so that a slow
       // registry ends as an unpinned image with a warning, never as the review's deadline (which
       // failOpen: false turns into a denial). The start-time check makes this cut the exception.
@@ -163,35 +163,31 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       }
       let indexBudget: IndexBudget | undefined
       const budget = (): IndexBudget => (indexBudget ??= { remaining: deps.indexHeadsPerReview ?? Infinity, incomplete: new Set() })
-      // One decision per distinct image: the containers of a pod repeat images.
-      const decisions = new Map<string, Decision | Promise<Decision>>()
-      let waiting = false
+      // One decision per distinct image: the containers of a pod repeat images. Those the cache
+      // cannot answer are looked up together, and waited for once.
+      const decisions = new Map<string, Decision>()
+      const lookups: Array<Promise<void>> = []
       const decideAt = (i: number): void => {
         const image = sites[i]!.image
         if (decisions.has(image)) return
-        const d = decide(image, ctx.references.get(image), ownerUid, time, budget)
-        if (d instanceof Promise) waiting = true
-        decisions.set(image, d)
+        const d = decide(image, ctx.references.get(image), ownerUid)
+        if (d.kind !== 'candidate') { decisions.set(image, d); return }
+        decisions.set(image, KEEP) // until the lookup answers
+        lookups.push(lookup(image, d.ref, d.tag, time(), budget()).then((looked) => { decisions.set(image, looked) }))
       }
-      const next = (): void | Promise<void> => {
-        // Only wait when some image needed the registry: a pod whose images all hit the cache is
-        // answered synchronously, without a single Promise.
-        if (!waiting) return apply(ctx, sites, decisions as Map<string, Decision>, ownerUid)
-        const images = [...decisions.keys()]
-        return Promise.all(Array.from(decisions.values(), d => Promise.resolve(d))).then((done) => {
-          // An incomplete index may have cost the pod its pin: say so once per repository.
-          for (const repo of indexBudget?.incomplete ?? []) {
-            ctx.warnings.push(`pullpin: SHA-tag index of ${repo} incomplete: HEAD budget reached (limits.indexHeadsPer*)`)
-          }
-          return apply(ctx, sites, new Map(images.map((image, i) => [image, done[i]!])), ownerUid)
-        })
+      await forEachChunked(sites.length, decideAt)
+      if (lookups.length > 0) {
+        await Promise.all(lookups)
+        // An incomplete index may have cost the pod its pin: say so once per repository.
+        for (const repo of indexBudget?.incomplete ?? []) {
+          ctx.warnings.push(`pullpin: SHA-tag index of ${repo} incomplete: HEAD budget reached (limits.indexHeadsPer*)`)
+        }
       }
-      const decided = forEachChunked(sites.length, decideAt)
-      return decided instanceof Promise ? decided.then(next) : next()
+      await apply(ctx, sites, decisions, ownerUid)
     },
   }
 
-  function apply (ctx: MutationContext, sites: readonly ImageSite[], decisions: ReadonlyMap<string, Decision>, ownerUid: string | undefined): void | Promise<void> {
+  async function apply (ctx: MutationContext, sites: readonly ImageSite[], decisions: ReadonlyMap<string, Decision>, ownerUid: string | undefined): Promise<void> {
     let originals: Record<string, string> | undefined
     const one = (i: number): void => {
       const site = sites[i]!
@@ -214,10 +210,8 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       // Remember the first pin per owner, but not for what audit mode or a dry run only looked at.
       if (ownerUid !== undefined && ctx.mode === 'enforce' && !ctx.dryRun) ownerPins.remember(ownerUid, site.image, { to: d.to, verified: d.verified })
     }
-    const end = (): void => { if (originals !== undefined) recordOriginals(ctx.pod, originals) }
-    const applied = forEachChunked(sites.length, one)
-    if (applied instanceof Promise) return applied.then(end)
-    end()
+    await forEachChunked(sites.length, one)
+    if (originals !== undefined) recordOriginals(ctx.pod, originals)
   }
 }
 

@@ -2,8 +2,8 @@
 import type { Config } from './config.js'
 import type { Labels } from './namespace-mode.js'
 
-export function staticNamespaceLabels (config: Config): { labels (namespace: string): Labels | undefined } {
+export function staticNamespaceLabels (config: Config): { labels (namespace: string): Promise<Labels | undefined> } {
   const table = config.namespaces.labels
   // A namespace the config does not list has no labels: known, just not opted in.
-  return { labels: (namespace) => table[namespace] ?? {} }
+  return { labels: (namespace) => Promise.resolve(table[namespace] ?? {}) }
 }

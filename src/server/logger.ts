@@ -5,10 +5,11 @@
 //
 // Censoring is done by a pino `formatters.log` hook (and a wrapped child()) rather than pino's
 // `redact` paths: with wildcard-first paths (`*.password`) pino runs its redactor (clone +
-// JSON.stringify) on every property of every line, which made the one line per mutated pod cost
-// 30 µs; it is 8 µs now, 6.5 µs of them pino's own (bench/pieces.ts, BENCHMARKS.md). The hook
-// walks the logged object once, copies only what it censors, and matches the names at any depth
-// instead of the one or two levels the paths covered.
+// JSON.stringify) on every property of every line, a large part of an audited pod's review
+// (BENCHMARKS.md, "Contracts and speed devices"). The hook walks the logged object once, copies
+// only what it censors, and matches the names at any depth instead of the one or two levels the
+// paths covered. pino applies formatters.bindings to the root's bindings only, hence the wrapped
+// child() below (pino's own `redact` would cover child bindings, but not at any depth).
 import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino'
 
 /** Property names (compared in lower case) whose values never reach a log line. */
