@@ -41,7 +41,6 @@ function auditAnnotationsBefore (mode: string, list: typeof changes, prefix: str
   return out
 }
 
-
 /** The draft copy as it was in bf2e8a8 (src/mutate/mutator.ts cloneJson): a deep copy of the whole pod. */
 function cloneJson<T> (value: T): T {
   if (value === null || typeof value !== 'object') return value

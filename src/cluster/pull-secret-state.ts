@@ -33,7 +33,7 @@ export class PullSecretState {
 
   sourceState (rule: ManagedRule): SourceState {
     const informer = this.sources.get(sourceKey(rule.source))
-    return sourceState(rule.source, informer?.get(rule.source.name, rule.source.namespace) as SecretLike | undefined)
+    return sourceState(rule.source, informer?.get(rule.source.name, rule.source.namespace))
   }
 
   /** Every ready source once, in config order. */
@@ -54,7 +54,7 @@ export class PullSecretState {
 
   /** The Secret named `name` in `namespace`, as last seen (pullpin's copy or a foreign one). */
   existing (name: string, namespace: string): SecretLike | undefined {
-    return this.copies.get(name)?.get(name, namespace) as SecretLike | undefined
+    return this.copies.get(name)?.get(name, namespace)
   }
 
   /** Namespaces where a foreign Secret holds a copy's name, per secret name. */

@@ -232,7 +232,7 @@ export class Reconciler {
     let items: SecretLike[]
     try {
       const list = await this.opts.connection.core.listSecretForAllNamespaces({ labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}` }, callOptions({ signal }))
-      items = list.items as SecretLike[]
+      items = list.items
     } catch (err) {
       if (statusOf(err).code === 403) {
         this.opts.logger.info({ error: describeError(err) }, 'cannot list Secrets cluster-wide: copies of removed pullSecrets entries are not cleaned up (README "Cluster", RBAC)')

@@ -77,7 +77,7 @@ const V6_RULES: readonly Rule[] = [
  * or undefined when it is an ordinary public unicast address. Anything that is not an IP address
  * at all is refused too ("not an IP address"), so a malformed lookup answer never passes.
  */
-export function classifyAddress(address: string): string | undefined {
+export function classifyAddress (address: string): string | undefined {
   // A zone id ("fe80::1%eth0") names the interface of an IPv6 address and does not change the
   // address; zone ids are defined for IPv6 only (RFC 4007 §11), so "10.0.0.1%eth0" is not an address.
   const zone = address.indexOf('%')
@@ -93,7 +93,7 @@ export function classifyAddress(address: string): string | undefined {
 }
 
 /** `[::1]` (URL.hostname form) → `::1`; anything else unchanged. */
-export function unbracket(hostname: string): string {
+export function unbracket (hostname: string): string {
   return hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname
 }
 
@@ -101,7 +101,7 @@ export function unbracket(hostname: string): string {
  * For a literal-IP host (which never goes through `lookup`): throws ERR_REGISTRY_PRIVATE_ADDRESS
  * when the address is refused and private addresses are not allowed. Host names pass untouched.
  */
-export function assertLiteralAddressAllowed(registry: string, hostname: string, allowPrivate: boolean): void {
+export function assertLiteralAddressAllowed (registry: string, hostname: string, allowPrivate: boolean): void {
   const host = unbracket(hostname)
   if (isIP(host) === 0 || allowPrivate) return
   const why = classifyAddress(host)
@@ -125,8 +125,8 @@ type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | Look
  * outright (rather than quietly dropping its bad addresses) makes a misconfigured or hostile name
  * visible instead of flaky.
  */
-export function guardedLookup(opts: GuardedLookupOptions): LookupFunction {
-  const inner = opts.lookup ?? (dnsLookup as unknown as LookupFunction)
+export function guardedLookup (opts: GuardedLookupOptions): LookupFunction {
+  const inner = opts.lookup ?? (dnsLookup)
   const guarded = (hostname: string, options: LookupOptions, callback: LookupCallback): void => {
     const all: LookupAllOptions = { ...options, all: true }
     inner(hostname, all, (err, result) => {
@@ -144,7 +144,7 @@ export function guardedLookup(opts: GuardedLookupOptions): LookupFunction {
         for (const a of addresses) {
           const why = classifyAddress(a.address)
           if (why !== undefined) {
-            callback(new ERR_REGISTRY_PRIVATE_ADDRESS(label(opts.registry, hostname), a.address, why) as NodeJS.ErrnoException, options.all === true ? [] : '')
+            callback(new ERR_REGISTRY_PRIVATE_ADDRESS(label(opts.registry, hostname), a.address, why), options.all === true ? [] : '')
             return
           }
         }
@@ -157,10 +157,10 @@ export function guardedLookup(opts: GuardedLookupOptions): LookupFunction {
       callback(null, first?.address ?? '', first?.family ?? 4)
     })
   }
-  return guarded as unknown as LookupFunction
+  return guarded
 }
 
-function label(registry: string, host: string): string {
+function label (registry: string, host: string): string {
   const registryHost = unbracket(registry.replace(/:\d+$/, ''))
   return registryHost === host ? registry : `${registry} (via ${host})`
 }

@@ -45,7 +45,7 @@ export class Keyring {
   readonly #byKey: ReadonlyMap<string, KeyringEntry>
   readonly #size: number
 
-  private constructor(entries: KeyringEntry[]) {
+  private constructor (entries: KeyringEntry[]) {
     // keyring.go: the index is sorted in reverse lexical order so that, for
     // "quay.io/coreos/etcd", "quay.io/coreos" is tried before "quay.io". Byte order, as Go's sort.
     entries.sort((a, b) => (a.compiled.key < b.compiled.key ? 1 : a.compiled.key > b.compiled.key ? -1 : 0))
@@ -59,7 +59,7 @@ export class Keyring {
    * credentials from earlier configs come first). Throws ERR_CONFIG_INVALID naming the source
    * and the offending auths key, never any secret material.
    */
-  static fromDockerConfigs(configs: readonly DockerConfigSource[]): Keyring {
+  static fromDockerConfigs (configs: readonly DockerConfigSource[]): Keyring {
     const byKey = new Map<string, KeyringEntry>()
     for (const { source, json } of configs) {
       for (const [key, credential] of parseDockerConfig(source, json)) {
@@ -81,7 +81,7 @@ export class Keyring {
    * image is on Docker Hub, the credentials under "index.docker.io" (i.e. written as
    * "https://index.docker.io/v1/"). Unparsable images get no credentials.
    */
-  lookup(image: RegistryImage): RegistryCredential[] {
+  lookup (image: RegistryImage): RegistryCredential[] {
     const name = normalizedImageName(image)
     if (name === undefined) return []
     const out: RegistryCredential[] = []
@@ -97,27 +97,27 @@ export class Keyring {
   }
 
   /** Number of credentials held. */
-  get size(): number {
+  get size (): number {
     return this.#size
   }
 
   /** Only keys and sources: safe to log. */
-  toJSON(): Array<{ key: string; source: string }> {
+  toJSON (): Array<{ key: string; source: string }> {
     return this.#entries.flatMap((e) => e.credentials.map((c) => ({ key: c.key, source: c.source })))
   }
 
-  toString(): string {
+  toString (): string {
     return `Keyring(${this.#size} credentials)`
   }
 
-  [inspect.custom](): string {
+  [inspect.custom] (): string {
     return `Keyring ${JSON.stringify(this.toJSON())}`
   }
 }
 
 // ---- dockerconfigjson parsing ----
 
-function parseDockerConfig(source: string, json: DockerConfigSource['json']): Array<[string, RegistryCredential]> {
+function parseDockerConfig (source: string, json: DockerConfigSource['json']): Array<[string, RegistryCredential]> {
   const root = toObject(source, json)
   let auths: Record<string, unknown>
   if ('auths' in root) {
@@ -165,7 +165,7 @@ function parseDockerConfig(source: string, json: DockerConfigSource['json']): Ar
   return out
 }
 
-function toObject(source: string, json: DockerConfigSource['json']): Record<string, unknown> {
+function toObject (source: string, json: DockerConfigSource['json']): Record<string, unknown> {
   let value: unknown = json
   if (json instanceof Uint8Array) value = Buffer.from(json.buffer, json.byteOffset, json.byteLength).toString('utf8')
   if (typeof value === 'string') {
@@ -183,7 +183,7 @@ function toObject(source: string, json: DockerConfigSource['json']): Record<stri
   return value
 }
 
-function optionalString(source: string, where: string, entry: Record<string, unknown>, field: string): string | undefined {
+function optionalString (source: string, where: string, entry: Record<string, unknown>, field: string): string | undefined {
   const v = entry[field]
   if (v === undefined || v === null) return undefined
   if (typeof v !== 'string') throw new ERR_CONFIG_INVALID(source, `${where}: "${field}" must be a string`)
@@ -193,7 +193,7 @@ function optionalString(source: string, where: string, entry: Record<string, unk
 // decodeDockerConfigFieldAuth: padded base64 (StdEncoding) when the trimmed field ends in "=",
 // otherwise unpadded (RawStdEncoding); Go's decoder skips "\r" and "\n" but nothing else. The
 // decoded text splits on the first ":".
-function decodeAuthField(field: string): [string, string] | undefined {
+function decodeAuthField (field: string): [string, string] | undefined {
   const data = field.replace(/[\r\n]/g, '')
   if (field.trim().endsWith('=')) {
     if (data.length % 4 !== 0 || !BASE64_PADDED_RE.test(data)) return undefined
@@ -206,7 +206,7 @@ function decodeAuthField(field: string): [string, string] | undefined {
   return [decoded.slice(0, colon), decoded.slice(colon + 1)]
 }
 
-function makeCredential(username: string, password: string, source: string, key: string): RegistryCredential {
+function makeCredential (username: string, password: string, source: string, key: string): RegistryCredential {
   const credential: RegistryCredential = { username, password, source, key }
   const redacted = (): Record<string, string> => ({ username, password: '[redacted]', source, key })
   Object.defineProperty(credential, 'toJSON', { value: redacted, enumerable: false })
@@ -214,6 +214,6 @@ function makeCredential(username: string, password: string, source: string, key:
   return Object.freeze(credential)
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+function isPlainObject (v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
