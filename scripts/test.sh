@@ -3,7 +3,7 @@
 #  1. the real registry (Debian docker-registry) and skopeo, installed with apt-get when missing;
 #  2. the real helm and kubectl binaries (scripts/k8s-tools.sh) and a Node 24 binary (scripts/node24.sh);
 #  3. a type check of src/ and test/;
-#  4. (lint goes here, see below);
+#  4. the linter (eslint.config.js: neostandard, typescript-eslint type-checked), zero warnings;
 #  5. tap over test/**/*.test.ts on the machine's Node, then again on Node 24 (the production
 #     image's Node), and one closing "tests: N passed, N failed" line summing both runs (CI reads it).
 # Arguments go to both tap runs (`npm test -- test/cli.test.ts`).
@@ -15,7 +15,10 @@ node24="$(bash scripts/node24.sh ensure)"
 npx tsc -p tsconfig.json --noEmit
 npx tsc -p test/tsconfig.json --noEmit
 
-# ---- lint: the lead enables `npx eslint . --max-warnings 0` here ----
+# A lint failure fails `npm test`, after the tests have run: one run shows both.
+lint_status=0
+echo "# ---- eslint ----"
+npx eslint . --max-warnings 0 || lint_status=$?
 
 mkdir -p .tap
 status=0
@@ -46,5 +49,6 @@ run() {
 }
 run "the machine's" "$(command -v node)" "$@"
 run "the image's" "$node24" "$@"
+if [[ "$lint_status" -ne 0 ]]; then echo "eslint found problems (above): npm test fails" >&2; status=$lint_status; fi
 echo "tests: $passed passed, $failed failed"
 exit "$status"
