@@ -12,6 +12,7 @@ import { limitWarnings, limitWarningsInSlices } from './warnings.js'
 import { ReviewDeadline } from './deadline.js'
 import { addLogList, logError, logString } from './log-fields.js'
 import { encodePatch, stringifyMap } from './response-pieces.js'
+import { CHUNK_SIZE } from '../mutate/chunks.js'
 
 export type Outcome = 'mutated' | 'unchanged' | 'audited' | 'denied' | 'error' | 'skipped'
 
@@ -182,13 +183,14 @@ export function auditAnnotations (mode: 'enforce' | 'audit', changes: readonly C
   const secrets: string[] = []
   // No prototype: a container named "__proto__" (webhooks run before validation) stays a key.
   let pins: Record<string, string> | undefined
+  let pinned = 0
   for (const c of changes) {
     if (c.kind === 'secret') secrets.push(c.secret)
-    else (pins ??= Object.create(null) as Record<string, string>)[c.container] = c.to
+    else { (pins ??= Object.create(null) as Record<string, string>)[c.container] = c.to; pinned++ }
   }
   if (secrets.length > 0) out[`${prefix}inject-secrets`] = secrets.join(',')
   if (pins === undefined) return out
-  const json = stringifyMap(pins)
+  const json = pinned <= CHUNK_SIZE ? JSON.stringify(pins) : stringifyMap(pins)
   if (typeof json === 'string') {
     out[`${prefix}pin-images`] = json
     return out

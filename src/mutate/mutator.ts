@@ -276,8 +276,15 @@ function pairedLists (original: Pod, draft: Pod): ListPair[] {
 /** The operations for one container: compare's over its projection, at its path. */
 function containerOps (field: ContainerField, i: number, o: unknown, d: unknown, ops: Operation[]): void {
   if (o === d) return
-  // The common case, every container a step left alone: no diff to run.
-  if (isObject(o) && isObject(d) && o.image === d.image) return
+  if (isObject(o) && isObject(d)) {
+    // The common cases without a diff to run: a container a step left alone, or a pinned image
+    // (compare's one "replace" of a value that is not an object).
+    if (o.image === d.image) return
+    if (o.image !== undefined && d.image !== undefined && !isStructured(o.image) && !isStructured(d.image)) {
+      ops.push({ op: 'replace', path: `/spec/${field}/${i}/image`, value: d.image })
+      return
+    }
+  }
   const at = `/spec/${field}/${i}`
   // Wrapped, so that a container that is not an object still diffs as a value: "/c" is its path.
   for (const op of fastJsonPatch.compare({ c: imageOnly(o) }, { c: imageOnly(d) })) ops.push({ ...op, path: at + op.path.slice(2) })
@@ -305,6 +312,10 @@ function projection (pod: Pod, paired: readonly ListPair[]): Record<string, unkn
     out.spec = s
   } else if (spec !== undefined) out.spec = spec
   return out
+}
+
+function isStructured (v: unknown): boolean {
+  return v !== null && typeof v === 'object'
 }
 
 function imageOnly (c: unknown): unknown {
