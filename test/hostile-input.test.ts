@@ -31,7 +31,10 @@ t.test('prototype-named keys anywhere: the review is answered and the patch appl
 })
 
 t.test('a review with thousands of images writes one bounded log line that says what it left out', async t => {
+  // The cap on distinct images (limits.maxImagesPerReview, 1,000 by default) would answer this pod
+  // with one warning: the line under test is that of a pod that is really reviewed.
   const p = await startPullpin(BASE_CONFIG + `
+limits: { maxImagesPerReview: 10000 }
 pinning:
   enabled: true
   registries: [registry.example.com]
