@@ -76,9 +76,10 @@ try {
     pod.spec!.containers = Array.from({ length: n }, (_, i) => ({ name: `c${i}`, image: image(i), resources: base.resources, imagePullPolicy: 'IfNotPresent' }))
     const body = JSON.stringify(admissionReview(pod))
     const latencies: number[] = []
-    let running = true
+    // Stopped from outside the loop: an AbortController says so to the reader and to the linter.
+    const running = new AbortController()
     const ticker = (async () => {
-      while (running) {
+      while (!running.signal.aborted) {
         const wait = new Promise(resolve => setTimeout(resolve, Number(argv.interval)))
         const r = await post(small())
         if (r.status !== 200) throw new Error(`small review: HTTP ${r.status}`)
@@ -90,7 +91,7 @@ try {
     const before = latencies.length
     const big = await post(body)
     const during = latencies.slice(before)
-    running = false
+    running.abort()
     await ticker
     during.sort((a, b) => a - b)
     const row = `| ${name} | ${n} | ${(body.length / 1024 / 1024).toFixed(2)} MiB | ${big.status} | ${big.ms.toFixed(0)} ms | ${during.length} | ${percentile(during, 50).toFixed(1)} ms | ${percentile(during, 99).toFixed(1)} ms | ${(during.at(-1) ?? NaN).toFixed(1)} ms |`

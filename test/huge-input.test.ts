@@ -2,7 +2,11 @@
 // images are capped; SHA-tag index building has a budget; many uncached images add no listener
 // pile-up. Through the real HTTPS server and the real registry where the defect showed there.
 import t, { type Test } from 'tap'
-import { createMutator, type MutationInput } from '../src/mutate/mutator.js'
+import fastJsonPatch from 'fast-json-patch'
+import { createMutator, draftOf, podPatch, type MutationInput, type MutationStep } from '../src/mutate/mutator.js'
+import { CONTAINER_FIELDS } from '../src/mutate/pod.js'
+import { buildSteps } from '../src/app.js'
+import { testHandler } from './support/handler.js'
 import { createSecretInjectionStep } from '../src/mutate/inject-secrets.js'
 import { createPinningStep } from '../src/mutate/pin-images.js'
 import { OwnerPins } from '../src/cache/owner-pins.js'
@@ -93,6 +97,71 @@ t.test('a huge pod gives the event loop back while it is reviewed; a small one d
   t.ok(turns > 1, `other work ran ${turns} times during the review`)
   t.equal(big.warnings.filter(w => w.includes('invalid image reference')).length, 10_000, 'every invalid image still warns')
   t.same((big.pod.spec!.imagePullSecrets ?? []).map(s => s.name), ['a'])
+})
+
+/** The projection podPatch promises to diff: annotations, imagePullSecrets, each container's image, at their paths. */
+function projection (pod: Pod): unknown {
+  const spec = pod.spec as Record<string, unknown>
+  const s: Record<string, unknown> = {}
+  if (spec.imagePullSecrets !== undefined) s.imagePullSecrets = spec.imagePullSecrets
+  for (const f of CONTAINER_FIELDS) {
+    const list = spec[f]
+    if (list !== undefined) s[f] = Array.isArray(list) ? list.map((c: any) => c !== null && typeof c === 'object' && !Array.isArray(c) ? (c.image !== undefined ? { image: c.image } : {}) : c) : list
+  }
+  return { metadata: pod.metadata!.annotations !== undefined ? { annotations: pod.metadata!.annotations } : {}, spec: s }
+}
+
+t.test('the patch of a huge pod, built container by container in slices, is the diff of the projection', async t => {
+  for (const n of [7, 5000]) {
+    const pod = podWith(Array.from({ length: n }, (_, i) => `ghcr.io/acme/app-${i % 300}:main`))
+    const spec = pod.spec!
+    spec.initContainers = [{ name: 'init', image: 'busybox' }, { name: 'no-image' }]
+    ;(spec as Record<string, unknown>).ephemeralContainers = ['not an object', null, { name: 'e', image: 'debug:1' }]
+    delete pod.metadata!.annotations
+    const draft = draftOf(pod)
+    const d = draft.spec!
+    for (let i = 0; i < n; i += 3) d.containers![i]!.image = `pinned-${i}@sha256:${'a'.repeat(64)}`
+    d.initContainers![0]!.image = 'busybox@sha256:' + 'b'.repeat(64)
+    d.initContainers![1]!.image = 'added'
+    delete (d.ephemeralContainers![2] as Record<string, unknown>).image
+    d.imagePullSecrets = [{ name: 'a' }]
+    draft.metadata!.annotations = { 'pullpin.io/original-images': '{}' }
+    const patch = podPatch(pod, draft)
+    t.equal(patch instanceof Promise, n > 1000, n > 1000 ? 'huge: in slices' : 'small: synchronous')
+    t.same(await patch, fastJsonPatch.compare(projection(pod) as object, projection(draft) as object), `${n} containers: same operations, same order`)
+  }
+})
+
+t.test('a small review that arrives while a huge pod\'s patch and response are built is answered first', async t => {
+  // The real steps (secret injection, pinning from the registry's cache); the huge pod pins all
+  // its 20,000 containers, so its patch and response are large.
+  const sha = gitSha('huge-answer')
+  await env.registry.push({ seed: 'huge-answer' }, 'acme/huge-answer', ['latest', sha])
+  const image = `${env.host}/acme/huge-answer:latest`
+  const config = env.config()
+  const credentials = new CredentialStore()
+  credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
+  const stack = await createPinningStack({ config: config.pinning, credentials })
+  t.teardown(() => stack.close())
+  let probe: (() => void) | undefined
+  // Runs after the real steps: from here on the huge review only diffs and serializes.
+  const last: MutationStep = { name: 'probe', operations: ['CREATE'], run: () => { probe?.(); return Promise.resolve() } }
+  const { handle } = testHandler(env.configYaml(), { steps: [...buildSteps(config, stack), last], deadlineMs: 60_000 })
+  const small = admissionReview(podWith([image]))
+  const warm = await handle(small)
+  t.match(Buffer.from(warm.response.patch!, 'base64').toString(), sha, 'the image pins (and is cached now)')
+
+  const order: string[] = []
+  let smallAnswer: Promise<unknown> | undefined
+  // The small review arrives two turns after the steps ended: inside the diff and serialization.
+  probe = () => { probe = undefined; setImmediate(() => setImmediate(() => { smallAnswer = handle(small).then(() => { order.push('small') }) })) }
+  const big = await handle(admissionReview(podWith(Array.from({ length: 20_000 }, () => image))))
+  order.push('big')
+  await until('the small review was sent', () => smallAnswer !== undefined)
+  await smallAnswer
+  t.same(order, ['small', 'big'])
+  const ops = JSON.parse(Buffer.from(big.response.patch!, 'base64').toString()) as Array<{ path: string, value: string }>
+  t.equal(ops.filter(op => op.path.endsWith('/image') && op.value.includes(sha)).length, 20_000, 'every container pinned')
 })
 
 t.test('limits.maxImagesPerReview: over it the pod is admitted unchanged with one warning, or denied without failOpen', async t => {

@@ -8,9 +8,11 @@ import { SKIP_ANNOTATION } from '../policy/annotations.js'
 import type { Change, MutationResult, Mutator } from '../mutate/mutator.js'
 import type { Pod } from '../mutate/pod.js'
 import { isPodMutation, parseAdmissionReview, reviewResponse, type AdmissionRequest, type AdmissionResponse, type AdmissionReviewOut } from './review.js'
-import { limitWarnings } from './warnings.js'
+import { limitWarnings, limitWarningsInSlices } from './warnings.js'
 import { ReviewDeadline } from './deadline.js'
 import { addLogList, logError, logString } from './log-fields.js'
+import { encodePatch, stringifyMap } from './response-pieces.js'
+import { CHUNK_SIZE } from '../mutate/chunks.js'
 
 export type Outcome = 'mutated' | 'unchanged' | 'audited' | 'denied' | 'error' | 'skipped'
 
@@ -98,13 +100,16 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     }
     const { mode, result } = reviewed
 
+    // A huge pod's warnings are counted in slices (warnings.ts); a small pod's at once.
     if (result.deny !== undefined && mode === 'enforce') {
+      const limited = limitWarningsInSlices(result.warnings)
+      const warnings = limited instanceof Promise ? await limited : limited
       log().info(reviewLine({ mode, outcome: 'denied', reason: logString(result.deny) }, result), 'pod denied')
       return done('denied', {
         uid: req.uid,
         allowed: false,
         status: { code: 403, reason: 'Forbidden', message: `pullpin: ${result.deny}` },
-        warnings: limitWarnings(result.warnings),
+        warnings,
       })
     }
 
@@ -112,9 +117,11 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       for (const c of result.changes) metrics.auditFinding(c.kind)
       const findings = [...result.changes.map(describeAuditChange), ...result.warnings]
       if (result.deny !== undefined) findings.push(`pullpin audit: would deny: ${result.deny}`)
-      const response: AdmissionResponse = { uid: req.uid, allowed: true, auditAnnotations: auditAnnotations('audit', result.changes, 'would-') }
+      const annotations = auditAnnotations('audit', result.changes, 'would-')
+      const response: AdmissionResponse = { uid: req.uid, allowed: true, auditAnnotations: annotations instanceof Promise ? await annotations : annotations }
       if (findings.length > 0) {
-        response.warnings = limitWarnings(findings)
+        const limitedFindings = limitWarningsInSlices(findings)
+        response.warnings = limitedFindings instanceof Promise ? await limitedFindings : limitedFindings
         log().info(reviewLine({ mode, outcome: 'audited', wouldDeny: result.deny === undefined ? undefined : logString(result.deny) }, result, 'wouldChange'), 'audit: pod would be mutated')
       } else if (logger.isLevelEnabled('debug')) {
         log().debug({ mode, outcome: 'audited' }, 'audit: pod would be unchanged')
@@ -125,7 +132,8 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     const dryRun = req.dryRun === true
     for (const c of result.changes) if (c.kind === 'secret') metrics.secretsInjected(c.secret, dryRun)
     const response: AdmissionResponse = { uid: req.uid, allowed: true }
-    const warnings = limitWarnings(result.warnings)
+    const limited = limitWarningsInSlices(result.warnings)
+    const warnings = limited instanceof Promise ? await limited : limited
     if (warnings.length > 0) response.warnings = warnings
     if (result.patch.length === 0) {
       // Unchanged with warnings is worth a line (a registry problem); plain unchanged is not.
@@ -134,8 +142,11 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       return done('unchanged', response)
     }
     response.patchType = 'JSONPatch'
-    response.patch = Buffer.from(JSON.stringify(result.patch)).toString('base64')
-    response.auditAnnotations = auditAnnotations('enforce', result.changes, '')
+    // A huge pod's patch and annotations are built in slices (response-pieces.ts); a small one's at once.
+    const patch = encodePatch(result.patch)
+    response.patch = typeof patch === 'string' ? patch : await patch
+    const annotations = auditAnnotations('enforce', result.changes, '')
+    response.auditAnnotations = annotations instanceof Promise ? await annotations : annotations
     // A clean mutation is recorded on the pod (pullpin.io/original-images), in the API server's
     // audit log (the audit annotations above) and in the metrics; its log line is debug, since at
     // info it was a third of the review's CPU (BENCHMARKS.md). Anything with a warning is info.
@@ -168,17 +179,24 @@ function describeAuditChange (c: Change): string {
 
 // Audit annotation keys must be qualified names without a prefix (the API server prefixes them
 // with the webhook's name) and at most 63 characters.
-export function auditAnnotations (mode: 'enforce' | 'audit', changes: readonly Change[], prefix: '' | 'would-'): Record<string, string> {
+// Synchronous unless a huge pod's pins are serialized in slices (response-pieces.ts).
+export function auditAnnotations (mode: 'enforce' | 'audit', changes: readonly Change[], prefix: '' | 'would-'): Record<string, string> | Promise<Record<string, string>> {
   const out: Record<string, string> = { mode }
   // One plain loop: 1.1 µs per review where the flatMap/fromEntries form took 2.3 µs.
   const secrets: string[] = []
   // No prototype: a container named "__proto__" (webhooks run before validation) stays a key.
   let pins: Record<string, string> | undefined
+  let pinned = 0
   for (const c of changes) {
     if (c.kind === 'secret') secrets.push(c.secret)
-    else (pins ??= Object.create(null) as Record<string, string>)[c.container] = c.to
+    else { (pins ??= Object.create(null) as Record<string, string>)[c.container] = c.to; pinned++ }
   }
   if (secrets.length > 0) out[`${prefix}inject-secrets`] = secrets.join(',')
-  if (pins !== undefined) out[`${prefix}pin-images`] = JSON.stringify(pins)
-  return out
+  if (pins === undefined) return out
+  const json = pinned <= CHUNK_SIZE ? JSON.stringify(pins) : stringifyMap(pins)
+  if (typeof json === 'string') {
+    out[`${prefix}pin-images`] = json
+    return out
+  }
+  return json.then(s => { out[`${prefix}pin-images`] = s; return out })
 }

@@ -3,10 +3,32 @@
 // characters; all warnings together are limited to 4 KiB), so pullpin enforces those limits itself
 // and says how many it had to leave out instead of letting them be cut mid-word.
 
+import { forEachChunked } from '../mutate/chunks.js'
+
 export const MAX_WARNING_CHARS = 119
 export const MAX_WARNINGS_BYTES = 4000
 
 export function limitWarnings (warnings: readonly string[]): string[] {
+  const { out, from } = head(warnings)
+  if (from !== undefined) out.push(leftOut(new Set(warnings.slice(from).map(x => truncate(oneLine(x)))).size))
+  return out
+}
+
+/**
+ * limitWarnings, with the warnings left out counted in slices when there are many (a huge pod
+ * warns per container): a Promise then, so the count does not hold up other reviews (chunks.ts).
+ */
+export function limitWarningsInSlices (warnings: readonly string[]): string[] | Promise<string[]> {
+  const { out, from } = head(warnings)
+  if (from === undefined) return out
+  const distinct = new Set<string>()
+  const done = forEachChunked(warnings.length - from, k => { distinct.add(truncate(oneLine(warnings[from + k]!))) })
+  const end = (): string[] => { out.push(leftOut(distinct.size)); return out }
+  return done instanceof Promise ? done.then(end) : end()
+}
+
+/** The warnings that fit the budget, and where the ones left out begin (undefined: none is). */
+function head (warnings: readonly string[]): { out: string[], from: number | undefined } {
   const out: string[] = []
   const seen = new Set<string>()
   let bytes = 0
@@ -15,16 +37,16 @@ export function limitWarnings (warnings: readonly string[]): string[] {
     if (w === '' || seen.has(w)) continue
     const size = Buffer.byteLength(w)
     // Reserve room for the "and N more" line.
-    if (bytes + size > MAX_WARNINGS_BYTES - 40) {
-      const left = new Set(warnings.slice(i).map(x => truncate(oneLine(x)))).size
-      out.push(`pullpin: ${left} more warning(s) left out`)
-      break
-    }
+    if (bytes + size > MAX_WARNINGS_BYTES - 40) return { out, from: i }
     seen.add(w)
     out.push(w)
     bytes += size
   }
-  return out
+  return { out, from: undefined }
+}
+
+function leftOut (n: number): string {
+  return `pullpin: ${n} more warning(s) left out`
 }
 
 function oneLine (s: string): string {

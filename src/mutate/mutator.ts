@@ -183,10 +183,13 @@ function overLimit (input: MutationInput, max: number, failOpen: boolean): Mutat
   }
 }
 
-function finish (ctx: MutationContext): MutationResult {
+function finish (ctx: MutationContext): MutationResult | Promise<MutationResult> {
+  const result = (patch: Operation[]): MutationResult =>
+    ({ pod: ctx.pod, patch, changes: ctx.changes, warnings: ctx.warnings, diagnostics: ctx.diagnostics, deny: ctx.deny })
   // Audit mode reports the changes and never sends a patch: no diff to make.
-  const patch = ctx.deny === undefined && ctx.mode === 'enforce' ? podPatch(ctx.original, ctx.pod) : []
-  return { pod: ctx.pod, patch, changes: ctx.changes, warnings: ctx.warnings, diagnostics: ctx.diagnostics, deny: ctx.deny }
+  if (ctx.deny !== undefined || ctx.mode !== 'enforce') return result([])
+  const patch = podPatch(ctx.original, ctx.pod, () => deadlineReason(ctx))
+  return patch instanceof Promise ? patch.then(result) : result(patch)
 }
 
 function isObject (v: unknown): v is Record<string, unknown> {
@@ -216,17 +219,77 @@ export function draftOf (pod: Pod): Pod {
   return draft
 }
 
-/** The JSON patch that turns `original` into `draft`, over the fields a step may change. */
-export function podPatch (original: Pod, draft: Pod): Operation[] {
-  return fastJsonPatch.compare(projection(original), projection(draft))
+/**
+ * The JSON patch that turns `original` into `draft`, over the fields a step may change: the diff
+ * of their projections. The container lists are diffed container by container (what
+ * fast-json-patch's compare does to them, in its order: lists and indexes from last to first,
+ * before the rest of the projection), so the cost is linear and a huge pod's diff runs in slices
+ * with turns of the event loop between them (chunks.ts); `stop` is asked between slices.
+ */
+export function podPatch (original: Pod, draft: Pod, stop?: () => Error | undefined): Operation[] | Promise<Operation[]> {
+  const lists = pairedLists(original, draft)
+  const ops: Operation[] = []
+  const rest = (): Operation[] => {
+    for (const op of fastJsonPatch.compare(projection(original, lists), projection(draft, lists))) ops.push(op)
+    return ops
+  }
+  let total = 0
+  for (const l of lists) total += l.original.length
+  if (total === 0) return rest()
+  // Visited in order: each list from its last container to its first.
+  let list = 0
+  let offset = 0
+  const one = (k: number): void => {
+    while (k - offset >= lists[list]!.original.length) offset += lists[list++]!.original.length
+    const { field, original: o, draft: d } = lists[list]!
+    const i = o.length - 1 - (k - offset)
+    containerOps(field, i, o[i], d[i], ops)
+  }
+  const done = forEachChunked(total, one, stop)
+  return done instanceof Promise ? done.then(rest) : rest()
+}
+
+interface ListPair { readonly field: ContainerField; readonly original: readonly unknown[]; readonly draft: readonly unknown[] }
+
+/** The container lists diffed one container at a time: arrays of the same length in both pods (draftOf keeps them so), in compare's order. */
+function pairedLists (original: Pod, draft: Pod): ListPair[] {
+  const out: ListPair[] = []
+  const a = original.spec
+  const b = draft.spec
+  if (!isObject(a) || !isObject(b)) return out
+  for (let f = CONTAINER_FIELDS.length - 1; f >= 0; f--) {
+    const field = CONTAINER_FIELDS[f]!
+    const o = a[field]
+    const d = b[field]
+    if (Array.isArray(o) && Array.isArray(d) && o.length === d.length) out.push({ field, original: o, draft: d })
+  }
+  return out
+}
+
+/** The operations for one container: compare's over its projection, at its path. */
+function containerOps (field: ContainerField, i: number, o: unknown, d: unknown, ops: Operation[]): void {
+  if (o === d) return
+  if (isObject(o) && isObject(d)) {
+    // The common cases without a diff to run: a container a step left alone, or a pinned image
+    // (compare's one "replace" of a value that is not an object).
+    if (o.image === d.image) return
+    if (o.image !== undefined && d.image !== undefined && !isStructured(o.image) && !isStructured(d.image)) {
+      ops.push({ op: 'replace', path: `/spec/${field}/${i}/image`, value: d.image })
+      return
+    }
+  }
+  const at = `/spec/${field}/${i}`
+  // Wrapped, so that a container that is not an object still diffs as a value: "/c" is its path.
+  for (const op of fastJsonPatch.compare({ c: imageOnly(o) }, { c: imageOnly(d) })) ops.push({ ...op, path: at + op.path.slice(2) })
 }
 
 /**
  * The fields a step may change, at their paths in the pod (array indexes kept), so a diff of two
  * projections is the patch of the pods. Only fields that are present are projected: a missing
- * annotations map or imagePullSecrets list diffs as one "add" of the whole value.
+ * annotations map or imagePullSecrets list diffs as one "add" of the whole value. The container
+ * lists in `paired` are left out (containerOps diffs them).
  */
-function projection (pod: Pod): Record<string, unknown> {
+function projection (pod: Pod, paired: readonly ListPair[]): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   const meta = pod.metadata
   if (isObject(meta)) out.metadata = meta.annotations !== undefined ? { annotations: meta.annotations } : {}
@@ -237,11 +300,15 @@ function projection (pod: Pod): Record<string, unknown> {
     if (spec.imagePullSecrets !== undefined) s.imagePullSecrets = spec.imagePullSecrets
     for (const field of CONTAINER_FIELDS) {
       const list = spec[field]
-      if (list !== undefined) s[field] = Array.isArray(list) ? list.map(imageOnly) : list
+      if (list !== undefined && !paired.some(p => p.field === field)) s[field] = Array.isArray(list) ? list.map(imageOnly) : list
     }
     out.spec = s
   } else if (spec !== undefined) out.spec = spec
   return out
+}
+
+function isStructured (v: unknown): boolean {
+  return v !== null && typeof v === 'object'
 }
 
 function imageOnly (c: unknown): unknown {
