@@ -250,3 +250,24 @@ t.test('index budget end to end: the pod gets a warning and the metric counts it
   t.match(response.warnings.join('\n'), /SHA-tag index .*acme\/budget2.* budget/)
   t.match((await p.get('/metrics')).text, /pullpin_tag_cache_lookups_total\{kind="index",result="budget"\} 1/)
 })
+
+// The API server refuses an object whose annotations add up to more than 256 KiB (keys and values,
+// apimachinery ValidateAnnotationsSize). A pod pinned in thousands of containers must not be pushed
+// over it by pullpin's own record, or pullpin would have made the pod impossible to create.
+t.test('pins of thousands of containers never push the pod\'s annotations over the API server\'s 256 KiB', async t => {
+  const sha = gitSha('annotation-budget')
+  await env.registry.push({ seed: 'annotation-budget' }, 'acme/annotation-budget', ['latest', sha])
+  const image = `${env.host}/acme/annotation-budget:latest`
+  const p = await pullpin(t, '', 'limits: { maxImagesPerReview: 10000 }')
+  const warm = await review(p, podWith([image]))
+  t.equal(warm.result.spec!.containers![0]!.image, `${env.host}/acme/annotation-budget:${sha}`, 'pinned (and cached)')
+  t.ok(warm.result.metadata!.annotations!['pullpin.io/original-images'], 'a small pod records what it pinned')
+  const { response, result } = await review(p, podWith(Array.from({ length: 6000 }, () => image)))
+  t.equal(response.allowed, true)
+  t.equal(result.spec!.containers!.filter(c => c.image === `${env.host}/acme/annotation-budget:${sha}`).length, 6000, 'every container pinned')
+  const annotations = result.metadata!.annotations ?? {}
+  const size = Object.entries(annotations).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0)
+  t.ok(size <= 256 * 1024, `annotations ${size} bytes, within the API server's limit`)
+  t.equal(annotations['pullpin.io/original-images'], undefined, 'the record is left out')
+  t.match(response.warnings, [/pullpin\.io\/original-images not written: .*256 KiB/], 'and the pod is told why')
+})

@@ -211,7 +211,9 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       if (ownerUid !== undefined && ctx.mode === 'enforce' && !ctx.dryRun) ownerPins.remember(ownerUid, site.image, { to: d.to, verified: d.verified })
     }
     await forEachChunked(sites.length, one)
-    if (originals !== undefined) recordOriginals(ctx.pod, originals)
+    if (originals !== undefined && !recordOriginals(ctx.pod, originals)) {
+      ctx.warnings.push(`pullpin: ${ORIGINAL_IMAGES_ANNOTATION} not written: the pod's annotations would pass the API server's 256 KiB`)
+    }
   }
 }
 
@@ -262,9 +264,19 @@ function containerAt (pod: Pod, site: ImageSite): Container {
   return pod.spec![site.field]![site.index]!
 }
 
-function recordOriginals (pod: Pod, originals: Record<string, string>): void {
-  const meta = pod.metadata ?? (pod.metadata = {})
-  const annotations = meta.annotations ?? (meta.annotations = {})
+/**
+ * The API server refuses an object whose annotations (keys and values) add up to more than this
+ * (apimachinery's ValidateAnnotationsSize, TotalAnnotationSizeLimitB).
+ */
+export const ANNOTATIONS_MAX_BYTES = 256 * 1024
+
+/**
+ * Records what the user wrote in the pullpin.io/original-images annotation. false, and nothing
+ * written, when the record would take the pod's annotations past the API server's limit: the pins
+ * stay (the pod can be created), the record is what gives way.
+ */
+function recordOriginals (pod: Pod, originals: Record<string, string>): boolean {
+  const annotations = pod.metadata?.annotations ?? {}
   const written = annotations[ORIGINAL_IMAGES_ANNOTATION]
   let previous: Record<string, string> | undefined
   if (written !== undefined) {
@@ -276,5 +288,13 @@ function recordOriginals (pod: Pod, originals: Record<string, string>): void {
     }
   }
   // Containers pinned earlier keep their entry; a container re-pinned on UPDATE records what the user wrote this time.
-  annotations[ORIGINAL_IMAGES_ANNOTATION] = JSON.stringify(previous === undefined ? originals : { ...previous, ...originals })
+  const record = JSON.stringify(previous === undefined ? originals : { ...previous, ...originals })
+  let size = Buffer.byteLength(ORIGINAL_IMAGES_ANNOTATION) + Buffer.byteLength(record)
+  for (const [k, v] of Object.entries(annotations)) {
+    if (k !== ORIGINAL_IMAGES_ANNOTATION) size += Buffer.byteLength(k) + (typeof v === 'string' ? Buffer.byteLength(v) : 0)
+  }
+  if (size > ANNOTATIONS_MAX_BYTES) return false
+  const meta = pod.metadata ?? (pod.metadata = {})
+  ;(meta.annotations ?? (meta.annotations = {}))[ORIGINAL_IMAGES_ANNOTATION] = record
+  return true
 }
