@@ -32,7 +32,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   })
-  // Plain prom-client counters: counting in plain numbers until a scrape saved under 5 % of a
+  // Plain prom-client counters: counting in plain numbers until a scrape did not earn its place in a
   // review (BENCHMARKS.md, "Contracts and speed devices").
   const injectedCounts = new Counter({
     name: 'pullpin_secrets_injected_total',

@@ -182,7 +182,8 @@ function describeAuditChange (c: Change): string {
 // Synchronous unless a huge pod's pins are serialized in slices (response-pieces.ts).
 export function auditAnnotations (mode: 'enforce' | 'audit', changes: readonly Change[], prefix: '' | 'would-'): Record<string, string> | Promise<Record<string, string>> {
   const out: Record<string, string> = { mode }
-  // One plain loop: 1.1 µs per review where the flatMap/fromEntries form took 2.3 µs.
+  // One plain loop rather than flatMap/fromEntries: it is on every review's path (BENCHMARKS.md,
+  // "Profile of the hot path, and what changed").
   const secrets: string[] = []
   // No prototype: a container named "__proto__" (webhooks run before validation) stays a key.
   let pins: Record<string, string> | undefined

@@ -129,7 +129,7 @@ export class TagCache {
 
   /** A fresh answer without any I/O, or undefined. The admission hot path tries this first. */
   peekTag (ref: RepositoryRef, tag: string): TagResolution | undefined {
-    // A plain key: reusing one per reference object saved less than 1 % of a review
+    // A plain key: reusing one per reference object did not earn its place
     // (BENCHMARKS.md, "Contracts and speed devices").
     const e = this.tags.get(`${keyOf(ref)}:${tag}`)
     if (e?.digest === undefined || this.now() - e.at >= this.opts.ttlMs) return undefined
