@@ -183,7 +183,7 @@ function describeAuditChange (c: Change): string {
 export function auditAnnotations (mode: 'enforce' | 'audit', changes: readonly Change[], prefix: '' | 'would-'): Record<string, string> | Promise<Record<string, string>> {
   const out: Record<string, string> = { mode }
   // One plain loop rather than flatMap/fromEntries: it is on every review's path (BENCHMARKS.md,
-  // "Profile of the hot path, and what changed").
+  // "Profile findings", bench/pieces.ts).
   const secrets: string[] = []
   // No prototype: a container named "__proto__" (webhooks run before validation) stays a key.
   let pins: Record<string, string> | undefined
