@@ -237,6 +237,34 @@ t.test('index budget: per repository build and per review, counted, warned', asy
   t.equal(small.incomplete.size, 1)
 })
 
+t.test('a review out of index budget neither lists the tags nor holds back the next review; a found digest is not "incomplete"', async t => {
+  const target = `ffff${gitSha('budget2-target').slice(4)}`
+  const digest = await env.registry.push({ seed: 'budget2-target' }, 'acme/budget2', ['latest'])
+  await env.registry.push({ seed: 'budget2-other' }, 'acme/budget2', ['other'])
+  const others = Array.from({ length: 12 }, (_, i) => gitSha(`budget2-${i}`)).filter(x => x < target)
+  await env.registry.tag('acme/budget2', 'other', others)
+  await env.registry.tag('acme/budget2', 'latest', [target])
+  const credentials = new CredentialStore()
+  credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
+  const pinning = parseConfig(env.configYaml('', '', TIMEOUT_MS)).pinning
+  const stack: PinningStack = await createPinningStack({ config: pinning, credentials })
+  t.teardown(() => stack.close())
+  // The default minimum interval between tag lists (10 s): what a busy cluster runs with.
+  const cache = new TagCache({ ...tagCacheOptions(pinning, stack.client), tagListMinIntervalMs: 10_000 })
+  const ref = { registry: env.host, repository: 'acme/budget2' }
+  env.proxy.resetCounts()
+  const spent = { remaining: 0, incomplete: new Set<string>() }
+  t.same(await cache.shaTagsFor(ref, digest, undefined, spent), [], 'no budget: nothing found')
+  t.equal(env.proxy.count('GET /v2/acme/budget2/tags/list'), 0, 'and the tags were not even listed')
+  t.same([...spent.incomplete], [`${env.host}/acme/budget2`], 'the review is told')
+  const partial = { remaining: 4, incomplete: new Set<string>() }
+  t.same(await cache.shaTagsFor(ref, digest, undefined, partial), [], 'a small budget: not found yet')
+  // The next review, within the 10 s: it goes on with the tags not yet checked.
+  const next = { remaining: 1000, incomplete: new Set<string>() }
+  t.same(await cache.shaTagsFor(ref, digest, undefined, next), [target], 'the next review is not held back by the partial index')
+  t.same([...next.incomplete], [], 'found: nothing to warn about')
+})
+
 t.test('index budget end to end: the pod gets a warning and the metric counts it', async t => {
   const sha = gitSha('budget-e2e')
   await env.registry.push({ seed: 'budget-e2e' }, 'acme/budget2', ['latest', sha])

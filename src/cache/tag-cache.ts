@@ -203,7 +203,14 @@ export class TagCache {
       this.emit({ kind: 'index', result: 'hit' })
       return known
     }
-    if (idx === undefined || this.now() - idx.listedAt >= this.opts.tagListMinIntervalMs) {
+    // An index a budget cut short is refreshed on the next miss whatever the interval: it goes on
+    // with the tags not yet checked, so one hostile pod cannot keep other pods unpinned.
+    if (idx === undefined || idx.unindexed > 0 || this.now() - idx.listedAt >= this.opts.tagListMinIntervalMs) {
+      if (budget !== undefined && budget.remaining <= 0) {
+        // Out of budget: not even the tag list is asked for.
+        budget.incomplete.add(key)
+        return idx?.byDigest.get(digest) ?? []
+      }
       try {
         idx = await abortable(this.refreshIndex(ref, budget), signal)
       } catch (err) {
@@ -211,8 +218,9 @@ export class TagCache {
         if (idx === undefined) throw err
       }
     }
-    if (budget !== undefined && idx.unindexed > 0) budget.incomplete.add(key)
-    return idx.byDigest.get(digest) ?? []
+    const found = idx.byDigest.get(digest)
+    if (budget !== undefined && idx.unindexed > 0 && found === undefined) budget.incomplete.add(key)
+    return found ?? []
   }
 
   /** Build or refresh a repository's SHA-tag index now (warm-up at start, `pullpin resolve`). */
