@@ -5,6 +5,7 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { formatImageReference, isValidDigest, isValidTag, parseImageReference, type ImageReference } from '../src/reference/index.js'
+import { tryParseImageReference } from '../src/reference/parse.js'
 import { isCodedError } from '../src/errors.js'
 
 const F64 = 'f'.repeat(64)
@@ -310,4 +311,15 @@ t.test('adversarial inputs stay linear', async (t) => {
     t.ok(fail(s) !== undefined)
   }
   t.ok(performance.now() - started < 1000, 'all five 100 kB probes parse in under a second')
+})
+
+t.test('an input longer than any reference can be is refused at once, without the grammar', async t => {
+  const huge = `quay.io/org/${'x'.repeat(3 * 1024 * 1024)}:latest`
+  const r = tryParseImageReference(huge)
+  t.equal(r.ok, false)
+  if (!r.ok) {
+    t.match(r.reason, /longer than 1024 characters/)
+    t.ok(r.message.length < 500, 'the message quotes only the start of it')
+  }
+  t.equal(tryParseImageReference(`r.io/${'a'.repeat(255)}:${'t'.repeat(128)}@sha256:${'a'.repeat(64)}`).ok, true, 'the longest valid references still parse')
 })

@@ -2,6 +2,8 @@
 // few strings over and over. A plain Map, emptied when it reaches its bound, rather than an LRU:
 // a hit is one Map lookup with no recency bookkeeping (four images × two steps per review), and a
 // cluster running more distinct images than the bound only recomputes what it asks for again.
+import { REFERENCE_MAX_LENGTH } from '../reference/parse.js'
+
 /** The bound the mutation steps use: distinct image strings whose analysis is kept (a cluster runs far fewer). */
 export const IMAGE_MEMO_SIZE = 10_000
 
@@ -12,6 +14,9 @@ export const IMAGE_MEMO_SIZE = 10_000
 export function memoize<V extends object, A = undefined> (max: number, fn: (key: string, arg?: A) => V): (key: string, arg?: A) => V {
   const memo = new Map<string, V>()
   return (key, arg) => {
+    // A key longer than any image reference (a hostile pod's megabyte image) is not kept: the
+    // bound counts entries, and ten thousand such keys would be gigabytes.
+    if (key.length > REFERENCE_MAX_LENGTH) return fn(key, arg)
     let v = memo.get(key)
     if (v === undefined) {
       if (memo.size >= max) memo.clear()

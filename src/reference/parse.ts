@@ -107,9 +107,17 @@ export function tryParseImageReference (input: string): ReferenceParse {
   return { ok: false, input, reason: r, message: `invalid image reference ${quoted(input)}: ${r}` }
 }
 
+/**
+ * No valid reference is longer: a host (253) and port, a repository (255), a tag (128) and a
+ * sha512 digest (135), with their separators. Anything longer is refused before the grammar runs,
+ * since image strings reach webhooks before the API server validates them (megabytes are possible).
+ */
+export const REFERENCE_MAX_LENGTH = 1024
+
 // The grammar; an invalid input gives the reason as a string.
 function parse (input: string): ImageReference | string {
   if (input === '') return 'empty reference'
+  if (input.length > REFERENCE_MAX_LENGTH) return `longer than ${REFERENCE_MAX_LENGTH} characters: no image reference is`
   if (IDENTIFIER_RE.test(input)) {
     return 'invalid repository name: a 64-character hex string is an image ID, not a name (use name@sha256:<hex>)'
   }
