@@ -1,6 +1,7 @@
 import t from 'tap'
 import { parseConfig } from '../src/policy/config.js'
 import { createNamespacePolicy } from '../src/policy/namespace-mode.js'
+import { staticNamespaceLabels } from '../src/policy/static-namespaces.js'
 
 const config = parseConfig('namespaces: {exclude: [kube-system, "kube-*", "tmp-?"]}')
 const policy = createNamespacePolicy(config, 'pullpin-system')
@@ -32,4 +33,10 @@ t.test('a custom opt-in label is read', async t => {
   const p = createNamespacePolicy(parseConfig('namespaces: {optInLabel: example.com/pull}'), undefined)
   t.equal(p.decide('a', { 'example.com/pull': 'enabled' }).mode, 'enforce')
   t.equal(p.decide('a', label('enabled')).mode, 'off')
+})
+
+t.test('static labels: a namespace named like an Object.prototype member has no labels', async t => {
+  const labels = staticNamespaceLabels(parseConfig('namespaces: { labels: { team-a: { pullpin.io/inject: enabled } } }'))
+  t.same(await labels.labels('team-a'), { 'pullpin.io/inject': 'enabled' })
+  for (const ns of ['constructor', 'toString', 'hasOwnProperty', '__proto__']) t.same(await labels.labels(ns), {}, ns)
 })

@@ -239,7 +239,7 @@ export class Informer<T extends KubeObject> {
         this.abort.signal.removeEventListener('abort', onStop)
         if (this.stopped) { resolve('closed'); return }
         if (expired) { resolve('expired'); return }
-        if (err !== null && err !== undefined) { reject(err instanceof Error ? err : new Error(`watch ended: ${JSON.stringify(err)}`)); return }
+        if (err !== null && err !== undefined) { reject(err instanceof Error ? err : new Error(`watch ended: ${describeError(err)}`)); return }
         if (streamError !== undefined) { reject(streamError); return }
         if (events > 0 || Date.now() - started >= 1000) {
           this.backoff.reset()

@@ -166,7 +166,7 @@ export function createMutator (steps: readonly MutationStep[], opts: MutatorOpti
 }
 
 /** The review's deadline has passed: a huge pod's remaining work is dropped (the handler has answered). */
-function deadlineReason (ctx: MutationContext): Error | undefined {
+export function deadlineReason (ctx: MutationContext): Error | undefined {
   const signal = ctx.deadline.signal
   return signal.aborted ? signal.reason as Error : undefined
 }

@@ -6,13 +6,13 @@
 import type { PinFormat, PinningConfig } from '../policy/config.js'
 import { ORIGINAL_IMAGES_ANNOTATION } from '../policy/annotations.js'
 import { compileGlobs } from '../policy/glob.js'
-import { compileRegistryGlob } from '../reference/host-glob.js'
+import { compileRegistryGlob, normalizeRegistryKey } from '../reference/host-glob.js'
 import { formatImageReference, tryParseImageReference, type ImageReference, type ReferenceParse } from '../reference/parse.js'
 import type { IndexBudget, TagCache, TagResolution } from '../cache/tag-cache.js'
 import type { OwnerPins } from '../cache/owner-pins.js'
 import { ERR_REGISTRY_BAD_RESPONSE, isCodedError } from '../errors.js'
 import { REVIEW_MARGIN_MS } from '../policy/budgets.js'
-import type { MutationContext, MutationStep } from './mutator.js'
+import { deadlineReason, type MutationContext, type MutationStep } from './mutator.js'
 import { forEachChunked } from './chunks.js'
 import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
 import type { Container, ImageSite, Pod } from './pod.js'
@@ -46,7 +46,11 @@ const KEEP: Decision = { kind: 'keep' }
 export function createPinningStep (deps: PinningDeps): MutationStep {
   const { config, cache, ownerPins, metrics } = deps
   const allowed = config.registries.map(compileRegistryGlob)
-  const isAllowed = (ref: ImageReference): boolean => allowed.some(m => m(ref))
+  // Matched once per distinct registry (per name when an entry has a path), not once per image:
+  // a huge pod names thousands of images on a few registries.
+  const byName = config.registries.some(p => normalizeRegistryKey(p).includes('/'))
+  const allowedFor = memoize(IMAGE_MEMO_SIZE, (_key: string, ref?: ImageReference) => ({ ok: allowed.some(m => m(ref!)) }))
+  const isAllowed = (ref: ImageReference): boolean => allowedFor(byName ? ref.name : ref.registry, ref).ok
   const skipped = compileGlobs(config.skipImages)
 
   /**
@@ -175,7 +179,8 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
         decisions.set(image, KEEP) // until the lookup answers
         lookups.push(lookup(image, d.ref, d.tag, time(), budget()).then((looked) => { decisions.set(image, looked) }))
       }
-      await forEachChunked(sites.length, decideAt)
+      // Past the review's deadline a huge pod's remaining images start no lookup (the review is answered).
+      await forEachChunked(sites.length, decideAt, () => deadlineReason(ctx))
       if (lookups.length > 0) {
         await Promise.all(lookups)
         // An incomplete index may have cost the pod its pin: say so once per repository.
@@ -210,7 +215,8 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       // Remember the first pin per owner, but not for what audit mode or a dry run only looked at.
       if (ownerUid !== undefined && ctx.mode === 'enforce' && !ctx.dryRun) ownerPins.remember(ownerUid, site.image, { to: d.to, verified: d.verified })
     }
-    await forEachChunked(sites.length, one)
+    // …and are not applied: a pod already admitted unchanged leaves no pin in memory or metrics.
+    await forEachChunked(sites.length, one, () => deadlineReason(ctx))
     if (originals !== undefined && !recordOriginals(ctx.pod, originals)) {
       ctx.warnings.push(`pullpin: ${ORIGINAL_IMAGES_ANNOTATION} not written: the pod's annotations would pass the API server's 256 KiB`)
     }
