@@ -10,6 +10,9 @@ import { startPullpin } from './support/pullpin.js'
 import { BASE_CONFIG } from './support/handler.js'
 import { jsonErrorPosition } from '../src/json-position.js'
 
+/** Object.prototype's own names before any review: a pollution adds one. */
+const PROTOTYPE_NAMES = Object.getOwnPropertyNames(Object.prototype).sort()
+
 const HOSTILE = ['__proto__', 'constructor', 'prototype'] as const
 
 /** An object whose keys are all own data properties, "__proto__" included (as JSON.parse makes them). */
@@ -123,7 +126,8 @@ t.test('over HTTPS', async t => {
       t.same(result.spec.containers.map((c: any) => c.image), images, 'images unchanged (no pinning configured)')
       t.same(Object.keys(result.metadata.labels), Object.keys(pod.metadata.labels), 'hostile labels kept as they were')
       t.equal(Object.prototype.hasOwnProperty.call(result.spec, '__proto__'), true, 'a "__proto__" key stays an own key')
-      t.equal(({} as any).polluted, undefined)
+      t.same(Object.getOwnPropertyNames(Object.prototype).sort(), PROTOTYPE_NAMES, 'Object.prototype untouched')
+      t.equal(Object.getPrototypeOf(result.metadata.labels), Object.prototype, 'the reviewed maps keep their prototype')
     }), { numRuns: 40 })
   })
 
@@ -139,6 +143,9 @@ t.test('over HTTPS', async t => {
     const res = await p.post('/mutate', '<xml/>', { 'content-type': 'application/xml' })
     t.equal(res.status, 415)
     t.match(res.json, { code: 'PULLPIN_UNSUPPORTED_MEDIA_TYPE', message: /application\/xml/ })
+    const text = await p.post('/mutate', JSON.stringify(admissionReview(podFromWorkload('deployment-web'))), { 'content-type': 'text/plain' })
+    t.equal(text.status, 415, 'text/plain too: only application/json is read')
+    t.match(text.json, { code: 'PULLPIN_UNSUPPORTED_MEDIA_TYPE', message: /text\/plain/ })
   })
 
   t.test('malformed JSON: 400 PULLPIN_REVIEW_MALFORMED, with the position and none of the text', async t => {

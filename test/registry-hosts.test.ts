@@ -67,7 +67,6 @@ t.test('many hosts under one wildcard: bounded client state, evicted pools close
   t.equal(client.hostCount, 4, 'at most maxHosts registries keep state')
   // Each registry used kept one keep-alive connection; the evicted ones must be closed, not left to idle out.
   await until('evicted pools closed', () => open.size <= 4)
-  t.ok(open.size <= 4, `${open.size} connections open after 20 hosts`)
   t.ok(events.length >= 20)
   t.same([...new Set(events.map(e => e.allowlistEntry))], [`*.pinhost.test:${port}`], 'every event carries the matched allowlist entry')
   t.equal(new Set(events.map(e => e.registry)).size, 20, 'the concrete host stays in the event (for logs)')

@@ -66,7 +66,7 @@ export interface MutationContext {
 
 /**
  * A review's deadline. The signal is made on first use, so a review that needs no I/O (every
- * answer in a cache) never pays for a timer (BENCHMARKS.md, "Where the CPU goes").
+ * answer in a cache) never pays for a timer (BENCHMARKS.md, "Where the CPU per review goes").
  */
 export interface Deadline {
   readonly signal: AbortSignal

@@ -89,7 +89,9 @@ export function buildServer (opts: ServerOptions): PullpinServer {
   // (issue 11). JSON.parse defines every key as an own data property, so "__proto__" never sets a
   // prototype; nothing downstream assigns user keys onto plain objects (src/mutate/mutator.ts
   // copies by spread, which defines properties too).
-  fastify.removeContentTypeParser('application/json')
+  // Only application/json is read: every other content type (text/plain included, which Fastify
+  // would otherwise hand over as a string) is 415.
+  fastify.removeAllContentTypeParsers()
   fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
     const text = body as string
     try {
