@@ -80,20 +80,26 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       })
       return { mode: decision.mode, result }
     }
-    try {
-      // One race for the whole review, whatever it waits on; a review answered from caches
-      // settles within its turn and makes no timer (src/admission/deadline.ts).
-      reviewed = await deadline.race(review())
-    } catch (err) {
+    const failed = (err: unknown): AdmissionReviewOut => {
       const reason = (err as Error).message
       log().error({ err: logError(err) }, 'mutation failed')
       if (failOpen) {
         return done('error', { uid: req.uid, allowed: true, warnings: limitWarnings([`pullpin: internal error, pod admitted unchanged: ${reason}`]) })
       }
       return done('error', { uid: req.uid, allowed: false, status: { code: 500, reason: 'InternalError', message: `pullpin: internal error (failOpen is false): ${reason}` } })
+    }
+    try {
+      // One race for the whole review, whatever it waits on; a review answered from caches
+      // settles within its turn and makes no timer (src/admission/deadline.ts).
+      reviewed = await deadline.race(review())
+    } catch (err) {
+      return failed(err)
     } finally {
       deadline.clear()
     }
+    // A huge pod's response is built in slices after the race (response-pieces.ts, warnings.ts):
+    // when that took it past the deadline, the answer is the one the race would have given.
+    const late = (): AdmissionReviewOut | undefined => deadline.remainingMs() > 0 ? undefined : failed(new Error(`no answer within ${deadlineMs} ms`))
     if (reviewed.mode === 'off') {
       if (logger.isLevelEnabled('debug')) log().debug({ reason: reviewed.reason }, 'namespace not mutated')
       return done('skipped', { uid: req.uid, allowed: true })
@@ -104,6 +110,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     if (result.deny !== undefined && mode === 'enforce') {
       const limited = limitWarningsInSlices(result.warnings)
       const warnings = limited instanceof Promise ? await limited : limited
+      if (limited instanceof Promise) { const answer = late(); if (answer !== undefined) return answer }
       log().info(reviewLine({ mode, outcome: 'denied', reason: logString(result.deny) }, result), 'pod denied')
       return done('denied', {
         uid: req.uid,
@@ -122,6 +129,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       if (findings.length > 0) {
         const limitedFindings = limitWarningsInSlices(findings)
         response.warnings = limitedFindings instanceof Promise ? await limitedFindings : limitedFindings
+        if (limitedFindings instanceof Promise || annotations instanceof Promise) { const answer = late(); if (answer !== undefined) return answer }
         log().info(reviewLine({ mode, outcome: 'audited', wouldDeny: result.deny === undefined ? undefined : logString(result.deny) }, result, 'wouldChange'), 'audit: pod would be mutated')
       } else if (logger.isLevelEnabled('debug')) {
         log().debug({ mode, outcome: 'audited' }, 'audit: pod would be unchanged')
@@ -134,6 +142,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     const response: AdmissionResponse = { uid: req.uid, allowed: true }
     const limited = limitWarningsInSlices(result.warnings)
     const warnings = limited instanceof Promise ? await limited : limited
+    if (limited instanceof Promise) { const answer = late(); if (answer !== undefined) return answer }
     if (warnings.length > 0) response.warnings = warnings
     if (result.patch.length === 0) {
       // Unchanged with warnings is worth a line (a registry problem); plain unchanged is not.
@@ -147,6 +156,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     response.patch = typeof patch === 'string' ? patch : await patch
     const annotations = auditAnnotations('enforce', result.changes, '')
     response.auditAnnotations = annotations instanceof Promise ? await annotations : annotations
+    if (limited instanceof Promise || typeof patch !== 'string' || annotations instanceof Promise) { const answer = late(); if (answer !== undefined) return answer }
     // A clean mutation is recorded on the pod (pullpin.io/original-images), in the API server's
     // audit log (the audit annotations above) and in the metrics; its log line is debug, since at
     // info it was a third of the review's CPU (BENCHMARKS.md). Anything with a warning is info.
