@@ -198,20 +198,28 @@ t.test('50 uncached images: no process warning (no abort listener per image on o
   t.same(warnings.map(w => `${w.name}: ${w.message}`), [])
 })
 
-t.test('index budget: per repository build and per review, counted, warned', async t => {
+/**
+ * `acme/NAME`: `latest` on a build whose one SHA tag (`target`) the registry lists last, after up
+ * to `count` SHA tags of another build (cheap: one manifest, many tags); and a pinning stack for it.
+ */
+async function budgetRepository (t: Test, name: string, count: number) {
   // The registry lists tags in lexical order: the target comes last.
-  const target = `ffff${gitSha('budget-target').slice(4)}`
-  const digest = await env.registry.push({ seed: 'budget-target' }, 'acme/budget', ['latest'])
-  await env.registry.push({ seed: 'budget-other' }, 'acme/budget', ['other'])
-  // Many SHA tags on another build (cheap: one manifest, many tags), listed before the target.
-  const others = Array.from({ length: 40 }, (_, i) => gitSha(`budget-${i}`)).filter(s => s < target)
-  await env.registry.tag('acme/budget', 'other', others)
-  await env.registry.tag('acme/budget', 'latest', [target])
+  const target = `ffff${gitSha(`${name}-target`).slice(4)}`
+  const digest = await env.registry.push({ seed: `${name}-target` }, `acme/${name}`, ['latest'])
+  await env.registry.push({ seed: `${name}-other` }, `acme/${name}`, ['other'])
+  const others = Array.from({ length: count }, (_, i) => gitSha(`${name}-${i}`)).filter(x => x < target)
+  await env.registry.tag(`acme/${name}`, 'other', others)
+  await env.registry.tag(`acme/${name}`, 'latest', [target])
   const credentials = new CredentialStore()
   credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
   const pinning = parseConfig(env.configYaml('', '', TIMEOUT_MS)).pinning
   const stack: PinningStack = await createPinningStack({ config: pinning, credentials })
   t.teardown(() => stack.close())
+  return { target, digest, others, pinning, stack }
+}
+
+t.test('index budget: per repository build and per review, counted, warned', async t => {
+  const { target, digest, others, pinning, stack } = await budgetRepository(t, 'budget', 40)
   const events: CacheEvent[] = []
   const cache = new TagCache({ ...tagCacheOptions(pinning, stack.client, e => events.push(e)), indexHeadsPerRepository: 10, tagListMinIntervalMs: 0 })
   const ref = { registry: env.host, repository: 'acme/budget' }
@@ -238,17 +246,7 @@ t.test('index budget: per repository build and per review, counted, warned', asy
 })
 
 t.test('a review out of index budget neither lists the tags nor holds back the next review; a found digest is not "incomplete"', async t => {
-  const target = `ffff${gitSha('budget2-target').slice(4)}`
-  const digest = await env.registry.push({ seed: 'budget2-target' }, 'acme/budget2', ['latest'])
-  await env.registry.push({ seed: 'budget2-other' }, 'acme/budget2', ['other'])
-  const others = Array.from({ length: 12 }, (_, i) => gitSha(`budget2-${i}`)).filter(x => x < target)
-  await env.registry.tag('acme/budget2', 'other', others)
-  await env.registry.tag('acme/budget2', 'latest', [target])
-  const credentials = new CredentialStore()
-  credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
-  const pinning = parseConfig(env.configYaml('', '', TIMEOUT_MS)).pinning
-  const stack: PinningStack = await createPinningStack({ config: pinning, credentials })
-  t.teardown(() => stack.close())
+  const { target, digest, pinning, stack } = await budgetRepository(t, 'budget2', 12)
   // The default minimum interval between tag lists (10 s): what a busy cluster runs with.
   const cache = new TagCache({ ...tagCacheOptions(pinning, stack.client), tagListMinIntervalMs: 10_000 })
   const ref = { registry: env.host, repository: 'acme/budget2' }
