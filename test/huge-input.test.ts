@@ -297,3 +297,24 @@ t.test('pins of thousands of containers never push the pod\'s annotations over t
   t.equal(annotations['pullpin.io/original-images'], undefined, 'the record is left out')
   t.match(response.warnings, [/pullpin\.io\/original-images not written: .*256 KiB/], 'and the pod is told why')
 })
+
+t.test('a listed SHA tag whose manifest is gone is not HEADed on every refresh, only after negativeTtlMs', async t => {
+  const { target, digest, pinning, stack } = await budgetRepository(t, 'budget3', 6)
+  const gone = `0000${gitSha('budget3-gone').slice(4)}`
+  await env.registry.tag('acme/budget3', 'other', [gone])
+  // The registry lists the tag but answers 404 for it (deleted manifest, eventual consistency).
+  env.proxy.fault = (r) => r.method === 'HEAD' && r.path.endsWith(`/manifests/${gone}`) ? { action: 'status', status: 404, body: { errors: [{ code: 'MANIFEST_UNKNOWN' }] } } : undefined
+  t.teardown(() => { env.proxy.fault = undefined })
+  let now = 1_000_000
+  const cache = new TagCache({ ...tagCacheOptions(pinning, stack.client), tagListMinIntervalMs: 0, negativeTtlMs: 10_000, now: () => now })
+  const ref = { registry: env.host, repository: 'acme/budget3' }
+  env.proxy.resetCounts()
+  t.same(await cache.shaTagsFor(ref, digest), [target])
+  const other = `sha256:${'0'.repeat(64)}`
+  for (let i = 0; i < 3; i++) t.same(await cache.shaTagsFor(ref, other), [], 'an unknown digest refreshes the index')
+  t.ok(env.proxy.count('GET /v2/acme/budget3/tags/list') >= 4, 'the tag list was read on every refresh')
+  t.equal(env.proxy.count(`HEAD /v2/acme/budget3/manifests/${gone}`), 1, 'the missing tag was HEADed once')
+  now += 10_000
+  await cache.shaTagsFor(ref, other)
+  t.equal(env.proxy.count(`HEAD /v2/acme/budget3/manifests/${gone}`), 2, 'and again once "not found" is as old as negativeTtlMs')
+})

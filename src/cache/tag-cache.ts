@@ -77,6 +77,12 @@ interface RepoIndex {
   readonly shaTags: Map<string, string>
   /** SHA tags listed but not HEADed yet (a build ran out of budget): the next refresh takes them first. */
   unindexed: number
+  /**
+   * SHA tags listed but whose HEAD said not found (a deleted manifest the list still shows), with
+   * when: not HEADed again for negativeTtlMs, like any "not found", so they cannot spend every
+   * refresh's budget, and a registry that was only late is asked again.
+   */
+  readonly missing: Map<string, number>
   /** digest → SHA tags, best first. */
   byDigest: Map<string, string[]>
   listedAt: number
@@ -235,12 +241,14 @@ export class TagCache {
   private refreshIndex (ref: RepositoryRef, budget?: IndexBudget): Promise<RepoIndex> {
     const key = keyOf(ref)
     return this.indexBuilds.run(key, async () => {
-      const idx = this.repos.get(key) ?? { shaTags: new Map<string, string>(), byDigest: new Map(), listedAt: 0, unindexed: 0 }
+      const idx = this.repos.get(key) ?? { shaTags: new Map<string, string>(), byDigest: new Map(), listedAt: 0, unindexed: 0, missing: new Map<string, number>() }
       const listed = await this.opts.registry.listTags(ref)
       const current = new Set(listed.filter(t => this.isShaTag(t)))
       // A SHA tag deleted at the registry leaves the index; new ones are HEADed once.
       for (const t of idx.shaTags.keys()) if (!current.has(t)) idx.shaTags.delete(t)
-      const fresh = [...current].filter(t => !idx.shaTags.has(t))
+      const now = this.now()
+      for (const [t, at] of idx.missing) if (!current.has(t) || now - at >= this.opts.negativeTtlMs) idx.missing.delete(t)
+      const fresh = [...current].filter(t => !idx.shaTags.has(t) && !idx.missing.has(t))
       const allowed = Math.min(fresh.length, this.opts.indexHeadsPerRepository ?? Infinity, budget?.remaining ?? Infinity)
       const heads = fresh.slice(0, allowed)
       if (budget !== undefined) budget.remaining -= heads.length
@@ -252,6 +260,7 @@ export class TagCache {
         } catch (err) {
           // A tag deleted between list and HEAD is simply not indexed; anything else fails the refresh.
           if (!isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) throw err
+          idx.missing.set(t, this.now())
         }
       })
       const byDigest = new Map<string, string[]>()
