@@ -45,8 +45,7 @@ const pinAll: MutationStep = {
       ctx.changes.push({ kind: 'pin', field: site.field, container: site.container, from: site.image, to, verified: true })
     }
     const end = (): void => { (ctx.pod.metadata!.annotations ??= {})['pullpin.io/original-images'] = JSON.stringify(originals) }
-    const done = forEachChunked(ctx.images.length, one)
-    return done instanceof Promise ? done.then(end) : Promise.resolve(end())
+    return forEachChunked(ctx.images.length, one).then(end)
   },
 }
 

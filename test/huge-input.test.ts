@@ -126,9 +126,9 @@ t.test('the patch of a huge pod, built container by container in slices, is the 
     delete (d.ephemeralContainers![2] as Record<string, unknown>).image
     d.imagePullSecrets = [{ name: 'a' }]
     draft.metadata!.annotations = { 'pullpin.io/original-images': '{}' }
-    const patch = podPatch(pod, draft)
-    t.equal(patch instanceof Promise, n > 1000, n > 1000 ? 'huge: in slices' : 'small: synchronous')
-    t.same(await patch, fastJsonPatch.compare(projection(pod) as object, projection(draft) as object), `${n} containers: same operations, same order`)
+    // That the slices give the event loop back is held by the tests around this one; the slices
+    // are cut by time, so whether 5,000 containers need more than one depends on the machine.
+    t.same(await podPatch(pod, draft), fastJsonPatch.compare(projection(pod) as object, projection(draft) as object), `${n} containers: same operations, same order`)
   }
 })
 

@@ -106,11 +106,11 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     }
     const { mode, result } = reviewed
 
-    // A huge pod's warnings are counted in slices (warnings.ts); a small pod's at once.
+    // A huge pod's warnings are counted in slices (warnings.ts); past the deadline, late() answers.
     if (result.deny !== undefined && mode === 'enforce') {
-      const limited = limitWarningsInSlices(result.warnings)
-      const warnings = limited instanceof Promise ? await limited : limited
-      if (limited instanceof Promise) { const answer = late(); if (answer !== undefined) return answer }
+      const warnings = await limitWarningsInSlices(result.warnings)
+      const answer = late()
+      if (answer !== undefined) return answer
       log().info(reviewLine({ mode, outcome: 'denied', reason: logString(result.deny) }, result), 'pod denied')
       return done('denied', {
         uid: req.uid,
@@ -124,12 +124,11 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       for (const c of result.changes) metrics.auditFinding(c.kind)
       const findings = [...result.changes.map(describeAuditChange), ...result.warnings]
       if (result.deny !== undefined) findings.push(`pullpin audit: would deny: ${result.deny}`)
-      const annotations = auditAnnotations('audit', result.changes, 'would-')
-      const response: AdmissionResponse = { uid: req.uid, allowed: true, auditAnnotations: annotations instanceof Promise ? await annotations : annotations }
+      const response: AdmissionResponse = { uid: req.uid, allowed: true, auditAnnotations: await auditAnnotations('audit', result.changes, 'would-') }
       if (findings.length > 0) {
-        const limitedFindings = limitWarningsInSlices(findings)
-        response.warnings = limitedFindings instanceof Promise ? await limitedFindings : limitedFindings
-        if (limitedFindings instanceof Promise || annotations instanceof Promise) { const answer = late(); if (answer !== undefined) return answer }
+        response.warnings = await limitWarningsInSlices(findings)
+        const answer = late()
+        if (answer !== undefined) return answer
         log().info(reviewLine({ mode, outcome: 'audited', wouldDeny: result.deny === undefined ? undefined : logString(result.deny) }, result, 'wouldChange'), 'audit: pod would be mutated')
       } else if (logger.isLevelEnabled('debug')) {
         log().debug({ mode, outcome: 'audited' }, 'audit: pod would be unchanged')
@@ -140,9 +139,9 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     const dryRun = req.dryRun === true
     for (const c of result.changes) if (c.kind === 'secret') metrics.secretsInjected(c.secret, dryRun)
     const response: AdmissionResponse = { uid: req.uid, allowed: true }
-    const limited = limitWarningsInSlices(result.warnings)
-    const warnings = limited instanceof Promise ? await limited : limited
-    if (limited instanceof Promise) { const answer = late(); if (answer !== undefined) return answer }
+    const warnings = await limitWarningsInSlices(result.warnings)
+    const lateAnswer = late()
+    if (lateAnswer !== undefined) return lateAnswer
     if (warnings.length > 0) response.warnings = warnings
     if (result.patch.length === 0) {
       // Unchanged with warnings is worth a line (a registry problem); plain unchanged is not.
@@ -151,12 +150,11 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       return done('unchanged', response)
     }
     response.patchType = 'JSONPatch'
-    // A huge pod's patch and annotations are built in slices (response-pieces.ts); a small one's at once.
-    const patch = encodePatch(result.patch)
-    response.patch = typeof patch === 'string' ? patch : await patch
-    const annotations = auditAnnotations('enforce', result.changes, '')
-    response.auditAnnotations = annotations instanceof Promise ? await annotations : annotations
-    if (limited instanceof Promise || typeof patch !== 'string' || annotations instanceof Promise) { const answer = late(); if (answer !== undefined) return answer }
+    // A huge pod's patch and annotations are built in slices (response-pieces.ts).
+    response.patch = await encodePatch(result.patch)
+    response.auditAnnotations = await auditAnnotations('enforce', result.changes, '')
+    const answer = late()
+    if (answer !== undefined) return answer
     // A clean mutation is recorded on the pod (pullpin.io/original-images), in the API server's
     // audit log (the audit annotations above) and in the metrics; its log line is debug, since at
     // info it was a third of the review's CPU (BENCHMARKS.md). Anything with a warning is info.
@@ -189,8 +187,8 @@ function describeAuditChange (c: Change): string {
 
 // Audit annotation keys must be qualified names without a prefix (the API server prefixes them
 // with the webhook's name) and at most 63 characters.
-// Synchronous unless a huge pod's pins are serialized in slices (response-pieces.ts).
-export function auditAnnotations (mode: 'enforce' | 'audit', changes: readonly Change[], prefix: '' | 'would-'): Record<string, string> | Promise<Record<string, string>> {
+// A huge pod's pins are serialized in slices (response-pieces.ts).
+export async function auditAnnotations (mode: 'enforce' | 'audit', changes: readonly Change[], prefix: '' | 'would-'): Promise<Record<string, string>> {
   const out: Record<string, string> = { mode }
   // One plain loop rather than flatMap/fromEntries: it is on every review's path (BENCHMARKS.md,
   // "Profile findings", bench/pieces.ts).
@@ -204,10 +202,6 @@ export function auditAnnotations (mode: 'enforce' | 'audit', changes: readonly C
   }
   if (secrets.length > 0) out[`${prefix}inject-secrets`] = secrets.join(',')
   if (pins === undefined) return out
-  const json = pinned <= CHUNK_SIZE ? JSON.stringify(pins) : stringifyMap(pins)
-  if (typeof json === 'string') {
-    out[`${prefix}pin-images`] = json
-    return out
-  }
-  return json.then(s => { out[`${prefix}pin-images`] = s; return out })
+  out[`${prefix}pin-images`] = pinned <= CHUNK_SIZE ? JSON.stringify(pins) : await stringifyMap(pins)
+  return out
 }

@@ -18,13 +18,13 @@ export function limitWarnings (warnings: readonly string[]): string[] {
  * limitWarnings, with the warnings left out counted in slices when there are many (a huge pod
  * warns per container): a Promise then, so the count does not hold up other reviews (chunks.ts).
  */
-export function limitWarningsInSlices (warnings: readonly string[]): string[] | Promise<string[]> {
+export async function limitWarningsInSlices (warnings: readonly string[]): Promise<string[]> {
   const { out, from } = head(warnings)
   if (from === undefined) return out
   const distinct = new Set<string>()
-  const done = forEachChunked(warnings.length - from, k => { distinct.add(truncate(oneLine(warnings[from + k]!))) })
-  const end = (): string[] => { out.push(leftOut(distinct.size)); return out }
-  return done instanceof Promise ? done.then(end) : end()
+  await forEachChunked(warnings.length - from, k => { distinct.add(truncate(oneLine(warnings[from + k]!))) })
+  out.push(leftOut(distinct.size))
+  return out
 }
 
 /** The warnings that fit the budget, and where the ones left out begin (undefined: none is). */

@@ -183,13 +183,10 @@ function overLimit (input: MutationInput, max: number, failOpen: boolean): Mutat
   }
 }
 
-function finish (ctx: MutationContext): MutationResult | Promise<MutationResult> {
-  const result = (patch: Operation[]): MutationResult =>
-    ({ pod: ctx.pod, patch, changes: ctx.changes, warnings: ctx.warnings, diagnostics: ctx.diagnostics, deny: ctx.deny })
+async function finish (ctx: MutationContext): Promise<MutationResult> {
   // Audit mode reports the changes and never sends a patch: no diff to make.
-  if (ctx.deny !== undefined || ctx.mode !== 'enforce') return result([])
-  const patch = podPatch(ctx.original, ctx.pod, () => deadlineReason(ctx))
-  return patch instanceof Promise ? patch.then(result) : result(patch)
+  const patch = ctx.deny !== undefined || ctx.mode !== 'enforce' ? [] : await podPatch(ctx.original, ctx.pod, () => deadlineReason(ctx))
+  return { pod: ctx.pod, patch, changes: ctx.changes, warnings: ctx.warnings, diagnostics: ctx.diagnostics, deny: ctx.deny }
 }
 
 function isObject (v: unknown): v is Record<string, unknown> {
@@ -226,7 +223,7 @@ export function draftOf (pod: Pod): Pod {
  * before the rest of the projection), so the cost is linear and a huge pod's diff runs in slices
  * with turns of the event loop between them (chunks.ts); `stop` is asked between slices.
  */
-export function podPatch (original: Pod, draft: Pod, stop?: () => Error | undefined): Operation[] | Promise<Operation[]> {
+export async function podPatch (original: Pod, draft: Pod, stop?: () => Error | undefined): Promise<Operation[]> {
   const lists = pairedLists(original, draft)
   const ops: Operation[] = []
   const rest = (): Operation[] => {
@@ -245,8 +242,8 @@ export function podPatch (original: Pod, draft: Pod, stop?: () => Error | undefi
     const i = o.length - 1 - (k - offset)
     containerOps(field, i, o[i], d[i], ops)
   }
-  const done = forEachChunked(total, one, stop)
-  return done instanceof Promise ? done.then(rest) : rest()
+  await forEachChunked(total, one, stop)
+  return rest()
 }
 
 interface ListPair { readonly field: ContainerField; readonly original: readonly unknown[]; readonly draft: readonly unknown[] }
