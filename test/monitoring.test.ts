@@ -211,6 +211,13 @@ t.test('monitoring values: namespaces, labels, selector, disabled alerts, replic
   t.match(typo.out, /additional properties 'enable' not allowed/, 'a typo in the monitoring values is refused')
 })
 
+t.test('docs/operations.md lists the chart\'s alerts, with their severity and duration', async t => {
+  const doc = await readFile(join(root, 'docs', 'operations.md'), 'utf8')
+  const rows = [...doc.matchAll(/^\| `([A-Za-z]+)` \| (critical|warning) \| .* \| (\w+) \|$/gm)].map(m => ({ alert: m[1], severity: m[2], for: m[3] }))
+  const chartRows = alerts(both).map(a => ({ alert: a.alert, severity: a.labels.severity, for: a.for }))
+  t.same(rows, chartRows, 'same alerts, in the same order')
+})
+
 t.test('promtool: the rendered rules check, and every alert has unit tests that fire and that do not', async t => {
   const dir = await mkdtemp(join(work, 'rules-'))
   await writeFile(join(dir, 'rules.yaml'), toYaml(ruleOf(both).spec))
