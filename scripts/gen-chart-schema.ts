@@ -132,6 +132,22 @@ export function valuesSchema (): Schema {
         labels: stringMap('Extra labels, e.g. for the Prometheus selector.'),
         tlsConfig: k8sObject('prometheus-operator SafeTLSConfig.'),
       }),
+      monitoring: object({
+        selector: str('PromQL label matchers selecting this release\'s series in the PrometheusRule; empty: job="<fullname>",namespace="<release namespace>".'),
+        dashboard: object({
+          enabled: bool('Render a ConfigMap with the Grafana dashboard.'),
+          namespace: nameOrEmpty('Namespace of the ConfigMap; empty: the release namespace.'),
+          labels: stringMap('Labels the Grafana sidecar selects dashboards by.'),
+          annotations: stringMap('Annotations on the ConfigMap (e.g. grafana_folder).'),
+        }),
+        prometheusRule: object({
+          enabled: bool('Render a prometheus-operator PrometheusRule with pullpin\'s alerts.'),
+          namespace: nameOrEmpty('Namespace of the PrometheusRule; empty: the release namespace.'),
+          labels: stringMap('Extra labels, e.g. for the Prometheus ruleSelector.'),
+          alertLabels: stringMap('Labels added to every alert.'),
+          disabled: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9]*$' }, uniqueItems: true, description: 'Alert names to leave out.' },
+        }),
+      }),
       networkPolicy: object({
         enabled: bool(),
         ingressFrom: k8sList('NetworkPolicyPeers allowed to reach the HTTPS port; empty allows all.'),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: everything the suite needs, then every test, on two Node versions.
-#  1. the real registry (Debian docker-registry) and skopeo, installed with apt-get when missing;
+#  1. the real registry (Debian docker-registry) and skopeo, and Debian's prometheus (promtool and
+#     the server, for test/monitoring.test.ts), installed with apt-get when missing;
 #  2. the real helm and kubectl binaries (scripts/k8s-tools.sh) and a Node 24 binary (scripts/node24.sh);
 #  3. a type check of src/ and test/;
 #  4. the linter (eslint.config.js: neostandard, typescript-eslint type-checked), zero warnings;
@@ -10,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/registry-tools.sh ensure
+bash scripts/prometheus-tools.sh ensure
 bash scripts/k8s-tools.sh ensure >/dev/null
 node24="$(bash scripts/node24.sh ensure)"
 npx tsc -p tsconfig.json --noEmit

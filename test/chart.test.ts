@@ -243,6 +243,41 @@ const CRD_SPECS: Record<string, object> = {
     },
   },
 }
+CRD_SPECS['monitoring.coreos.com/v1/PrometheusRule'] = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    groups: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name'],
+        properties: {
+          name: { type: 'string', minLength: 1 },
+          interval: str,
+          rules: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['expr'],
+              properties: {
+                alert: str,
+                record: str,
+                expr: { anyOf: [{ type: 'string' }, { type: 'integer' }] },
+                for: { type: 'string', pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$' },
+                keep_firing_for: str,
+                labels: { type: 'object', additionalProperties: str },
+                annotations: { type: 'object', additionalProperties: str },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+}
 const ajv = new Ajv({ allErrors: true, strict: false })
 const crdValidators = new Map(Object.entries(CRD_SPECS).map(([k, s]) => [k, ajv.compile(s)]))
 
@@ -375,6 +410,7 @@ const [defaults, certManager, certManagerIssuer, provided, everything, cluster] 
     logLevel: 'debug',
     config: { ...CUSTOM_CONFIG, namespaces: { ...CUSTOM_CONFIG.namespaces, optInLabel: 'example.com/pullpin' }, mode: 'audit', failOpen: false },
     serviceMonitor: { enabled: true, interval: '15s', labels: { release: 'kube-prometheus-stack' } },
+    monitoring: { dashboard: { enabled: true }, prometheusRule: { enabled: true } },
     networkPolicy: {
       enabled: true,
       ingressFrom: [{ ipBlock: { cidr: '10.0.0.0/8' } }],
@@ -439,7 +475,7 @@ t.test('every rendered object is valid for its kind', async t => {
   t.test('cluster integration: sources, ServiceAccount injection, placeholders', async t => validateAll(t, cluster, NS, ['registry-credentials', 'team-secrets']))
   t.test('kinds rendered by default', async t => {
     t.same(defaults.map(o => o.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicyBinding'])
-    t.same(everything.map(o => o.kind).filter(k => ['ServiceMonitor', 'NetworkPolicy', 'PodDisruptionBudget'].includes(k)).sort(), ['NetworkPolicy', 'ServiceMonitor'], 'optional objects on; no PDB with one replica')
+    t.same(everything.map(o => o.kind).filter(k => ['ServiceMonitor', 'NetworkPolicy', 'PodDisruptionBudget', 'PrometheusRule'].includes(k)).sort(), ['NetworkPolicy', 'PrometheusRule', 'ServiceMonitor'], 'optional objects on; no PDB with one replica')
   })
 })
 
@@ -583,7 +619,7 @@ t.test('the ConfigMap holds a config pullpin accepts, mounted where --config poi
   const defaultValues = parseYaml(readFileSync(join(chart, 'values.yaml'), 'utf8')).config
   const lease = (objs: Obj[]): string => get(objs, 'Role', `${RELEASE}-pullpin`).rules.find((r: Obj) => r.resources.includes('leases') && r.resourceNames !== undefined).resourceNames[0]
   for (const [name, objs, values] of [['defaults', defaults, defaultValues], ['cert-manager', certManager, CUSTOM_CONFIG], ['cluster', cluster, { ...defaultValues, ...CLUSTER_CONFIG }], ['everything', everything, undefined]] as const) {
-    const cm = get(objs, 'ConfigMap')
+    const cm = get(objs, 'ConfigMap', `${RELEASE}-pullpin`)
     const text = cm.data['config.yaml']
     const config = parseConfig(text, `${name} ConfigMap`) as unknown as Obj
     const { cluster: chosen, ...rest } = parseYaml(text)

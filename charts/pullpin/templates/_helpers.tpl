@@ -156,3 +156,12 @@ election Lease (one per release, so two releases in one namespace do not share a
 {{- $_ := set $config "cluster" $cluster }}
 {{- toYaml $config }}
 {{- end }}
+
+{{/*
+The label matchers that select this release's series in the PrometheusRule: by default the labels
+prometheus-operator gives the targets of this chart's ServiceMonitor (job = the Service's name,
+namespace = the Service's namespace).
+*/}}
+{{- define "pullpin.monitoringSelector" -}}
+{{- .Values.monitoring.selector | default (printf "job=%q,namespace=%q" (include "pullpin.fullname" .) .Release.Namespace) }}
+{{- end }}
