@@ -12,7 +12,7 @@ import { createPinningStack, type PinningStack, type PinningStackOptions } from 
 import { CredentialStore, readDockerConfigFiles } from './registry/credential-store.js'
 import { parseImageReference } from './reference/parse.js'
 import { createAdmissionHandler, type NamespaceDirectory } from './admission/handler.js'
-import type { CertificateSource, TlsMaterial } from './certs/certificate-source.js'
+import { certificateNotAfter, type CertificateSource, type TlsMaterial } from './certs/certificate-source.js'
 import { buildServer, type PullpinServer } from './server/server.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { Readiness } from './server/readiness.js'
@@ -129,6 +129,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
     deadlineMs: reviewDeadlineMs,
   })
   const tls = await opts.certificates.load()
+  metrics.certificateExpiry(certificateNotAfter(tls.cert))
   const server = buildServer({ tls, handler, logger, metrics: metrics.registry, readiness })
   // The leader writes this CA into the webhook configuration's caBundle.
   cluster?.setCaBundle(tls.ca)
@@ -143,6 +144,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
       return
     }
     cluster?.setCaBundle(material.ca)
+    metrics.certificateExpiry(certificateNotAfter(material.cert))
     logger.info({ source: opts.certificates.description }, 'serving certificate reloaded')
   }
   let stopWatching: (() => void) | undefined

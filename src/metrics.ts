@@ -20,6 +20,8 @@ export interface Metrics {
   trackCache (stats: () => { tags: number; repositories: number; shaTags: number }): void
   /** The cluster integration's counters (src/cluster/metrics.ts). */
   readonly cluster: ClusterMetrics
+  /** The serving certificate in use expires at this time (ms since the epoch). */
+  certificateExpiry (notAfterMs: number): void
 }
 
 export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -135,8 +137,17 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     registers: [registry],
   })
 
-  // Pre-create the series so dashboards and alerts see zeros rather than absent metrics.
-  for (const outcome of ['mutated', 'unchanged', 'audited', 'denied', 'error', 'skipped'] satisfies Outcome[]) duration.labels(outcome)
+  // The name cert-manager gives its own (certmanager_certificate_expiration_timestamp_seconds), so
+  // one alert expression fits both.
+  const certificateExpiry = new Gauge({
+    name: 'pullpin_certificate_expiry_timestamp_seconds',
+    help: 'When the serving certificate in use expires (seconds since the epoch).',
+    registers: [registry],
+  })
+
+  // Pre-create the series so dashboards and alerts see zeros rather than absent metrics. A
+  // histogram child prints nothing until it is zeroed or observed.
+  for (const outcome of ['mutated', 'unchanged', 'audited', 'denied', 'error', 'skipped'] satisfies Outcome[]) duration.zero({ outcome })
   for (const kind of ['secret', 'pin']) auditCounts.inc({ kind }, 0)
 
   // The duration histogram's series, looked up once per outcome instead of hashed per review.
@@ -167,6 +178,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
       registryDuration.labels(entry, e.op).observe(e.durationMs / 1000)
     },
     trackCache: (stats) => { cacheStats = stats },
+    certificateExpiry: (notAfterMs) => certificateExpiry.set(Math.floor(notAfterMs / 1000)),
     cluster: {
       write: (kind, action, origin) => clusterWrites.labels(kind, action, origin).inc(),
       conflictRefusal: (secret) => conflictRefusals.labels(secret).inc(),
