@@ -208,6 +208,9 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
 
   async function apply (ctx: MutationContext, sites: readonly ImageSite[], decisions: ReadonlyMap<string, Decision>, revision: Revision | undefined, pinSource: PinSource | undefined): Promise<void> {
     let originals: Record<string, string> | undefined
+    // pullpin.io/pins (the patch of every pinned pod carries it: BENCHMARKS.md "One pin per
+    // rollout"). Not in audit mode, whose draft is never sent.
+    const recordPins = ctx.mode === 'enforce'
     let pins: Record<string, PinRecord> | undefined
     const one = (i: number): void => {
       const site = sites[i]!
@@ -224,7 +227,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       containerAt(ctx.pod, site).image = d.to
       // No prototype: a container named "__proto__" (webhooks run before validation) stays a key.
       ;(originals ??= Object.create(null) as Record<string, string>)[site.container] = site.image
-      ;(pins ??= Object.create(null) as Record<string, PinRecord>)[site.container] = { image: site.image, pin: d.to, ...(d.digest !== undefined ? { digest: d.digest } : {}) }
+      if (recordPins) (pins ??= Object.create(null) as Record<string, PinRecord>)[site.container] = d.digest !== undefined ? { image: site.image, pin: d.to, digest: d.digest } : { image: site.image, pin: d.to }
       ctx.changes.push({ kind: 'pin', field: site.field, container: site.container, from: site.image, to: d.to, verified: d.verified })
       metrics?.pinned(config.format, d.source)
       if (d.source === 'stale') ctx.warnings.push(`pullpin: ${site.image} pinned from the last known digest; the registry did not answer`)
@@ -235,15 +238,16 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
     }
     // …and are not applied: a pod already admitted unchanged leaves no pin in memory or metrics.
     await forEachChunked(sites.length, one, () => deadlineReason(ctx))
-    if (originals !== undefined && !recordOriginals(ctx.pod, ORIGINAL_IMAGES_ANNOTATION, originals)) {
-      ctx.warnings.push(`pullpin: ${ORIGINAL_IMAGES_ANNOTATION} not written: the pod's annotations would pass the API server's 256 KiB`)
-    }
+    if (originals === undefined) return
+    const annotations = ctx.pod.metadata?.annotations ?? {}
     // What the pod was pinned to, for `kubectl get pod -o yaml` and for the other replicas (rollout-pins.ts).
     // On CREATE the record is this pod's alone: one copied into a template from another pod's YAML is replaced.
-    if (pins !== undefined && !recordOriginals(ctx.pod, PINS_ANNOTATION, pins, ctx.operation !== 'CREATE')) {
-      ctx.warnings.push(`pullpin: ${PINS_ANNOTATION} not written: the pod's annotations would pass the API server's 256 KiB`)
+    const records: Array<[string, string]> = [[ORIGINAL_IMAGES_ANNOTATION, mergedRecord(annotations[ORIGINAL_IMAGES_ANNOTATION], originals)]]
+    if (pins !== undefined) records.push([PINS_ANNOTATION, ctx.operation === 'CREATE' ? JSON.stringify(pins) : mergedRecord(annotations[PINS_ANNOTATION], pins)])
+    for (const key of recordAnnotations(ctx.pod, records)) {
+      ctx.warnings.push(`pullpin: ${key} not written: the pod's annotations would pass the API server's 256 KiB`)
     }
-    if (pins !== undefined && pinSource !== undefined && revision !== undefined && ctx.mode === 'enforce' && !ctx.dryRun) metrics?.pins(pinSource)
+    if (pins !== undefined && pinSource !== undefined && revision !== undefined && !ctx.dryRun) metrics?.pins(pinSource)
   }
 }
 
@@ -315,14 +319,10 @@ function containerAt (pod: Pod, site: ImageSite): Container {
 export const ANNOTATIONS_MAX_BYTES = 256 * 1024
 
 /**
- * Records a JSON object by container in an annotation: what the user wrote
- * (pullpin.io/original-images), what it was pinned to (pullpin.io/pins). false, and nothing
- * written, when the record would take the pod's annotations past the API server's limit: the pins
- * stay (the pod can be created), the record is what gives way.
+ * A record by container name, merged into the one already on the pod: containers recorded
+ * earlier keep their entry; a container re-pinned on UPDATE records this time's.
  */
-function recordOriginals (pod: Pod, key: string, originals: Record<string, unknown>, merge = true): boolean {
-  const annotations = pod.metadata?.annotations ?? {}
-  const written = merge ? annotations[key] : undefined
+function mergedRecord (written: string | undefined, record: Record<string, unknown>): string {
   let previous: Record<string, unknown> | undefined
   if (written !== undefined) {
     try {
@@ -332,14 +332,33 @@ function recordOriginals (pod: Pod, key: string, originals: Record<string, unkno
       // A hand-edited, unparsable annotation is replaced rather than kept half-valid.
     }
   }
-  // Containers pinned earlier keep their entry; a container re-pinned on UPDATE records what the user wrote this time.
-  const record = JSON.stringify(previous === undefined ? originals : { ...previous, ...originals })
-  let size = Buffer.byteLength(key) + Buffer.byteLength(record)
+  return JSON.stringify(previous === undefined ? record : { ...previous, ...record })
+}
+
+/**
+ * Writes pullpin's records (pullpin.io/original-images: what the user wrote; pullpin.io/pins: what
+ * it became) in order, each only if the pod's annotations stay within the API server's limit: the
+ * pins stay (the pod can be created), a record is what gives way. Returns the keys left out.
+ */
+function recordAnnotations (pod: Pod, records: ReadonlyArray<readonly [string, string]>): string[] {
+  const annotations = pod.metadata?.annotations ?? {}
+  let size = 0
   for (const [k, v] of Object.entries(annotations)) {
-    if (k !== key) size += Buffer.byteLength(k) + (typeof v === 'string' ? Buffer.byteLength(v) : 0)
+    if (!records.some(r => r[0] === k)) size += Buffer.byteLength(k) + (typeof v === 'string' ? Buffer.byteLength(v) : 0)
   }
-  if (size > ANNOTATIONS_MAX_BYTES) return false
-  const meta = pod.metadata ?? (pod.metadata = {})
-  ;(meta.annotations ?? (meta.annotations = {}))[key] = record
-  return true
+  const left: string[] = []
+  for (const [key, value] of records) {
+    const own = Buffer.byteLength(key) + Buffer.byteLength(value)
+    if (size + own > ANNOTATIONS_MAX_BYTES) {
+      left.push(key)
+      // The value already on the pod (an UPDATE's) stays.
+      const old = annotations[key]
+      if (typeof old === 'string') size += Buffer.byteLength(key) + Buffer.byteLength(old)
+      continue
+    }
+    size += own
+    const meta = pod.metadata ?? (pod.metadata = {})
+    ;(meta.annotations ?? (meta.annotations = {}))[key] = value
+  }
+  return left
 }
