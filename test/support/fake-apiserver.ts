@@ -886,18 +886,17 @@ function readBody (req: IncomingMessage): Promise<Buffer> {
 const PARTIAL_METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1'
 
 /**
- * The Accept header asks for PartialObjectMetadataList. Its media ranges are tried in order; the
- * first one the fake serves decides. Any other `as=` (Table, PartialObjectMetadata…) is refused.
+ * The Accept header asks for PartialObjectMetadataList. The first media range decides (the server
+ * serves it, so the fallbacks after it are never needed); any other `as=` (Table,
+ * PartialObjectMetadata…) is refused.
  */
 function metadataOnly (accept: string | undefined): boolean {
-  for (const range of (accept ?? '').split(',')) {
-    const [type, ...params] = range.split(';').map((p) => p.trim())
-    const as = params.find((p) => p.startsWith('as='))
-    if (as === undefined) return false
-    if (type === 'application/json' && as === 'as=PartialObjectMetadataList' && params.includes('g=meta.k8s.io') && params.includes('v=v1')) return true
-    throw unsupported(`Accept ${range.trim()}`)
-  }
-  return false
+  const range = (accept ?? '').split(',')[0] ?? ''
+  const [type, ...params] = range.split(';').map((p) => p.trim())
+  const as = params.find((p) => p.startsWith('as='))
+  if (as === undefined) return false
+  if (type === 'application/json' && as === 'as=PartialObjectMetadataList' && params.includes('g=meta.k8s.io') && params.includes('v=v1')) return true
+  throw unsupported(`Accept ${range.trim()}`)
 }
 
 /** A list as PartialObjectMetadataList: every item its metadata only, each with its own kind. */
