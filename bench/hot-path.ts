@@ -23,7 +23,7 @@ import { staticNamespaceLabels } from '../src/policy/static-namespaces.js'
 import { createLogger } from '../src/server/logger.js'
 import { createMetrics } from '../src/metrics.js'
 import { TagCache, type RegistryReader } from '../src/cache/tag-cache.js'
-import { OwnerPins } from '../src/cache/owner-pins.js'
+import { RolloutPins } from '../src/cache/rollout-pins.js'
 import { tagCacheOptions } from '../src/pinning.js'
 import { allocatedPerCall, allocationSites } from './alloc.js'
 import { BENCH_REPOSITORIES, benchConfigYaml, benchReview } from './fixtures.js'
@@ -58,7 +58,7 @@ const handle = createAdmissionHandler({
   namespaces: staticNamespaceLabels(config),
   mutator: createMutator([
     ...(STEPS === 'none' ? [] : [createSecretInjectionStep(config.pullSecrets)]),
-    ...(STEPS === 'all' ? [createPinningStep({ config: config.pinning, cache, ownerPins: new OwnerPins(config.pinning.cache.ownerPins), metrics: metrics.pinning })] : []),
+    ...(STEPS === 'all' ? [createPinningStep({ config: config.pinning, cache, rolloutPins: new RolloutPins({ max: config.pinning.cache.ownerPins }), metrics: metrics.pinning })] : []),
   ]),
   logger: createLogger({ destination: pino.destination({ dest: '/dev/null', sync: true }) }),
   metrics: metrics.admission,

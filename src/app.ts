@@ -51,7 +51,7 @@ export interface App {
   readonly server: PullpinServer
   readonly metrics: Metrics
   readonly readiness: Readiness
-  /** The registry client, tag cache and owner pins when pinning is enabled. */
+  /** The registry client, tag cache and rollout pins when pinning is enabled. */
   readonly pinning: PinningStack | undefined
   /** The cluster integration when a cluster is connected. */
   readonly cluster: ClusterIntegration | undefined
@@ -72,7 +72,7 @@ export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Me
     steps.push(createPinningStep({
       config: config.pinning,
       cache: pinning.cache,
-      ownerPins: pinning.ownerPins,
+      rolloutPins: pinning.rolloutPins,
       indexHeadsPerReview: config.limits.indexHeadsPerReview,
       ...(metrics !== undefined ? { metrics: metrics.pinning } : {}),
     }))
@@ -116,6 +116,8 @@ export async function createApp (opts: AppOptions): Promise<App> {
       onRegistryEvent: (e) => metrics.registryEvent(e),
       onCacheEvent: (e) => metrics.cacheEvent(e),
       ...(opts.lookup !== undefined ? { lookup: opts.lookup } : {}),
+      // With a cluster, replicas share the pins of a rollout through the pods they admitted.
+      ...(opts.cluster !== undefined ? { admittedPins: (await import('./cluster/admitted-pins.js')).createAdmittedPinsReader(opts.cluster) } : {}),
     })
     metrics.trackCache(() => pinning!.cache.stats())
   }

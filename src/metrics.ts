@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { AdmissionMetrics, Outcome } from './admission/handler.js'
 import type { PinMetrics } from './mutate/pin-images.js'
 import type { CacheEvent } from './cache/tag-cache.js'
+import type { PinSource } from './cache/rollout-pins.js'
 import type { RegistryEvent } from './registry/client.js'
 import type { ClusterMetrics } from './cluster/metrics.js'
 
@@ -58,6 +59,12 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     name: 'pullpin_images_unpinned_total',
     help: 'Unpinned images left as written, by reason (invalid, registry-not-allowed, no-sha-tag, not-found, registry-error, deadline).',
     labelNames: ['reason'] as const,
+    registers: [registry],
+  })
+  const pinsCounts = new Counter({
+    name: 'pullpin_pins_total',
+    help: 'Pinned pods of a rollout by where their pins came from: memory (this replica), cluster (a pod of the revision already admitted), first (the revision\'s first pod: the registry), registry (the API server did not answer: the registry).',
+    labelNames: ['source'] as const,
     registers: [registry],
   })
   const cacheLookups = new Counter({
@@ -149,6 +156,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
   // histogram child prints nothing until it is zeroed or observed.
   for (const outcome of ['mutated', 'unchanged', 'audited', 'denied', 'error', 'skipped'] satisfies Outcome[]) duration.zero({ outcome })
   for (const kind of ['secret', 'pin']) auditCounts.inc({ kind }, 0)
+  for (const source of ['memory', 'cluster', 'first', 'registry'] satisfies PinSource[]) pinsCounts.inc({ source }, 0)
 
   // The duration histogram's series, looked up once per outcome instead of hashed per review.
   const durationOf = new Map<string, { observe (seconds: number): void }>()
@@ -168,6 +176,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     pinning: {
       pinned: (format, source) => pinnedCounts.inc({ format, source }),
       unpinned: (reason) => unpinnedCounts.inc({ reason }),
+      pins: (source) => pinsCounts.inc({ source }),
     },
     cacheEvent: (e) => cacheLookups.labels(e.kind, e.result).inc(),
     registryEvent: (e) => {

@@ -8,7 +8,7 @@ import { compileRegistryGlob } from './reference/host-glob.js'
 import { RegistryClient, type RegistryEvent, type RegistryHostOptions } from './registry/client.js'
 import { CredentialStore } from './registry/credential-store.js'
 import { TagCache, type CacheEvent, type RegistryReader, type TagCacheOptions } from './cache/tag-cache.js'
-import { OwnerPins } from './cache/owner-pins.js'
+import { RolloutPins, type AdmittedPinsReader, type RolloutPinsOptions } from './cache/rollout-pins.js'
 
 /** Docker Hub hands out tokens from auth.docker.io, not from the registry's own host. */
 export const DEFAULT_TOKEN_REALM_HOSTS: Readonly<Record<string, readonly string[]>> = { 'docker.io': ['auth.docker.io'] }
@@ -18,7 +18,7 @@ export const DEFAULT_HOST_OPTIONS = { timeoutMs: 1500, retries: 2, maxConcurrenc
 export interface PinningStack {
   readonly client: RegistryClient
   readonly cache: TagCache
-  readonly ownerPins: OwnerPins
+  readonly rolloutPins: RolloutPins
   readonly credentials: CredentialStore
   close (): Promise<void>
 }
@@ -35,6 +35,8 @@ export interface PinningStackOptions {
   readonly lookup?: RegistryClientLookup
   /** Registries allowed without being on pinning.registries (`pullpin resolve IMAGE` asks for one explicitly). */
   readonly alsoAllow?: readonly string[]
+  /** Pins of pods already admitted, from the cluster (src/cluster/admitted-pins.ts); memory only without. */
+  readonly admittedPins?: AdmittedPinsReader
 }
 
 type RegistryClientLookup = NonNullable<ConstructorParameters<typeof RegistryClient>[0]['lookup']>
@@ -83,9 +85,30 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
   return {
     client,
     cache,
-    ownerPins: new OwnerPins(config.cache.ownerPins),
+    rolloutPins: new RolloutPins({
+      max: config.cache.ownerPins,
+      ...(opts.admittedPins !== undefined ? { reader: opts.admittedPins } : {}),
+      ...unreachableLog(opts.logger),
+    }),
     credentials: opts.credentials,
     close: () => client.close(),
+  }
+}
+
+/** An API server that does not answer is logged once, and once more when it answers again. */
+function unreachableLog (logger: Logger | undefined): Pick<RolloutPinsOptions, 'onUnreachable' | 'onReachable'> {
+  if (logger === undefined) return {}
+  let down = false
+  return {
+    onUnreachable: (err) => {
+      if (down) return
+      down = true
+      logger.warn({ err: (err as Error).message }, 'rollout pins: the API server did not answer; pods of new revisions are pinned from the registry')
+    },
+    onReachable: () => {
+      down = false
+      logger.info('rollout pins: the API server answers again')
+    },
   }
 }
 

@@ -45,7 +45,7 @@ export async function resolveImage (image: string, opts: ResolveOptions): Promis
   })
   const stack = await createPinningStack({ config: pinning, credentials: opts.credentials })
   try {
-    const mutate = createMutator([createPinningStep({ config: pinning, cache: stack.cache, ownerPins: stack.ownerPins })])
+    const mutate = createMutator([createPinningStep({ config: pinning, cache: stack.cache, rolloutPins: stack.rolloutPins })])
     const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'resolve' }, spec: { containers: [{ name: 'image', image }] } }
     const result = await mutate({ operation: 'CREATE', namespace: '', mode: 'enforce', dryRun: true, object: pod, deadline: { signal: new AbortController().signal, ms: Infinity, remainingMs: () => Infinity } })
     const change = result.changes.find(c => c.kind === 'pin')

@@ -753,6 +753,8 @@ t.test('RBAC is least privilege, follows the config, and is bound to pullpin\'s 
   t.same(grants(certManager, 'ClusterRole', 'mutatingwebhookconfigurations'), [], 'cert-manager injects the CA: no webhook rights')
   t.same(grants(certManager, 'Role', 'secrets'), [], 'cert-manager: no certificate Secret rights')
   t.same(grants(everything, 'ClusterRole', 'mutatingwebhookconfigurations'), [['get,list,patch,watch', ['pullpin-webhook']]])
+  t.same(grants(defaults, 'ClusterRole', 'pods'), [], 'pinning off: no pod rights')
+  t.same(grants(await render({ config: { pinning: { enabled: true } } }), 'ClusterRole', 'pods'), [['list', undefined]], 'pinning: list pods (pins of a rollout revision already admitted)')
 
   // Sources, ServiceAccount injection, placeholders and cleanup.
   t.same(grants(cluster, 'ClusterRole', 'secrets'), [

@@ -8,6 +8,8 @@
 //                      metadata.name= / type=; retired copies: labelSelector managed-by=pullpin)
 //                    listServiceAccountForAllNamespaces               (informer, metadata.name=)
 //                    patchNamespacedServiceAccount, merge patch carrying metadata.resourceVersion
+//                    listNamespacedPod, labelSelector + limit, Accept PartialObjectMetadataList
+//                      (admitted-pins: a pod of a rollout revision already admitted)
 //   CoordinationV1Api read/create/replaceNamespacedLease, MicroTime times (leader election)
 //   AdmissionregistrationV1Api listMutatingWebhookConfiguration (informer, metadata.name=),
 //                    patchMutatingWebhookConfiguration, JSON patch with a test op on resourceVersion
@@ -26,7 +28,9 @@ import {
   type V1Lease,
   type V1Secret,
 } from '@kubernetes/client-node'
-import { callOptions, microTime } from '../src/cluster/kube-api.js'
+import { METADATA_ONLY, callOptions, microTime } from '../src/cluster/kube-api.js'
+import { ADMITTED_PODS_PAGE, createAdmittedPinsReader } from '../src/cluster/admitted-pins.js'
+import { connectCluster } from '../src/cluster/connection.js'
 import { startFakeApiServer, type FakeApiServer } from './support/fake-apiserver.js'
 import { until } from './support/until.js'
 
@@ -373,4 +377,34 @@ t.test('test controls: auth, failNext, pause/resume, seed/get/list; what pullpin
   t.equal((await failure(core.listNamespacedConfigMap({ namespace: 'default' }))).code, 404)
   const unknown = await fetch(`${url}/apis/apps/v1/deployments`, { headers: { authorization: 'Bearer fake-apiserver-token' } })
   t.equal(unknown.status, 404)
+})
+
+t.test('pods: label selector and limit on a metadata-only list; the admitted-pins reader on top', async (t) => {
+  const s = await withServer(t, { namespaces: ['default', 'team-a'] })
+  const core = s.kubeConfig().makeApiClient(CoreV1Api)
+  const owner = (uid: string) => [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web', uid, controller: true }]
+  const pins = (tag: string) => JSON.stringify({ app: { image: 'ghcr.io/acme/web:latest', pin: `ghcr.io/acme/web:${tag}`, digest: `sha256:${'a'.repeat(64)}` } })
+  const pod = (name: string, hash: string, extra: Record<string, unknown> = {}) => s.seed({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'team-a', labels: { 'pod-template-hash': hash }, ...extra }, spec: { containers: [{ name: 'app', image: 'x' }] } })
+  const first = pod('web-a-0', 'a', { ownerReferences: owner('rs-a') }) // admitted while pullpin was off: no pins
+  pod('web-a-1', 'a', { ownerReferences: owner('rs-a'), annotations: { 'pullpin.io/pins': pins('one') } })
+  pod('web-a-2', 'a', { ownerReferences: owner('rs-other'), annotations: { 'pullpin.io/pins': pins('forged') } })
+  pod('web-b-0', 'b', { ownerReferences: owner('rs-a'), annotations: { 'pullpin.io/pins': pins('two') } })
+  t.match(first.metadata.creationTimestamp, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/, 'the server sets creationTimestamp')
+
+  const list = await core.listNamespacedPod({ namespace: 'team-a', labelSelector: 'pod-template-hash=a', limit: 2 }, callOptions({ accept: METADATA_ONLY }))
+  t.same(list.items.map(i => i.metadata?.name), ['web-a-0', 'web-a-1'])
+  t.equal(list.metadata?.remainingItemCount, 1)
+  t.equal(list.items[0]?.spec, undefined, 'metadata only')
+  t.equal(list.items[1]?.metadata?.annotations?.['pullpin.io/pins'], pins('one'))
+  t.match(s.requests.at(-1), { path: '/api/v1/namespaces/team-a/pods', accept: METADATA_ONLY })
+  t.ok((await core.listNamespacedPod({ namespace: 'team-a' })).items[0]?.spec, 'full objects without the Accept parameters')
+  t.match(await failure(core.listNamespacedPod({ namespace: 'team-a' }, callOptions({ accept: 'application/json;as=Table;g=meta.k8s.io;v=v1' }))), { code: 400 })
+
+  const read = createAdmittedPinsReader(connectCluster({ kubeConfig: s.kubeConfig() }))
+  const revision = (hash: string) => ({ key: hash, namespace: 'team-a', ownerUid: 'rs-a', label: { name: 'pod-template-hash', value: hash } })
+  t.same(await read(revision('a'), AbortSignal.timeout(5000)), [pins('one')], 'the pod without pins and the other controller\'s pod are skipped')
+  t.match(s.requests.at(-1), { query: `labelSelector=pod-template-hash%3Da&limit=${ADMITTED_PODS_PAGE}`, accept: METADATA_ONLY })
+  t.same(await read(revision('c'), AbortSignal.timeout(5000)), [], 'no pod of the revision yet')
+  await s.pause()
+  await t.rejects(read(revision('a'), AbortSignal.timeout(5000)), 'the API server gone: the reader throws')
 })

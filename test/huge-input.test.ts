@@ -9,7 +9,7 @@ import { buildSteps } from '../src/app.js'
 import { testHandler } from './support/handler.js'
 import { createSecretInjectionStep } from '../src/mutate/inject-secrets.js'
 import { createPinningStep } from '../src/mutate/pin-images.js'
-import { OwnerPins } from '../src/cache/owner-pins.js'
+import { RolloutPins } from '../src/cache/rollout-pins.js'
 import { TagCache, type CacheEvent } from '../src/cache/tag-cache.js'
 import { createPinningStack, tagCacheOptions, type PinningStack } from '../src/pinning.js'
 import { CredentialStore, readDockerConfigFiles } from '../src/registry/credential-store.js'
@@ -66,7 +66,7 @@ pinning: { enabled: true, registries: [none.invalid] }
 `)
   const unreachable = { headManifest: () => Promise.reject(new Error('no I/O expected')), listTags: () => Promise.reject(new Error('no I/O expected')) }
   const cache = new TagCache(tagCacheOptions(config.pinning, unreachable))
-  return [createSecretInjectionStep(config.pullSecrets), createPinningStep({ config: config.pinning, cache, ownerPins: new OwnerPins(10) })]
+  return [createSecretInjectionStep(config.pullSecrets), createPinningStep({ config: config.pinning, cache, rolloutPins: new RolloutPins({ max: 10 }) })]
 }
 
 t.test('each distinct image is parsed once per review, shared by secret selection and pinning', async t => {

@@ -60,7 +60,15 @@ export interface CallOptions {
   readonly signal?: AbortSignal
   /** PATCH content type; client-node 1.4 otherwise sends application/json-patch+json. */
   readonly patch?: 'merge' | 'json'
+  /** Accept header; e.g. METADATA_ONLY for a list of metadata only. */
+  readonly accept?: string
 }
+
+/**
+ * Ask a list for its items' metadata only (PartialObjectMetadataList, "Receiving resources as
+ * metadata only" in the API concepts); plain JSON as the fallback for a server that cannot.
+ */
+export const METADATA_ONLY = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json'
 
 /** Options for one generated-client call. */
 export function callOptions (opts: CallOptions): ConfigurationOptions<ObservableMiddleware> {
@@ -70,6 +78,10 @@ export function callOptions (opts: CallOptions): ConfigurationOptions<Observable
     list.push(middleware((ctx) => { ctx.setSignal(signal) }))
   }
   if (opts.patch === 'merge') list.push(middleware((ctx) => { ctx.setHeaderParam('Content-Type', PatchStrategy.MergePatch) }))
+  if (opts.accept !== undefined) {
+    const accept = opts.accept
+    list.push(middleware((ctx) => { ctx.setHeaderParam('Accept', accept) }))
+  }
   if (opts.patch === 'json') list.push(middleware((ctx) => { ctx.setHeaderParam('Content-Type', PatchStrategy.JsonPatch) }))
   return { middleware: list, middlewareMergeStrategy: 'append' }
 }

@@ -4,12 +4,12 @@
 // pod: past the lookup budget (pinning.lookupBudgetMs, cut to what the review deadline leaves; see
 // src/policy/budgets.ts) or on an error the image stays as written and a warning says why.
 import type { PinFormat, PinningConfig } from '../policy/config.js'
-import { ORIGINAL_IMAGES_ANNOTATION } from '../policy/annotations.js'
+import { ORIGINAL_IMAGES_ANNOTATION, PINS_ANNOTATION } from '../policy/annotations.js'
 import { compileGlobs } from '../policy/glob.js'
 import { compileRegistryGlob, normalizeRegistryKey } from '../reference/host-glob.js'
 import { formatImageReference, tryParseImageReference, type ImageReference, type ReferenceParse } from '../reference/parse.js'
 import type { IndexBudget, TagCache, TagResolution } from '../cache/tag-cache.js'
-import type { OwnerPins } from '../cache/owner-pins.js'
+import { REVISION_LABELS, type PinRecord, type PinSource, type Revision, type RolloutPins } from '../cache/rollout-pins.js'
 import { ERR_REGISTRY_BAD_RESPONSE, isCodedError } from '../errors.js'
 import { REVIEW_MARGIN_MS } from '../policy/budgets.js'
 import { deadlineReason, type MutationContext, type MutationStep } from './mutator.js'
@@ -22,12 +22,14 @@ export type UnpinnedReason = 'invalid' | 'registry-not-allowed' | 'no-sha-tag' |
 export interface PinMetrics {
   pinned (format: PinFormat, source: 'registry' | 'cache' | 'owner' | 'stale'): void
   unpinned (reason: UnpinnedReason): void
+  /** Once per pinned pod of a rollout: where its pins came from (src/cache/rollout-pins.ts). */
+  pins (source: PinSource): void
 }
 
 export interface PinningDeps {
   readonly config: PinningConfig
   readonly cache: TagCache
-  readonly ownerPins: OwnerPins
+  readonly rolloutPins: RolloutPins
   readonly metrics?: PinMetrics
   /** SHA-tag HEADs one review may start (limits.indexHeadsPerReview); unbounded when undefined. */
   readonly indexHeadsPerReview?: number
@@ -35,7 +37,7 @@ export interface PinningDeps {
 
 type Decision =
   | { readonly kind: 'keep' }
-  | { readonly kind: 'pin'; readonly to: string; readonly verified: boolean; readonly source: 'registry' | 'cache' | 'owner' | 'stale' }
+  | { readonly kind: 'pin'; readonly to: string; readonly verified: boolean; readonly digest?: string; readonly source: 'registry' | 'cache' | 'owner' | 'stale' }
   | { readonly kind: 'unpinned'; readonly reason: UnpinnedReason; readonly warning: string; readonly deny?: string; readonly detail?: string }
 
 /** An image pinning applies to: what the cache or the registry must answer. */
@@ -44,7 +46,7 @@ interface Candidate { readonly kind: 'candidate'; readonly ref: ImageReference; 
 const KEEP: Decision = { kind: 'keep' }
 
 export function createPinningStep (deps: PinningDeps): MutationStep {
-  const { config, cache, ownerPins, metrics } = deps
+  const { config, cache, rolloutPins, metrics } = deps
   const allowed = config.registries.map(compileRegistryGlob)
   // Matched once per distinct registry (per name when an entry has a path), not once per image:
   // a huge pod names thousands of images on a few registries.
@@ -75,13 +77,13 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
   interface TimeBudget { readonly signal: AbortSignal; readonly ms: number; readonly byReview: boolean; readonly reviewMs: number }
 
   /** Decide from what is already known (no I/O), or return the candidate the registry must answer. */
-  function decide (image: string, parsed: ReferenceParse | undefined, ownerUid: string | undefined): Decision | Candidate {
+  function decide (image: string, parsed: ReferenceParse | undefined, revision: Revision | undefined): Decision | Candidate {
     const known = analyze(image, parsed)
     if (known.kind !== 'candidate') return known
     const { ref, tag } = known
-    if (ownerUid !== undefined) {
-      const remembered = ownerPins.get(ownerUid, image)
-      if (remembered !== undefined) return { kind: 'pin', to: remembered.to, verified: remembered.verified, source: 'owner' }
+    if (revision !== undefined) {
+      const remembered = rolloutPins.get(revision, image)
+      if (remembered !== undefined) return { kind: 'pin', ...remembered, source: 'owner' }
     }
     const hit = cache.peekTag(ref, tag)
     if (hit !== undefined && (!pinsDigest || cache.peekTag(ref, hit.digest) !== undefined)) {
@@ -133,14 +135,14 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
     const sha = shaTags[0]
     switch (config.format) {
       case 'digest':
-        return { kind: 'pin', to: formatImageReference(ref, { digest: resolved.digest }), verified: true, source }
+        return { kind: 'pin', to: formatImageReference(ref, { digest: resolved.digest }), verified: true, digest: resolved.digest, source }
       case 'tag+digest':
-        return { kind: 'pin', to: formatImageReference(ref, sha !== undefined ? { tag: sha, digest: resolved.digest } : { digest: resolved.digest }), verified: true, source }
+        return { kind: 'pin', to: formatImageReference(ref, sha !== undefined ? { tag: sha, digest: resolved.digest } : { digest: resolved.digest }), verified: true, digest: resolved.digest, source }
       case 'tag':
         if (sha === undefined) {
           return unpinned('no-sha-tag', `pullpin: ${image} not pinned: no SHA tag has its digest ${resolved.digest.slice(0, 19)}…`)
         }
-        return { kind: 'pin', to: formatImageReference(ref, { tag: sha }), verified: true, source }
+        return { kind: 'pin', to: formatImageReference(ref, { tag: sha }), verified: true, digest: resolved.digest, source }
     }
   }
 
@@ -151,7 +153,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       if (!config.enabled) return
       const sites = sitesToPin(ctx)
       if (sites.length === 0) return
-      const ownerUid = ctx.operation === 'CREATE' ? controllerUid(ctx.pod) : undefined
+      const revision = ctx.operation === 'CREATE' ? revisionOf(ctx.pod, ctx.namespace) : undefined
       // The lookups' signal is made by the first image that needs the registry (all decisions are
       // taken in this same tick, so it still starts now): a pod answered from the cache does not
       // pay for it (BENCHMARKS.md, "Profile of the hot path, and what changed").
@@ -167,6 +169,18 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       }
       let indexBudget: IndexBudget | undefined
       const budget = (): IndexBudget => (indexBudget ??= { remaining: deps.indexHeadsPerReview ?? Infinity, incomplete: new Set() })
+      // A revision this replica does not know yet: ask the cluster for a pod of it already admitted
+      // (once per revision; half the lookup time at most, so a slow API server leaves the registry
+      // the rest), before anything is decided from the registry.
+      let pinSource: PinSource | undefined
+      if (revision !== undefined) {
+        if (rolloutPins.has(revision)) {
+          pinSource = 'memory'
+        } else {
+          const t = time()
+          pinSource = await rolloutPins.load(revision, AbortSignal.any([t.signal, AbortSignal.timeout(Math.floor(t.ms / 2))]))
+        }
+      }
       // One decision per distinct image: the containers of a pod repeat images. Those the cache
       // cannot answer are looked up together, and waited for once.
       const decisions = new Map<string, Decision>()
@@ -174,7 +188,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       const decideAt = (i: number): void => {
         const image = sites[i]!.image
         if (decisions.has(image)) return
-        const d = decide(image, ctx.references.get(image), ownerUid)
+        const d = decide(image, ctx.references.get(image), revision)
         if (d.kind !== 'candidate') { decisions.set(image, d); return }
         decisions.set(image, KEEP) // until the lookup answers
         lookups.push(lookup(image, d.ref, d.tag, time(), budget()).then((looked) => { decisions.set(image, looked) }))
@@ -188,12 +202,16 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
           ctx.warnings.push(`pullpin: SHA-tag index of ${repo} incomplete: HEAD budget reached (limits.indexHeadsPer*)`)
         }
       }
-      await apply(ctx, sites, decisions, ownerUid)
+      await apply(ctx, sites, decisions, revision, pinSource)
     },
   }
 
-  async function apply (ctx: MutationContext, sites: readonly ImageSite[], decisions: ReadonlyMap<string, Decision>, ownerUid: string | undefined): Promise<void> {
+  async function apply (ctx: MutationContext, sites: readonly ImageSite[], decisions: ReadonlyMap<string, Decision>, revision: Revision | undefined, pinSource: PinSource | undefined): Promise<void> {
     let originals: Record<string, string> | undefined
+    // pullpin.io/pins (the patch of every pinned pod carries it: BENCHMARKS.md "One pin per
+    // rollout"). Not in audit mode, whose draft is never sent.
+    const recordPins = ctx.mode === 'enforce'
+    let pins: Record<string, PinRecord> | undefined
     const one = (i: number): void => {
       const site = sites[i]!
       const d = decisions.get(site.image)!
@@ -209,17 +227,27 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       containerAt(ctx.pod, site).image = d.to
       // No prototype: a container named "__proto__" (webhooks run before validation) stays a key.
       ;(originals ??= Object.create(null) as Record<string, string>)[site.container] = site.image
+      if (recordPins) (pins ??= Object.create(null) as Record<string, PinRecord>)[site.container] = d.digest !== undefined ? { image: site.image, pin: d.to, digest: d.digest } : { image: site.image, pin: d.to }
       ctx.changes.push({ kind: 'pin', field: site.field, container: site.container, from: site.image, to: d.to, verified: d.verified })
       metrics?.pinned(config.format, d.source)
       if (d.source === 'stale') ctx.warnings.push(`pullpin: ${site.image} pinned from the last known digest; the registry did not answer`)
-      // Remember the first pin per owner, but not for what audit mode or a dry run only looked at.
-      if (ownerUid !== undefined && ctx.mode === 'enforce' && !ctx.dryRun) ownerPins.remember(ownerUid, site.image, { to: d.to, verified: d.verified })
+      // Remember the first pin per revision, but not for what audit mode or a dry run only looked at.
+      if (revision !== undefined && ctx.mode === 'enforce' && !ctx.dryRun) {
+        rolloutPins.remember(revision, site.image, { to: d.to, verified: d.verified, ...(d.digest !== undefined ? { digest: d.digest } : {}) })
+      }
     }
     // …and are not applied: a pod already admitted unchanged leaves no pin in memory or metrics.
     await forEachChunked(sites.length, one, () => deadlineReason(ctx))
-    if (originals !== undefined && !recordOriginals(ctx.pod, originals)) {
-      ctx.warnings.push(`pullpin: ${ORIGINAL_IMAGES_ANNOTATION} not written: the pod's annotations would pass the API server's 256 KiB`)
+    if (originals === undefined) return
+    const annotations = ctx.pod.metadata?.annotations ?? {}
+    // What the pod was pinned to, for `kubectl get pod -o yaml` and for the other replicas (rollout-pins.ts).
+    // On CREATE the record is this pod's alone: one copied into a template from another pod's YAML is replaced.
+    const records: Array<[string, string]> = [[ORIGINAL_IMAGES_ANNOTATION, mergedRecord(annotations[ORIGINAL_IMAGES_ANNOTATION], originals)]]
+    if (pins !== undefined) records.push([PINS_ANNOTATION, ctx.operation === 'CREATE' ? JSON.stringify(pins) : mergedRecord(annotations[PINS_ANNOTATION], pins)])
+    for (const key of recordAnnotations(ctx.pod, records)) {
+      ctx.warnings.push(`pullpin: ${key} not written: the pod's annotations would pass the API server's 256 KiB`)
     }
+    if (pins !== undefined && pinSource !== undefined && revision !== undefined && !ctx.dryRun) metrics?.pins(pinSource)
   }
 }
 
@@ -262,8 +290,22 @@ function sitesToPin (ctx: MutationContext): readonly ImageSite[] {
     old.get(`${site.field}/${site.container}`) !== site.image)
 }
 
-function controllerUid (pod: Pod): string | undefined {
-  return pod.metadata?.ownerReferences?.find(o => o.controller === true)?.uid
+/**
+ * The rollout revision a pod belongs to: its controller and the controller's revision label
+ * (REVISION_LABELS). A controller of another kind, or a pod without the label, is remembered by
+ * the controller alone and in memory only; a pod without a controller has no rollout.
+ */
+function revisionOf (pod: Pod, namespace: string): Revision | undefined {
+  const owner = pod.metadata?.ownerReferences?.find(o => o.controller === true)
+  if (owner === undefined) return undefined
+  const labels = pod.metadata?.labels
+  for (const name of REVISION_LABELS[owner.kind] ?? []) {
+    const value = labels?.[name]
+    if (typeof value === 'string' && value !== '') {
+      return { key: `${namespace}\u0000${owner.uid}\u0000${name}=${value}`, namespace, ownerUid: owner.uid, label: { name, value } }
+    }
+  }
+  return { key: `${namespace}\u0000${owner.uid}`, namespace, ownerUid: owner.uid }
 }
 
 function containerAt (pod: Pod, site: ImageSite): Container {
@@ -277,30 +319,46 @@ function containerAt (pod: Pod, site: ImageSite): Container {
 export const ANNOTATIONS_MAX_BYTES = 256 * 1024
 
 /**
- * Records what the user wrote in the pullpin.io/original-images annotation. false, and nothing
- * written, when the record would take the pod's annotations past the API server's limit: the pins
- * stay (the pod can be created), the record is what gives way.
+ * A record by container name, merged into the one already on the pod: containers recorded
+ * earlier keep their entry; a container re-pinned on UPDATE records this time's.
  */
-function recordOriginals (pod: Pod, originals: Record<string, string>): boolean {
-  const annotations = pod.metadata?.annotations ?? {}
-  const written = annotations[ORIGINAL_IMAGES_ANNOTATION]
-  let previous: Record<string, string> | undefined
+function mergedRecord (written: string | undefined, record: Record<string, unknown>): string {
+  let previous: Record<string, unknown> | undefined
   if (written !== undefined) {
     try {
       const parsed = JSON.parse(written) as unknown
-      if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) previous = parsed as Record<string, string>
+      if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) previous = parsed as Record<string, unknown>
     } catch {
       // A hand-edited, unparsable annotation is replaced rather than kept half-valid.
     }
   }
-  // Containers pinned earlier keep their entry; a container re-pinned on UPDATE records what the user wrote this time.
-  const record = JSON.stringify(previous === undefined ? originals : { ...previous, ...originals })
-  let size = Buffer.byteLength(ORIGINAL_IMAGES_ANNOTATION) + Buffer.byteLength(record)
+  return JSON.stringify(previous === undefined ? record : { ...previous, ...record })
+}
+
+/**
+ * Writes pullpin's records (pullpin.io/original-images: what the user wrote; pullpin.io/pins: what
+ * it became) in order, each only if the pod's annotations stay within the API server's limit: the
+ * pins stay (the pod can be created), a record is what gives way. Returns the keys left out.
+ */
+function recordAnnotations (pod: Pod, records: ReadonlyArray<readonly [string, string]>): string[] {
+  const annotations = pod.metadata?.annotations ?? {}
+  let size = 0
   for (const [k, v] of Object.entries(annotations)) {
-    if (k !== ORIGINAL_IMAGES_ANNOTATION) size += Buffer.byteLength(k) + (typeof v === 'string' ? Buffer.byteLength(v) : 0)
+    if (!records.some(r => r[0] === k)) size += Buffer.byteLength(k) + (typeof v === 'string' ? Buffer.byteLength(v) : 0)
   }
-  if (size > ANNOTATIONS_MAX_BYTES) return false
-  const meta = pod.metadata ?? (pod.metadata = {})
-  ;(meta.annotations ?? (meta.annotations = {}))[ORIGINAL_IMAGES_ANNOTATION] = record
-  return true
+  const left: string[] = []
+  for (const [key, value] of records) {
+    const own = Buffer.byteLength(key) + Buffer.byteLength(value)
+    if (size + own > ANNOTATIONS_MAX_BYTES) {
+      left.push(key)
+      // The value already on the pod (an UPDATE's) stays.
+      const old = annotations[key]
+      if (typeof old === 'string') size += Buffer.byteLength(key) + Buffer.byteLength(old)
+      continue
+    }
+    size += own
+    const meta = pod.metadata ?? (pod.metadata = {})
+    ;(meta.annotations ?? (meta.annotations = {}))[key] = value
+  }
+  return left
 }

@@ -1,9 +1,11 @@
 // In-test Kubernetes API server for the cluster code's tests: no kube-apiserver can run on the test
 // machines, so this speaks the real REST paths, list/watch protocol and optimistic-concurrency rules,
 // but only for what pullpin's src/cluster and its tests call (the list is in test/fake-apiserver.test.ts):
-//   namespaces, secrets, serviceaccounts, leases, mutatingwebhookconfigurations;
+//   namespaces, secrets, serviceaccounts, leases, mutatingwebhookconfigurations, pods (seeded by
+//   tests as the API server stores them after admission; listed, metadata only on request);
 //   get, create, replace, delete with preconditions, JSON patch and JSON merge patch;
-//   paged lists with equality field/label selectors; watches from a resourceVersion with
+//   paged lists with equality field/label selectors, as full objects or as a
+//   PartialObjectMetadataList ("Receiving resources as metadata only"); watches from a resourceVersion with
 //   bookmarks, timeoutSeconds and 410 Expired once the history is compacted.
 // Rules follow the Kubernetes API concepts page ("Efficient detection of changes", "Resource
 // versions", "Retrieving large results sets in chunks") and the API conventions (Status objects,
@@ -35,6 +37,8 @@ export interface LoggedRequest {
   query: string
   /** Content-Type header as sent, if any */
   contentType?: string
+  /** Accept header as sent, if any */
+  accept?: string
   /** parsed JSON request body, if any */
   body?: unknown
 }
@@ -157,6 +161,17 @@ const RESOURCES: ResourceDef[] = [
     },
   },
   { group: '', version: 'v1', resource: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
+  {
+    group: '',
+    version: 'v1',
+    resource: 'pods',
+    kind: 'Pod',
+    namespaced: true,
+    // Set by the server on create (RFC 3339, whole seconds); the one field of a pod pullpin orders by.
+    defaults (obj) {
+      if (!obj.metadata.creationTimestamp) obj.metadata.creationTimestamp = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
+    },
+  },
   {
     group: 'coordination.k8s.io',
     version: 'v1',
@@ -540,6 +555,8 @@ class FakeApiServerImpl implements FakeApiServer {
     const contentType = req.headers['content-type']
     const entry: LoggedRequest = { method, path: u.pathname, query: u.search.replace(/^\?/, '') }
     if (contentType) entry.contentType = contentType
+    const accept = req.headers.accept
+    if (accept) entry.accept = accept
     this.requests.push(entry)
     try {
       const raw = await readBody(req)
@@ -558,7 +575,7 @@ class FakeApiServerImpl implements FakeApiServer {
         const reason = REASONS[rule.status] ?? 'Unknown'
         throw new StatusError(rule.status, reason, `injected failure (${rule.status} ${reason})`)
       }
-      this.route(res, method, u, entry.body, contentType)
+      this.route(res, method, u, entry.body, contentType, accept)
     } catch (err) {
       const se = err instanceof StatusError ? err : new StatusError(500, 'InternalError', `Internal error occurred: ${(err as Error).message}`)
       if (!res.headersSent) sendJson(res, se.code, se.body())
@@ -566,7 +583,7 @@ class FakeApiServerImpl implements FakeApiServer {
     }
   }
 
-  private route (res: ServerResponse, method: string, u: URL, body: unknown, contentType: string | undefined): void {
+  private route (res: ServerResponse, method: string, u: URL, body: unknown, contentType: string | undefined, accept: string | undefined): void {
     // /api/v1/[namespaces/NS/]RESOURCE[/NAME] and /apis/GROUP/VERSION/[namespaces/NS/]RESOURCE[/NAME]
     const segs = u.pathname.split('/').filter((s) => s !== '')
     const m = segs[0] === 'api' ? { group: '', version: segs[1], rest: segs.slice(2) } : segs[0] === 'apis' ? { group: segs[1], version: segs[2], rest: segs.slice(3) } : undefined
@@ -592,7 +609,8 @@ class FakeApiServerImpl implements FakeApiServer {
     if (name === undefined) {
       if (method === 'GET') {
         if (truthy(q.get('watch'))) return this.watch(res, def, namespace, q)
-        return sendJson(res, 200, this.listResponse(def, namespace, q))
+        const list = this.listResponse(def, namespace, q)
+        return metadataOnly(accept) ? sendJson(res, 200, partialMetadata(list), PARTIAL_METADATA_LIST) : sendJson(res, 200, list)
       }
       if (method === 'POST' && (namespace !== undefined || !def.namespaced)) {
         checkParams(q, [], `create ${def.resource}`)
@@ -865,9 +883,35 @@ function readBody (req: IncomingMessage): Promise<Buffer> {
   })
 }
 
-function sendJson (res: ServerResponse, code: number, body: unknown): void {
+const PARTIAL_METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1'
+
+/**
+ * The Accept header asks for PartialObjectMetadataList. The first media range decides (the server
+ * serves it, so the fallbacks after it are never needed); any other `as=` (Table,
+ * PartialObjectMetadata…) is refused.
+ */
+function metadataOnly (accept: string | undefined): boolean {
+  const range = (accept ?? '').split(',')[0] ?? ''
+  const [type, ...params] = range.split(';').map((p) => p.trim())
+  const as = params.find((p) => p.startsWith('as='))
+  if (as === undefined) return false
+  if (type === 'application/json' && as === 'as=PartialObjectMetadataList' && params.includes('g=meta.k8s.io') && params.includes('v=v1')) return true
+  throw unsupported(`Accept ${range.trim()}`)
+}
+
+/** A list as PartialObjectMetadataList: every item its metadata only, each with its own kind. */
+function partialMetadata (list: any): object {
+  return {
+    kind: 'PartialObjectMetadataList',
+    apiVersion: 'meta.k8s.io/v1',
+    metadata: list.metadata,
+    items: (list.items as KObj[]).map((o) => ({ kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata })),
+  }
+}
+
+function sendJson (res: ServerResponse, code: number, body: unknown, type = 'application/json'): void {
   const text = JSON.stringify(body)
-  res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) })
+  res.writeHead(code, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(text) })
   res.end(text)
 }
 
