@@ -10,6 +10,8 @@ import { createSecretInjectionStep, type SecretAvailability } from './mutate/inj
 import { createPinningStep } from './mutate/pin-images.js'
 import { createPinningStack, type PinningStack, type PinningStackOptions } from './pinning.js'
 import { CredentialStore, readDockerConfigFiles } from './registry/credential-store.js'
+import { CredentialSources, type CredentialSourcesOptions } from './credentials/sources.js'
+import type { DockerConfigSource } from './registry/keyring.js'
 import { parseImageReference } from './reference/parse.js'
 import { createAdmissionHandler, type NamespaceDirectory } from './admission/handler.js'
 import type { CertificateSource, TlsMaterial } from './certs/certificate-source.js'
@@ -43,6 +45,11 @@ export interface AppOptions {
   readonly cluster?: ClusterConnection
   /** This replica's name in the leader Lease (the pod name); hostname plus a random suffix by default. */
   readonly identity?: string
+  /**
+   * How fetched credentials (source.ecr / source.exec) are obtained: AWS credentials (default: the
+   * SDK's chain), the plugins' base environment (src/cli.ts passes pullpin's), clock (tests).
+   */
+  readonly credentialSources?: Omit<CredentialSourcesOptions, 'rules' | 'logger' | 'metrics'>
   /** Cluster timings (backoff, leader election) for tests. */
   readonly clusterOptions?: Pick<ClusterIntegrationOptions, 'backoff' | 'leaderElection' | 'watchTimeoutSeconds' | 'createTimeoutMs'>
 }
@@ -55,6 +62,8 @@ export interface App {
   readonly pinning: PinningStack | undefined
   /** The cluster integration when a cluster is connected. */
   readonly cluster: ClusterIntegration | undefined
+  /** The refreshers of source.ecr / source.exec entries. */
+  readonly fetchedCredentials: CredentialSources
   /** https://host:port once listening. */
   url: string
   start (): Promise<string>
@@ -88,6 +97,9 @@ export async function createApp (opts: AppOptions): Promise<App> {
   const metrics = opts.metrics ?? createMetrics()
   const readiness = new Readiness()
   const credentials = opts.credentials ?? new CredentialStore()
+  // Every replica fetches its own (its lookups need them); only the leader writes copies.
+  const fetched = new CredentialSources({ rules: config.pullSecrets, logger, metrics: metrics.credentials, ...opts.credentialSources })
+  metrics.credentials.trackExpiry(() => new Map([...fetched.refreshers].map(([name, r]) => [name, r.secondsUntilExpiry()])))
   let cluster: ClusterIntegration | undefined
   if (opts.cluster !== undefined) {
     const { createClusterIntegration } = await import('./cluster/integration.js')
@@ -99,6 +111,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
       metrics: metrics.cluster,
       // With a cluster, registry lookups use the pull-secret source Secrets (watched).
       credentials,
+      fetched,
       ...(opts.identity !== undefined ? { identity: opts.identity } : {}),
       createTimeoutMs: config.cluster.copyCreateBudgetMs,
       ...opts.clusterOptions,
@@ -107,7 +120,13 @@ export async function createApp (opts: AppOptions): Promise<App> {
   }
   let pinning: PinningStack | undefined
   if (config.pinning.enabled) {
-    if (opts.credentials === undefined && cluster === undefined) credentials.replace(await readDockerConfigFiles(config.pinning.credentials.dockerConfigFiles))
+    if (opts.credentials === undefined && cluster === undefined) {
+      // Standalone: the files, plus whatever the fetched sources hold now (they renew themselves).
+      const files: DockerConfigSource[] = await readDockerConfigFiles(config.pinning.credentials.dockerConfigFiles)
+      const feed = (): void => credentials.replace([...files, ...fetched.dockerConfigs()])
+      feed()
+      fetched.onChange(feed)
+    }
     pinning = await createPinningStack({
       config: config.pinning,
       limits: config.limits,
@@ -153,12 +172,15 @@ export async function createApp (opts: AppOptions): Promise<App> {
     readiness,
     pinning,
     cluster,
+    fetchedCredentials: fetched,
     url: '',
     async start () {
       // Listen first: when that fails (port in use) nothing else has started, so nothing keeps
       // the process alive and the CLI exits with the error. /readyz stays unready until the
       // informers have listed.
       const address = await server.fastify.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8443 })
+      // Needed for lookups (pinning) and for copies (cluster); otherwise nothing would read them.
+      if (pinning !== undefined || cluster !== undefined) fetched.start()
       cluster?.start()
       stopWatching = opts.certificates.watch?.(onNewCertificate, reloadFailed)
       app.url = address.replace(/^http:/, 'https:')
@@ -172,6 +194,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
       stopWatching?.()
       await server.fastify.close()
       await pinning?.close()
+      fetched.stop()
       // Releases the leader Lease so another replica takes over at once.
       await cluster?.stop()
     },

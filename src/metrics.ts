@@ -9,6 +9,7 @@ import type { PinMetrics } from './mutate/pin-images.js'
 import type { CacheEvent } from './cache/tag-cache.js'
 import type { RegistryEvent } from './registry/client.js'
 import type { ClusterMetrics } from './cluster/metrics.js'
+import type { CredentialMetrics } from './credentials/refresher.js'
 
 export interface Metrics {
   readonly registry: Registry
@@ -20,6 +21,8 @@ export interface Metrics {
   trackCache (stats: () => { tags: number; repositories: number; shaTags: number }): void
   /** The cluster integration's counters (src/cluster/metrics.ts). */
   readonly cluster: ClusterMetrics
+  /** Fetched registry credentials (source.ecr / source.exec, src/credentials). */
+  readonly credentials: CredentialMetrics
 }
 
 export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -135,6 +138,25 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     registers: [registry],
   })
 
+  const credentialFailures = new Counter({
+    name: 'pullpin_credential_refresh_failures_total',
+    help: 'Failed fetches of registry credentials (source.ecr / source.exec), by pull secret.',
+    labelNames: ['secret'] as const,
+    registers: [registry],
+  })
+  let credentialExpiry: (() => ReadonlyMap<string, number | undefined>) | undefined
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'pullpin_credential_expiry_seconds',
+    help: 'Seconds until the fetched registry credentials of a pull secret expire (0 when it holds none: not fetched yet, or expired).',
+    labelNames: ['secret'] as const,
+    registers: [registry],
+    collect () {
+      if (credentialExpiry === undefined) return
+      for (const [secret, s] of credentialExpiry()) this.labels(secret).set(Math.max(0, Math.floor(s ?? 0)))
+    },
+  })
+
   // Pre-create the series so dashboards and alerts see zeros rather than absent metrics.
   for (const outcome of ['mutated', 'unchanged', 'audited', 'denied', 'error', 'skipped'] satisfies Outcome[]) duration.labels(outcome)
   for (const kind of ['secret', 'pin']) auditCounts.inc({ kind }, 0)
@@ -167,6 +189,13 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
       registryDuration.labels(entry, e.op).observe(e.durationMs / 1000)
     },
     trackCache: (stats) => { cacheStats = stats },
+    credentials: {
+      refreshFailure: (secret) => credentialFailures.labels(secret).inc(),
+      trackExpiry: (seconds) => {
+        credentialExpiry = seconds
+        for (const secret of seconds().keys()) credentialFailures.labels(secret).inc(0)
+      },
+    },
     cluster: {
       write: (kind, action, origin) => clusterWrites.labels(kind, action, origin).inc(),
       conflictRefusal: (secret) => conflictRefusals.labels(secret).inc(),

@@ -8,12 +8,38 @@ import { configSchema } from './config-schema.js'
 
 export type Mode = 'enforce' | 'audit'
 
+/** A kubernetes.io/dockerconfigjson Secret, copied under the rule's name into opted-in namespaces. */
+export interface SecretSourceRef { readonly namespace: string; readonly name: string }
+
+/** Amazon ECR GetAuthorizationToken (src/credentials/ecr.ts). */
+export interface EcrSourceConfig {
+  readonly region: string
+  readonly registryIds?: readonly string[]
+  readonly endpoint?: string
+}
+
+/** A kubelet credential provider plugin (src/credentials/exec-plugin.ts). */
+export interface ExecSourceConfig {
+  readonly command: string
+  readonly args?: readonly string[]
+  readonly env?: Readonly<Record<string, string>>
+  readonly images?: readonly string[]
+  readonly timeoutSeconds?: number
+  readonly defaultCacheDurationSeconds?: number
+}
+
+export type PullSecretSource = SecretSourceRef | { readonly ecr: EcrSourceConfig } | { readonly exec: ExecSourceConfig }
+
+export function isSecretSource (source: PullSecretSource | undefined): source is SecretSourceRef {
+  return source !== undefined && 'namespace' in source
+}
+
 export interface PullSecretRule {
   readonly name: string
   /** Undefined: the secret is injected into every pod. */
   readonly registries?: readonly string[]
-  /** With a cluster: the dockerconfigjson Secret copied under `name` into opted-in namespaces. */
-  readonly source?: { readonly namespace: string; readonly name: string }
+  /** Where its credentials come from (see PullSecretSource); undefined: the Secret is the user's business. */
+  readonly source?: PullSecretSource
 }
 
 export type InjectionMode = 'pod' | 'serviceaccount' | 'both'
@@ -125,6 +151,11 @@ export function validateConfig (doc: unknown, source = 'config'): Config {
   for (const [i, rule] of config.pullSecrets.entries()) {
     if (seen.has(rule.name)) throw new ERR_CONFIG_INVALID(source, `/pullSecrets/${i}/name: duplicate secret name "${rule.name}"`)
     seen.add(rule.name)
+    const from = rule.source
+    if (from !== undefined && 'exec' in from && from.exec.images === undefined && !(rule.registries ?? []).some(r => !/[*?]/.test(r))) {
+      // The plugin is asked per image, as the kubelet asks it: without a concrete registry there is nothing to ask about.
+      throw new ERR_CONFIG_INVALID(source, `/pullSecrets/${i}/source/exec: needs images, or a registries entry without wildcards`)
+    }
   }
   const le = config.cluster.leaderElection
   if (le.renewDeadlineSeconds >= le.leaseDurationSeconds || le.retryPeriodSeconds >= le.renewDeadlineSeconds) {
