@@ -6,7 +6,7 @@ import { createNamespacePolicy } from './policy/namespace-mode.js'
 import { checkBudgets } from './policy/budgets.js'
 import { staticNamespaceLabels } from './policy/static-namespaces.js'
 import { createMutator, type MutationStep } from './mutate/mutator.js'
-import { createSecretInjectionStep, type SecretAvailability } from './mutate/inject-secrets.js'
+import { createSecretInjectionStep, type CredentialFreshness, type SecretAvailability } from './mutate/inject-secrets.js'
 import { createPinningStep } from './mutate/pin-images.js'
 import { createPinningStack, type PinningStack, type PinningStackOptions } from './pinning.js'
 import { CredentialStore, readDockerConfigFiles } from './registry/credential-store.js'
@@ -73,10 +73,10 @@ export interface App {
 
 export const DEFAULT_REVIEW_DEADLINE_MS = 9_000
 
-export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Metrics, availability?: SecretAvailability): MutationStep[] {
+export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Metrics, availability?: SecretAvailability, freshness?: CredentialFreshness): MutationStep[] {
   const steps: MutationStep[] = []
   // injection: serviceaccount puts the secrets on ServiceAccounts (src/cluster), not on pods.
-  if (config.injection !== 'serviceaccount') steps.push(createSecretInjectionStep(config.pullSecrets, availability !== undefined ? { availability } : {}))
+  if (config.injection !== 'serviceaccount') steps.push(createSecretInjectionStep(config.pullSecrets, { ...(availability !== undefined ? { availability } : {}), ...(freshness !== undefined ? { freshness } : {}) }))
   if (pinning !== undefined) {
     steps.push(createPinningStep({
       config: config.pinning,
@@ -141,7 +141,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
   const handler = createAdmissionHandler({
     policy: createNamespacePolicy(config, opts.ownNamespace),
     namespaces: opts.namespaces ?? cluster?.namespaces ?? staticNamespaceLabels(config),
-    mutator: createMutator(opts.steps ?? buildSteps(config, pinning, metrics, cluster?.availability), { maxImagesPerReview: config.limits.maxImagesPerReview, failOpen: config.failOpen }),
+    mutator: createMutator(opts.steps ?? buildSteps(config, pinning, metrics, cluster?.availability, fetched.size > 0 && (pinning !== undefined || cluster !== undefined) ? (name) => fetched.freshness(name) : undefined), { maxImagesPerReview: config.limits.maxImagesPerReview, failOpen: config.failOpen }),
     logger,
     metrics: metrics.admission,
     failOpen: config.failOpen,

@@ -231,7 +231,7 @@ t.test('refresher: half the lifetime with jitter, backoff on failure, never past
   t.same(changes, ['one', 'two'])
   // random 1 → 0.6 of the lifetime, the top of the jitter band.
   t.equal(clock.nextAt(), HOUR + 3000 + 0.6 * 2 * HOUR)
-  t.notMatch(log.text, /"(one|two)"/, "no password in the logs")
+  t.notMatch(log.text, /"(one|two)"/, 'no password in the logs')
 })
 
 t.test('refresher: a failing source lets what it holds expire, and says so', async t => {
@@ -271,4 +271,22 @@ t.test('sources: dockerconfigjson for lookups names the source, never holds an e
   clock.advance(1000)
   t.same(sources.dockerConfigs(), [])
   t.equal(sources.dockerConfig('e'), undefined)
+})
+
+t.test('refresher: freshness says expiring only once a refresh is overdue, expired once nothing is held', async t => {
+  const clock = new ManualClock(0)
+  const fetcher = scripted([(now) => creds('x', now + 100_000), () => new Error('down')], clock.now)
+  const r = new CredentialRefresher({ name: 's', fetcher, logger: silent, clock, random: () => 0.5, backoff: { initialMs: 200_000, maxMs: 200_000 } })
+  t.same(r.freshness(), { state: 'expired' }, 'before the first fetch')
+  r.start()
+  t.teardown(() => r.stop())
+  await until('first', () => r.current() !== undefined)
+  t.equal(r.freshness(), undefined)
+  clock.advance(50_000)
+  await until('refresh failed', () => r.error !== undefined)
+  t.equal(r.freshness(), undefined, 'half the lifetime left: not yet')
+  clock.advance(30_000)
+  t.same(r.freshness(), { state: 'expiring', secondsLeft: 20 })
+  clock.advance(20_000)
+  t.same(r.freshness(), { state: 'expired' })
 })

@@ -33,6 +33,8 @@ export interface RefresherOptions {
 
 export class CredentialRefresher {
   private good: FetchedCredentials | undefined
+  /** When the good answer was asked for: its lifetime counts from there. */
+  private goodAskedAt = 0
   private refreshTimer: unknown
   private expiryTimer: unknown
   private running = false
@@ -65,6 +67,17 @@ export class CredentialRefresher {
   secondsUntilExpiry (): number | undefined {
     const g = this.current()
     return g === undefined ? undefined : (g.expiresAt - this.clock.now()) / 1000
+  }
+
+  /**
+   * 'expiring' once under a quarter of the lifetime is left: refreshes start at about half, so
+   * only failed ones get there. 'expired': nothing valid held (not fetched yet, or expired).
+   */
+  freshness (): { readonly state: 'expiring'; readonly secondsLeft: number } | { readonly state: 'expired' } | undefined {
+    const g = this.current()
+    if (g === undefined) return { state: 'expired' }
+    const left = g.expiresAt - this.clock.now()
+    return left < (g.expiresAt - this.goodAskedAt) / 4 ? { state: 'expiring', secondsLeft: left / 1000 } : undefined
   }
 
   /** The last failure's message (redacted at the source), until the next success. */
@@ -115,6 +128,7 @@ export class CredentialRefresher {
       return
     }
     this.good = answer
+    this.goodAskedAt = asked
     this.lastError = undefined
     this.backoff.reset()
     const lifetime = answer.expiresAt - asked

@@ -82,6 +82,11 @@ export class CredentialSources {
     return out
   }
 
+  /** For pod warnings (src/mutate/inject-secrets.ts CredentialFreshness); undefined for other secrets. */
+  freshness (name: string): ReturnType<CredentialRefresher['freshness']> {
+    return this.refreshers.get(name)?.freshness()
+  }
+
   onChange (fn: (name: string) => void): void {
     for (const [name, r] of this.refreshers) r.onChange(() => fn(name))
   }
