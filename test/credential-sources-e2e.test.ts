@@ -17,6 +17,7 @@ import { gitSha } from './support/pinning-env.js'
 import { until } from './support/until.js'
 import { connectCluster } from '../src/cluster/index.js'
 import { CredentialStore } from '../src/registry/credential-store.js'
+import { main } from '../src/cli.js'
 import type { Pod } from '../src/mutate/pod.js'
 
 const PLUGIN = new URL('./fixtures/credential-provider/plugin.mjs', import.meta.url).pathname
@@ -195,4 +196,38 @@ pinning: { enabled: true, registries: ["r.example"] }
   const r = await review(p, podWith(`r.example/a/b:${gitSha('warn')}`, 'team-a'))
   t.same(r.warnings, ['pullpin: broken-credentials has no valid credentials (expired or not fetched): pulls may fail'])
   t.match(patchText(r), 'broken-credentials')
+})
+
+t.test('standalone (no cluster) and `pullpin resolve`: the same sources feed the lookups', async t => {
+  const password = secret()
+  const registry = await startRegistry({ username: 'plugin-user', password })
+  t.teardown(() => registry.stop())
+  const sha = gitSha('standalone-1')
+  await registry.push({ seed: 'standalone-1' }, 'acme/solo', ['latest', sha])
+  const dir = await mkdtemp(join(tmpdir(), 'pullpin-e2e-standalone-'))
+  const passwordFile = join(dir, 'secret')
+  await writeFile(passwordFile, `plugin-user:${password}`)
+  const yaml = `
+namespaces: { labels: { team-a: { pullpin.io/inject: enabled } } }
+pullSecrets:
+  - name: plugin-credentials
+    registries: ["${registry.host}"]
+    source:
+      exec: { command: ${process.execPath}, args: ["${PLUGIN}"], env: { PLUGIN_PASSWORD_FILE: "${passwordFile}" } }
+${pinningYaml(registry)}`
+  const p = await startPullpin(yaml)
+  t.teardown(() => p.close())
+  await p.app.fetchedCredentials.firstAttempts()
+  const r = await review(p, podWith(`${registry.host}/acme/solo:latest`, 'team-a'))
+  t.match(patchText(r), `${registry.host}/acme/solo:${sha}`)
+  t.same(r.warnings ?? [], [])
+
+  const configFile = join(dir, 'pullpin.yaml')
+  await writeFile(configFile, yaml)
+  const out: string[] = []
+  const err: string[] = []
+  const code = await main(['resolve', `${registry.host}/acme/solo:latest`, '--config', configFile, '--ca-file', registry.caFile, '--allow-private', '--json'], { out: s => out.push(s), err: s => err.push(s), env: {} })
+  t.equal(code, 0, err.join(''))
+  t.match(JSON.parse(out.join('')), { shaTags: [sha] })
+  for (const n of needles('plugin-user', password)) t.notOk([p.logs.text, out.join(''), err.join(''), r.text].join('\n').includes(n), 'no token in logs or output')
 })
