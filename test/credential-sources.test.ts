@@ -290,3 +290,15 @@ t.test('refresher: freshness says expiring only once a refresh is overdue, expir
   clock.advance(20_000)
   t.same(r.freshness(), { state: 'expired' })
 })
+
+t.test('exec: a short previous token a failing plugin echoes to stderr is redacted too', async t => {
+  const p = await pluginEnv('ok', { PLUGIN_REGISTRY: 'r.example' })
+  await writeFile(p.env.PLUGIN_PASSWORD_FILE!, 'u:shortpw1')
+  const fetcher = execFetcher(p.env)
+  await fetcher.fetch(new AbortController().signal)
+  // Same plugin, now failing (mode from the environment, read on each run) and still holding the old token.
+  p.env.PLUGIN_MODE = 'fail'
+  const err = await fetcher.fetch(new AbortController().signal).then(() => undefined, (e: Error) => e)
+  t.match(err?.message, /exited with status 3; stderr: could not get a token: access denied for role; token was \[redacted\]/)
+  t.notMatch(err?.message ?? '', 'shortpw1')
+})

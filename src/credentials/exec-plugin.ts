@@ -32,6 +32,9 @@ export function createExecFetcher (opts: ExecFetcherOptions): CredentialFetcher 
   const description = `exec:${config.command}`
   const timeoutMs = (config.timeoutSeconds ?? DEFAULT_TIMEOUT_MS / 1000) * 1000
   const defaultCacheMs = (config.defaultCacheDurationSeconds ?? DEFAULT_CACHE_MS / 1000) * 1000
+  // Passwords of the last good answer: a failing plugin that echoes its previous token to stderr
+  // gets it redacted, however short it is.
+  let known: string[] = []
   return {
     description,
     async fetch (signal) {
@@ -48,6 +51,7 @@ export function createExecFetcher (opts: ExecFetcherOptions): CredentialFetcher 
         expiresAt = Math.min(expiresAt, started + lifetime)
       }
       if (Object.keys(auths).length === 0) throw new ERR_CREDENTIAL_SOURCE(description, 'the plugin returned no auth entries')
+      known = Object.values(auths).map(a => a.password)
       return { auths, expiresAt }
     },
   }
@@ -85,7 +89,7 @@ export function createExecFetcher (opts: ExecFetcherOptions): CredentialFetcher 
         signal.removeEventListener('abort', onAbort)
         const text = Buffer.concat(out).toString('utf8')
         const tail = (): string => {
-          const r = redact(err, passwordsIn(text))
+          const r = redact(err, [...passwordsIn(text), ...known])
           return r === '' ? '' : `; stderr: ${r}`
         }
         if (failure !== undefined) { reject(new ERR_CREDENTIAL_SOURCE(description, `${failure}${tail()}`)); return }

@@ -54,7 +54,8 @@ export function toDockerConfigJson (auths: FetchedCredentials['auths']): string 
  */
 export function redact (text: string, secrets: readonly string[] = [], max = 200): string {
   let out = text
-  for (const s of secrets) if (s.length >= 4) out = out.split(s).join('[redacted]')
+  // Longest first, so a secret that contains another is replaced whole.
+  for (const s of [...secrets].sort((a, b) => b.length - a.length)) if (s.length >= 4) out = out.split(s).join('[redacted]')
   // Long base64/hex-ish runs (tokens, JWTs, passwords in base64) are never useful in a message.
   out = out.replace(/[A-Za-z0-9+/=_.-]{24,}/g, '[redacted]').replace(/\s+/g, ' ').trim()
   return out.length > max ? `${out.slice(0, max)}…` : out
