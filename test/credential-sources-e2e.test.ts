@@ -15,7 +15,12 @@ import { startPullpin, type RunningPullpin } from './support/pullpin.js'
 import { admissionReview, podFromWorkload } from './support/pods.js'
 import { gitSha } from './support/pinning-env.js'
 import { until } from './support/until.js'
-import { connectCluster } from '../src/cluster/index.js'
+import { connectCluster, createClusterIntegration } from '../src/cluster/index.js'
+import { CredentialSources } from '../src/credentials/sources.js'
+import { parseConfig } from '../src/policy/config.js'
+import { createLogger } from '../src/server/logger.js'
+import { LogCapture } from './support/pullpin.js'
+import { ManualClock } from './support/manual-clock.js'
 import { CredentialStore } from '../src/registry/credential-store.js'
 import { main } from '../src/cli.js'
 import type { Pod } from '../src/mutate/pod.js'
@@ -230,4 +235,63 @@ ${pinningYaml(registry)}`
   t.equal(code, 0, err.join(''))
   t.match(JSON.parse(out.join('')), { shaTags: [sha] })
   for (const n of needles('plugin-user', password)) t.notOk([p.logs.text, out.join(''), err.join(''), r.text].join('\n').includes(n), 'no token in logs or output')
+})
+
+t.test('leader: nothing expired is ever written; copies wait for the next good token', async t => {
+  const server = await cluster(t)
+  const clock = new ManualClock(Date.now())
+  let next: 'good' | 'fail' = 'good'
+  let n = 0
+  const fetcher = {
+    description: 'test:scripted',
+    async fetch () {
+      if (next === 'fail') throw new Error('down')
+      n++
+      return { auths: { 'r.example': { username: 'u', password: `pw-${n}` } }, expiresAt: clock.now() + 60_000 }
+    },
+  }
+  // A Secret-sourced entry beside it: its copy appearing in a namespace shows the leader has reconciled that namespace.
+  server.seed({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'plain-source', namespace: 'pullpin' }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from('{"auths":{"s.example":{"auth":"dTpw"}}}').toString('base64') } })
+  const config = parseConfig(`
+pullSecrets:
+  - { name: fetched, registries: [r.example], source: { ecr: { region: eu-west-1 } } }
+  - { name: plain, registries: [s.example], source: { namespace: pullpin, name: plain-source } }
+`, 'test')
+  const logs = new LogCapture()
+  const logger = createLogger({ level: 'debug', destination: logs })
+  const fetched = new CredentialSources({ rules: config.pullSecrets, logger, clock, random: () => 0.5, backoff: { initialMs: 600_000, maxMs: 600_000 }, fetcherFor: () => fetcher })
+  const integration = createClusterIntegration({
+    connection: connectCluster({ kubeConfig: server.kubeConfig() }),
+    config,
+    ownNamespace: 'pullpin',
+    identity: 'replica-1',
+    logger,
+    fetched,
+    backoff: { initialMs: 20, maxMs: 200 },
+    leaderElection: { leaseDurationMs: 10_000, renewDeadlineMs: 8000, retryPeriodMs: 100 },
+  })
+  t.teardown(async () => { fetched.stop(); await integration.stop() })
+  integration.start()
+  fetched.start()
+  const password = (ns: string): string | undefined => copyJson(server, ns, 'fetched')?.config.auths['r.example']?.password
+  await until('copies of pw-1', () => password('team-a') === 'pw-1' && password('team-b') === 'pw-1', 20_000)
+  const version = (ns: string): string => (server.get({ resource: 'secrets', namespace: ns, name: 'fetched' })).metadata.resourceVersion
+  const before = version('team-a')
+
+  // Every refresh fails from now on; the token expires.
+  next = 'fail'
+  clock.advance(30_000)
+  clock.advance(30_000)
+  await until('expired', () => fetched.dockerConfig('fetched') === undefined)
+  server.seed({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-c', labels: { 'pullpin.io/inject': 'enabled' } } })
+  await until('the leader reconciled team-c', () => server.get({ resource: 'secrets', namespace: 'team-c', name: 'plain' }) !== undefined, 20_000)
+  t.match(logs.text, 'no valid fetched credentials')
+  t.equal(copyJson(server, 'team-c', 'fetched'), undefined, 'no copy made from expired credentials')
+  t.equal(version('team-a'), before, 'existing copies untouched')
+
+  // A good token again: every copy, the new namespace's too, gets it.
+  next = 'good'
+  fetched.refreshers.get('fetched')!.refresh()
+  await until('copies of pw-2', () => ['team-a', 'team-b', 'team-c'].every(ns => password(ns) === 'pw-2'), 20_000)
+  t.notOk(logs.text.includes('pw-1') || logs.text.includes('pw-2'), 'no token in the logs')
 })

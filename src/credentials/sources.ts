@@ -3,7 +3,7 @@
 // the leader that writes them into every managed copy.
 import type { Logger } from 'pino'
 import type { ECRClientConfig } from '@aws-sdk/client-ecr'
-import type { PullSecretRule } from '../policy/config.js'
+import { isSecretSource, type PullSecretRule } from '../policy/config.js'
 import type { DockerConfigSource } from '../registry/keyring.js'
 import type { BackoffOptions } from '../async/backoff.js'
 import { createEcrFetcher } from './ecr.js'
@@ -44,6 +44,8 @@ export class CredentialSources {
   constructor (opts: CredentialSourcesOptions) {
     const out = new Map<string, CredentialRefresher>()
     for (const rule of opts.rules) {
+      // Only ecr/exec entries: a Secret source (or none) is the cluster's business.
+      if (rule.source === undefined || isSecretSource(rule.source)) continue
       const fetcher = opts.fetcherFor?.(rule) ?? defaultFetcher(rule, opts)
       if (fetcher === undefined) continue
       out.set(rule.name, new CredentialRefresher({
