@@ -17,6 +17,7 @@ import { gitSha } from './support/pinning-env.js'
 import { until } from './support/until.js'
 import { connectCluster, createClusterIntegration } from '../src/cluster/index.js'
 import { CredentialSources } from '../src/credentials/sources.js'
+import { PullSecretState } from '../src/cluster/pull-secret-state.js'
 import { parseConfig } from '../src/policy/config.js'
 import { createLogger } from '../src/server/logger.js'
 import { LogCapture } from './support/pullpin.js'
@@ -109,7 +110,7 @@ ${pinningYaml(registry)}`, {
   for (const ns of ['team-a', 'team-b']) {
     const c = copyJson(server, ns, 'plugin-credentials')
     t.same(c.config.auths[registry.host], { username: 'plugin-user', password: first, auth: Buffer.from(`plugin-user:${first}`).toString('base64') }, ns)
-    t.equal(c.annotations['pullpin.io/source'], `exec:${process.execPath}`)
+    t.equal(c.annotations['pullpin.io/source'], `exec:${process.execPath} (plugin-credentials)`)
   }
 
   // What the plugin produced is what the registry accepts: the tag is pinned.
@@ -169,7 +170,7 @@ ${pinningYaml(registry)}`, {
   })
   t.teardown(() => p.close())
   await until('copies', () => ['team-a', 'team-b'].every(ns => copyJson(server, ns, 'ecr-credentials')?.config.auths[registry.host]?.password === password), 20_000)
-  t.equal(copyJson(server, 'team-a', 'ecr-credentials').annotations['pullpin.io/source'], 'ecr:eu-west-1/123456789012')
+  t.equal(copyJson(server, 'team-a', 'ecr-credentials').annotations['pullpin.io/source'], 'ecr:eu-west-1/123456789012 (ecr-credentials)')
   const r1 = await review(p, podWith(`${registry.host}/team/app:latest`, 'team-a'))
   t.match(patchText(r1), `${registry.host}/team/app:${sha}`)
   t.same(r1.warnings ?? [], [])
@@ -294,4 +295,24 @@ pullSecrets:
   fetched.refreshers.get('fetched')!.refresh()
   await until('copies of pw-2', () => ['team-a', 'team-b', 'team-c'].every(ns => password(ns) === 'pw-2'), 20_000)
   t.notOk(logs.text.includes('pw-1') || logs.text.includes('pw-2'), 'no token in the logs')
+})
+
+t.test('two entries running the same plugin both feed the lookups and the copies', async t => {
+  const server = await cluster(t)
+  const config = parseConfig(`
+pullSecrets:
+  - { name: one, registries: [a.example], source: { exec: { command: /plugins/p, images: [a.example/x] } } }
+  - { name: two, registries: [b.example], source: { exec: { command: /plugins/p, images: [b.example/x] } } }
+`, 'test')
+  const fetcherFor = (rule: { name: string }): { description: string; fetch: () => Promise<{ auths: Record<string, { username: string; password: string }>; expiresAt: number }> } => ({
+    description: 'exec:/plugins/p',
+    fetch: async () => ({ auths: { [`${rule.name === 'one' ? 'a' : 'b'}.example`]: { username: 'u', password: `pw-${rule.name}` } }, expiresAt: Date.now() + 3600_000 }),
+  })
+  const fetched = new CredentialSources({ rules: config.pullSecrets, logger: createLogger({ level: 'silent' }), fetcherFor })
+  fetched.start()
+  t.teardown(() => fetched.stop())
+  await fetched.firstAttempts()
+  const state = new PullSecretState(connectCluster({ kubeConfig: server.kubeConfig() }), config.pullSecrets, { logger: createLogger({ level: 'silent' }) }, fetched)
+  t.same(state.readySources().map(s => s.source), ['exec:/plugins/p (one)', 'exec:/plugins/p (two)'])
+  t.equal(state.dockerConfigs().length, 2)
 })

@@ -52,10 +52,13 @@ export class PullSecretState {
     if (rule.source === undefined) {
       // Fetched credentials: ready while valid. Once expired they are 'missing', which keeps the
       // copies as they are (planCopy) rather than writing anything expired into them.
+      // Named with the entry: two entries may run the same plugin (other args, other images), and
+      // readySources tells sources apart by this string.
+      const source = `${this.fetched?.describe(rule.name) ?? 'fetched'} (${rule.name})`
       const fetched = this.fetched?.dockerConfig(rule.name)
-      if (fetched === undefined) return { kind: 'missing', source: this.fetched?.describe(rule.name) ?? rule.name }
+      if (fetched === undefined) return { kind: 'missing', source }
       const data = Buffer.from(fetched.json).toString('base64')
-      return { kind: 'ready', source: fetched.description, data, hash: contentHash(data) }
+      return { kind: 'ready', source, data, hash: contentHash(data) }
     }
     const informer = this.sources.get(sourceKey(rule.source))
     return sourceState(rule.source, informer?.get(rule.source.name, rule.source.namespace))
