@@ -65,6 +65,12 @@ export function valuesSchema (): Schema {
         create: bool(),
         name: nameOrEmpty('Defaults to the full name.', 253),
         annotations: stringMap('ServiceAccount annotations (e.g. workload identity).'),
+        awsRoleArn: str('IRSA: the IAM role source.ecr uses (annotation eks.amazonaws.com/role-arn). EKS Pod Identity needs none.', { pattern: '^(arn:aws[a-z-]*:iam::[0-9]{12}:role/.+)?$' }),
+        gcpServiceAccount: str('GKE Workload Identity: the Google service account (annotation iam.gke.io/gcp-service-account).', { pattern: '^([a-z0-9-]+@[a-z0-9.-]+)?$' }),
+      }),
+      credentialProviders: object({
+        volume: k8sObject('A volume source holding kubelet credential provider plugins for source.exec (e.g. {image: {reference: ...}}, a hostPath); empty: none.'),
+        mountPath: str('Where the plugin volume is mounted (read-only); source.exec commands point into it.', { pattern: '^/.+' }),
       }),
       rbac: object({
         create: bool('Create the ClusterRole, Roles and bindings.'),

@@ -6,10 +6,12 @@ import { createNamespacePolicy } from './policy/namespace-mode.js'
 import { checkBudgets } from './policy/budgets.js'
 import { staticNamespaceLabels } from './policy/static-namespaces.js'
 import { createMutator, type MutationStep } from './mutate/mutator.js'
-import { createSecretInjectionStep, type SecretAvailability } from './mutate/inject-secrets.js'
+import { createSecretInjectionStep, type CredentialFreshness, type SecretAvailability } from './mutate/inject-secrets.js'
 import { createPinningStep } from './mutate/pin-images.js'
 import { createPinningStack, type PinningStack, type PinningStackOptions } from './pinning.js'
 import { CredentialStore, readDockerConfigFiles } from './registry/credential-store.js'
+import { CredentialSources, type CredentialSourcesOptions } from './credentials/sources.js'
+import type { DockerConfigSource } from './registry/keyring.js'
 import { parseImageReference } from './reference/parse.js'
 import { createAdmissionHandler, type NamespaceDirectory } from './admission/handler.js'
 import { certificateNotAfter, type CertificateSource, type TlsMaterial } from './certs/certificate-source.js'
@@ -43,6 +45,11 @@ export interface AppOptions {
   readonly cluster?: ClusterConnection
   /** This replica's name in the leader Lease (the pod name); hostname plus a random suffix by default. */
   readonly identity?: string
+  /**
+   * How fetched credentials (source.ecr / source.exec) are obtained: AWS credentials (default: the
+   * SDK's chain), the plugins' base environment (src/cli.ts passes pullpin's), clock (tests).
+   */
+  readonly credentialSources?: Omit<CredentialSourcesOptions, 'rules' | 'logger' | 'metrics'>
   /** Cluster timings (backoff, leader election) for tests. */
   readonly clusterOptions?: Pick<ClusterIntegrationOptions, 'backoff' | 'leaderElection' | 'watchTimeoutSeconds' | 'createTimeoutMs'>
 }
@@ -55,6 +62,8 @@ export interface App {
   readonly pinning: PinningStack | undefined
   /** The cluster integration when a cluster is connected. */
   readonly cluster: ClusterIntegration | undefined
+  /** The refreshers of source.ecr / source.exec entries. */
+  readonly fetchedCredentials: CredentialSources
   /** https://host:port once listening. */
   url: string
   start (): Promise<string>
@@ -64,10 +73,10 @@ export interface App {
 
 export const DEFAULT_REVIEW_DEADLINE_MS = 9_000
 
-export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Metrics, availability?: SecretAvailability): MutationStep[] {
+export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Metrics, availability?: SecretAvailability, freshness?: CredentialFreshness): MutationStep[] {
   const steps: MutationStep[] = []
   // injection: serviceaccount puts the secrets on ServiceAccounts (src/cluster), not on pods.
-  if (config.injection !== 'serviceaccount') steps.push(createSecretInjectionStep(config.pullSecrets, availability !== undefined ? { availability } : {}))
+  if (config.injection !== 'serviceaccount') steps.push(createSecretInjectionStep(config.pullSecrets, { ...(availability !== undefined ? { availability } : {}), ...(freshness !== undefined ? { freshness } : {}) }))
   if (pinning !== undefined) {
     steps.push(createPinningStep({
       config: config.pinning,
@@ -88,6 +97,9 @@ export async function createApp (opts: AppOptions): Promise<App> {
   const metrics = opts.metrics ?? createMetrics()
   const readiness = new Readiness()
   const credentials = opts.credentials ?? new CredentialStore()
+  // Every replica fetches its own (its lookups need them); only the leader writes copies.
+  const fetched = new CredentialSources({ rules: config.pullSecrets, logger, metrics: metrics.credentials, ...opts.credentialSources })
+  metrics.credentials.trackExpiry(() => new Map([...fetched.refreshers].map(([name, r]) => [name, r.secondsUntilExpiry()])))
   let cluster: ClusterIntegration | undefined
   if (opts.cluster !== undefined) {
     const { createClusterIntegration } = await import('./cluster/integration.js')
@@ -99,6 +111,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
       metrics: metrics.cluster,
       // With a cluster, registry lookups use the pull-secret source Secrets (watched).
       credentials,
+      fetched,
       ...(opts.identity !== undefined ? { identity: opts.identity } : {}),
       createTimeoutMs: config.cluster.copyCreateBudgetMs,
       ...opts.clusterOptions,
@@ -107,7 +120,13 @@ export async function createApp (opts: AppOptions): Promise<App> {
   }
   let pinning: PinningStack | undefined
   if (config.pinning.enabled) {
-    if (opts.credentials === undefined && cluster === undefined) credentials.replace(await readDockerConfigFiles(config.pinning.credentials.dockerConfigFiles))
+    if (opts.credentials === undefined && cluster === undefined) {
+      // Standalone: the files, plus whatever the fetched sources hold now (they renew themselves).
+      const files: DockerConfigSource[] = await readDockerConfigFiles(config.pinning.credentials.dockerConfigFiles)
+      const feed = (): void => credentials.replace([...files, ...fetched.dockerConfigs()])
+      feed()
+      fetched.onChange(feed)
+    }
     pinning = await createPinningStack({
       config: config.pinning,
       limits: config.limits,
@@ -124,7 +143,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
   const handler = createAdmissionHandler({
     policy: createNamespacePolicy(config, opts.ownNamespace),
     namespaces: opts.namespaces ?? cluster?.namespaces ?? staticNamespaceLabels(config),
-    mutator: createMutator(opts.steps ?? buildSteps(config, pinning, metrics, cluster?.availability), { maxImagesPerReview: config.limits.maxImagesPerReview, failOpen: config.failOpen }),
+    mutator: createMutator(opts.steps ?? buildSteps(config, pinning, metrics, cluster?.availability, fetched.size > 0 && (pinning !== undefined || cluster !== undefined) ? (name) => fetched.freshness(name) : undefined), { maxImagesPerReview: config.limits.maxImagesPerReview, failOpen: config.failOpen }),
     logger,
     metrics: metrics.admission,
     failOpen: config.failOpen,
@@ -157,12 +176,15 @@ export async function createApp (opts: AppOptions): Promise<App> {
     readiness,
     pinning,
     cluster,
+    fetchedCredentials: fetched,
     url: '',
     async start () {
       // Listen first: when that fails (port in use) nothing else has started, so nothing keeps
       // the process alive and the CLI exits with the error. /readyz stays unready until the
       // informers have listed.
       const address = await server.fastify.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8443 })
+      // Needed for lookups (pinning) and for copies (cluster); otherwise nothing would read them.
+      if (pinning !== undefined || cluster !== undefined) fetched.start()
       cluster?.start()
       stopWatching = opts.certificates.watch?.(onNewCertificate, reloadFailed)
       app.url = address.replace(/^http:/, 'https:')
@@ -176,6 +198,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
       stopWatching?.()
       await server.fastify.close()
       await pinning?.close()
+      fetched.stop()
       // Releases the leader Lease so another replica takes over at once.
       await cluster?.stop()
     },

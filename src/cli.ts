@@ -9,6 +9,7 @@ import { delimiter, dirname, join, resolve as resolvePath } from 'node:path'
 import { createApp } from './app.js'
 import { loadConfig, parseConfig } from './policy/config.js'
 import { CredentialStore, readDockerConfigFiles } from './registry/credential-store.js'
+import { CredentialSources } from './credentials/sources.js'
 import { formatResolveResult, resolveImage } from './resolve.js'
 import { bufferedDestination, createLogger } from './server/logger.js'
 import { SelfSignedDirectorySource } from './certs/self-signed.js'
@@ -112,7 +113,14 @@ async function resolveCommand (argv: string[], io: Io): Promise<number> {
   const config = values.config !== undefined ? await loadConfig(values.config) : parseConfig('', 'defaults')
   const files = values['docker-config'] ?? (io.env.DOCKER_CONFIG !== undefined ? [join(io.env.DOCKER_CONFIG, 'config.json')] : [])
   const credentials = new CredentialStore()
-  credentials.replace(await readDockerConfigFiles([...config.pinning.credentials.dockerConfigFiles, ...files]))
+  const fromFiles = await readDockerConfigFiles([...config.pinning.credentials.dockerConfigFiles, ...files])
+  // The config's source.ecr / source.exec entries feed the lookups here too: one fetch each.
+  const fetched = new CredentialSources({ rules: config.pullSecrets, logger: createLogger({ level: 'silent' }), execEnv: io.env })
+  fetched.start()
+  await fetched.firstAttempts()
+  fetched.stop()
+  for (const r of fetched.refreshers.values()) if (r.error !== undefined) io.err(`pullpin: ${r.error}\n`)
+  credentials.replace([...fromFiles, ...fetched.dockerConfigs()])
   const result = await resolveImage(positionals[0]!, {
     config,
     credentials,
@@ -244,6 +252,8 @@ async function serve (argv: string[], io: Io): Promise<number> {
     reviewDeadlineMs: deadline,
     shutdownDelayMs: shutdownDelay,
     ...(cluster !== undefined ? { cluster } : {}),
+    // Plugins run with pullpin's environment, as the kubelet runs them with its own.
+    credentialSources: { execEnv: env },
     ...(env.POD_NAME !== undefined && env.POD_NAME !== '' ? { identity: env.POD_NAME } : {}),
   })
   await app.start()

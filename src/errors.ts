@@ -40,5 +40,8 @@ export const ERR_DIGEST_MISMATCH = createError('PULLPIN_DIGEST_MISMATCH', 'regis
 export const ERR_CONFIG_KUBECONFIG = createError('PULLPIN_CONFIG_KUBECONFIG', 'cannot use kubeconfig %s: %s', 500)
 export const ERR_CLUSTER_UNAVAILABLE = createError('PULLPIN_CLUSTER_UNAVAILABLE', 'Kubernetes API unavailable: %s', 503)
 
+// ---- credential sources (issue 17: src/credentials) ----
+export const ERR_CREDENTIAL_SOURCE = createError('PULLPIN_CREDENTIAL_SOURCE', 'credential source %s: %s', 502)
+
 // ---- certificates ----
 export const ERR_TLS_FILES = createError('PULLPIN_TLS_FILES', 'cannot load TLS certificate/key: %s', 500)

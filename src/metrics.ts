@@ -10,6 +10,7 @@ import type { CacheEvent } from './cache/tag-cache.js'
 import type { PinSource } from './cache/rollout-pins.js'
 import type { RegistryEvent } from './registry/client.js'
 import type { ClusterMetrics } from './cluster/metrics.js'
+import type { CredentialMetrics } from './credentials/refresher.js'
 
 export interface Metrics {
   readonly registry: Registry
@@ -23,6 +24,8 @@ export interface Metrics {
   readonly cluster: ClusterMetrics
   /** The serving certificate in use expires at this time (ms since the epoch). */
   certificateExpiry (notAfterMs: number): void
+  /** Fetched registry credentials (source.ecr / source.exec, src/credentials). */
+  readonly credentials: CredentialMetrics
 }
 
 export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -144,6 +147,25 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     registers: [registry],
   })
 
+  const credentialFailures = new Counter({
+    name: 'pullpin_credential_refresh_failures_total',
+    help: 'Failed fetches of registry credentials (source.ecr / source.exec), by pull secret.',
+    labelNames: ['secret'] as const,
+    registers: [registry],
+  })
+  let credentialExpiry: (() => ReadonlyMap<string, number | undefined>) | undefined
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'pullpin_credential_expiry_seconds',
+    help: 'Seconds until the fetched registry credentials of a pull secret expire (0 when it holds none: not fetched yet, or expired).',
+    labelNames: ['secret'] as const,
+    registers: [registry],
+    collect () {
+      if (credentialExpiry === undefined) return
+      for (const [secret, s] of credentialExpiry()) this.labels(secret).set(Math.max(0, Math.floor(s ?? 0)))
+    },
+  })
+
   // The name cert-manager gives its own (certmanager_certificate_expiration_timestamp_seconds), so
   // one alert expression fits both.
   const certificateExpiry = new Gauge({
@@ -188,6 +210,13 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     },
     trackCache: (stats) => { cacheStats = stats },
     certificateExpiry: (notAfterMs) => certificateExpiry.set(Math.floor(notAfterMs / 1000)),
+    credentials: {
+      refreshFailure: (secret) => credentialFailures.labels(secret).inc(),
+      trackExpiry: (seconds) => {
+        credentialExpiry = seconds
+        for (const secret of seconds().keys()) credentialFailures.labels(secret).inc(0)
+      },
+    },
     cluster: {
       write: (kind, action, origin) => clusterWrites.labels(kind, action, origin).inc(),
       conflictRefusal: (secret) => conflictRefusals.labels(secret).inc(),

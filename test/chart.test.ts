@@ -957,3 +957,33 @@ t.test('budgets: helm refuses a webhook timeout the review budgets cannot fit (i
   // pinning off: no registry budget.
   t.equal(flag(await render({ webhook: { timeoutSeconds: 2 } }), 'review-deadline-ms'), '1500')
 })
+
+t.test('fetched credentials (issue 17): ecr/exec sources get copy rights but no source Role; IRSA, Workload Identity, plugin volume', async t => {
+  const objs = await render({
+    serviceAccount: { awsRoleArn: 'arn:aws:iam::123456789012:role/pullpin-ecr', gcpServiceAccount: 'pullpin@proj.iam.gserviceaccount.com', annotations: { extra: 'kept' } },
+    credentialProviders: { volume: { hostPath: { path: '/etc/kubernetes/credential-providers' } }, mountPath: '/plugins' },
+    config: {
+      pullSecrets: [
+        { name: 'ecr-credentials', registries: ['*.dkr.ecr.*.amazonaws.com'], source: { ecr: { region: 'eu-west-1', registryIds: ['123456789012'] } } },
+        { name: 'acr-credentials', registries: ['*.azurecr.io'], source: { exec: { command: '/plugins/acr-credential-provider', images: ['myreg.azurecr.io/x'] } } },
+      ],
+    },
+  })
+  validateAll(t, objs)
+  t.same(get(objs, 'ServiceAccount').metadata.annotations, {
+    extra: 'kept',
+    'eks.amazonaws.com/role-arn': 'arn:aws:iam::123456789012:role/pullpin-ecr',
+    'iam.gke.io/gcp-service-account': 'pullpin@proj.iam.gserviceaccount.com',
+  })
+  const pod = get(objs, 'Deployment').spec.template.spec
+  t.same(pod.volumes.find((v: Obj) => v.name === 'credential-providers'), { name: 'credential-providers', hostPath: { path: '/etc/kubernetes/credential-providers' } })
+  t.same(pod.containers[0].volumeMounts.find((v: Obj) => v.name === 'credential-providers'), { name: 'credential-providers', mountPath: '/plugins', readOnly: true })
+  const secretRules = get(objs, 'ClusterRole').rules.filter((r: Obj) => r.resources.includes('secrets'))
+  t.same(secretRules[0].resourceNames, ['ecr-credentials', 'acr-credentials'], 'the copies are written by name')
+  t.same(objs.filter(o => o.metadata.name.endsWith('-sources')), [], 'no source Secret to read')
+
+  const plain = await render()
+  t.notOk(get(plain, 'Deployment').spec.template.spec.volumes.some((v: Obj) => v.name === 'credential-providers'), 'no plugin volume by default')
+  const bad = await helm(['template', RELEASE, chart, ...await valuesArgs({ serviceAccount: { awsRoleArn: 'not-an-arn' } })])
+  t.not(bad.code, 0, 'a malformed role ARN is refused')
+})

@@ -64,3 +64,12 @@ t.test('README config reference names every top-level key of the schema', async 
   const { configSchema } = await import('../src/policy/config-schema.js')
   for (const key of Object.keys(configSchema.properties)) t.match(readme, new RegExp('`' + key + '[`.[]'), `README documents ${key}`)
 })
+
+t.test('pullSecrets[].source: errors speak of the shape written (Secret, ecr or exec), and mixing shapes is named', async t => {
+  const message = (yaml: string): string => { try { parseConfig(yaml); return '' } catch (e) { return (e as Error).message } }
+  t.equal(message('pullSecrets: [{name: a, source: {namespace: ns}}]'), 'invalid config config: /pullSecrets/0/source: must have required property \'name\'')
+  t.equal(message('pullSecrets: [{name: a, source: {ecr: {regio: x}}}]'), 'invalid config config: /pullSecrets/0/source/ecr: must have required property \'region\'; /pullSecrets/0/source/ecr: unknown key "regio"')
+  t.equal(message('pullSecrets: [{name: a, source: {namespace: ns, name: s, ecr: {region: x}}}]'), 'invalid config config: /pullSecrets/0/source: takes exactly one of: namespace and name (a Secret), ecr, exec')
+  t.equal(message('pullSecrets: [{name: a, source: {exec: {command: p, images: [x]}}}]'), 'invalid config config: /pullSecrets/0/source/exec/command: must match pattern "^/"')
+  t.equal(message('pullSecrets: [{name: a, source: 3}]'), 'invalid config config: /pullSecrets/0/source: must be object')
+})

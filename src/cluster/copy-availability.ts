@@ -59,7 +59,7 @@ export class CopyAvailability implements SecretAvailability {
       if (!req.create) continue
       const source = this.opts.state.sourceState(rule)
       if (source.kind !== 'ready') {
-        warnings.push(`pullpin: ${name} not copied to ${req.namespace}: source ${source.source} ${source.kind === 'missing' ? 'not found' : 'is not a dockerconfigjson'}`)
+        warnings.push(`pullpin: ${name} not copied to ${req.namespace}: source ${source.source} ${source.kind === 'missing' ? (rule.source === undefined ? 'has no valid credentials' : 'not found') : 'is not a dockerconfigjson'}`)
         continue
       }
       const creation = this.creating.run(`${req.namespace}/${name}`, () => this.create(name, req.namespace, desiredCopy(name, req.namespace, source)))

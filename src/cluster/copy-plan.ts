@@ -92,7 +92,8 @@ export type CopyAction =
 export interface CopyPlanInput {
   readonly name: string
   readonly namespace: string
-  readonly sourceRef: SourceRef
+  /** The Secret copied; undefined for credentials pullpin fetches itself. */
+  readonly sourceRef: SourceRef | undefined
   readonly source: SourceState
   /** The namespace is opted in (enforce) and active. */
   readonly wanted: boolean
@@ -100,8 +101,8 @@ export interface CopyPlanInput {
 }
 
 /** The source Secret itself, in its own namespace under the same name, is used as is. */
-export function isSourceItself (name: string, namespace: string, ref: SourceRef): boolean {
-  return namespace === ref.namespace && name === ref.name
+export function isSourceItself (name: string, namespace: string, ref: SourceRef | undefined): boolean {
+  return ref !== undefined && namespace === ref.namespace && name === ref.name
 }
 
 export function planCopy (input: CopyPlanInput): CopyAction {

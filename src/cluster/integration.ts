@@ -20,7 +20,7 @@ import { dockerConfigSecretsInformer, namespaceInformer, serviceAccountsNamedInf
 import { LeaderElector } from './leader-election.js'
 import { noClusterMetrics, type ClusterMetrics } from './metrics.js'
 import { clusterNamespaceDirectory } from './namespace-directory.js'
-import { PullSecretState } from './pull-secret-state.js'
+import { PullSecretState, type FetchedSources } from './pull-secret-state.js'
 import { Reconciler, RETIRED_KEY, WEBHOOK_KEY } from './reconciler.js'
 import { WorkQueue } from './work-queue.js'
 
@@ -43,6 +43,8 @@ export interface ClusterIntegrationOptions {
   readonly logger: Logger
   readonly metrics?: ClusterMetrics
   readonly credentials?: CredentialSink
+  /** Credentials pullpin fetches itself (source.ecr / source.exec): the leader writes them into the copies. */
+  readonly fetched?: FetchedSources & { onChange (fn: (name: string) => void): void }
   /** Reconnect backoff of the informers (tests shorten it). */
   readonly backoff?: BackoffOptions
   readonly watchTimeoutSeconds?: number
@@ -83,7 +85,7 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
   }
 
   const namespaces = namespaceInformer(connection, settings)
-  const state = new PullSecretState(connection, config.pullSecrets, settings)
+  const state = new PullSecretState(connection, config.pullSecrets, settings, opts.fetched)
   const serviceAccounts = new Map<string, Informer<V1ServiceAccount>>()
   if (config.injection !== 'pod') for (const sa of config.serviceAccounts) serviceAccounts.set(sa, serviceAccountsNamedInformer(connection, sa, settings))
   const placeholders: Informer<V1Secret> | undefined = config.cluster.placeholderSecrets ? dockerConfigSecretsInformer(connection, settings) : undefined
@@ -166,6 +168,12 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
     i.onResync(changed)
   }
 
+  // A fetched token renewed or expired: lookups use it at once, and the leader rewrites every copy.
+  opts.fetched?.onChange(() => {
+    feedCredentials()
+    if (elector.isLeader()) { reconciler.reportSources(); enqueueAll() }
+  })
+
   function feedCredentials (): void {
     if (opts.credentials === undefined) return
     const configs = state.dockerConfigs()
@@ -180,7 +188,7 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
       }
     })
     opts.credentials.replace(usable)
-    logger.debug({ sources: usable.map(c => c.source) }, 'registry credentials updated from source Secrets')
+    logger.debug({ sources: usable.map(c => c.source) }, 'registry credentials updated from the pull-secret sources')
   }
 
   metrics.trackConflicts(() => {

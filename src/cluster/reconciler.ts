@@ -84,7 +84,8 @@ export class Reconciler {
       if (this.reportedSources.get(s.source) === state) continue
       this.reportedSources.set(s.source, state)
       this.opts.metrics.sourceProblem(s.source, s.kind === 'ready' ? 'none' : s.kind)
-      if (s.kind === 'missing') this.opts.logger.warn({ source: s.source, secret: rule.name }, 'pull-secret source not found: existing copies are kept, no new copy is made')
+      if (s.kind === 'missing' && rule.source === undefined) this.opts.logger.warn({ source: s.source, secret: rule.name }, 'no valid fetched credentials (not fetched yet, or expired): existing copies are kept, no new copy is made')
+      else if (s.kind === 'missing') this.opts.logger.warn({ source: s.source, secret: rule.name }, 'pull-secret source not found: existing copies are kept, no new copy is made')
       if (s.kind === 'invalid') this.opts.logger.warn({ source: s.source, secret: rule.name, reason: s.reason }, 'pull-secret source skipped: only kubernetes.io/dockerconfigjson Secrets are copied')
     }
   }

@@ -79,19 +79,35 @@ export interface AvailabilityResult {
   readonly warnings: readonly string[]
 }
 
+/**
+ * Secrets whose credentials pullpin fetches itself (source.ecr / source.exec) and that are about
+ * to expire (a refresh is overdue) or have (src/credentials/sources.ts freshness). Undefined: fine,
+ * or not a fetched source. Memory only: no I/O.
+ */
+export type CredentialFreshness = (secret: string) => { readonly state: 'expiring'; readonly secondsLeft: number } | { readonly state: 'expired' } | undefined
+
 export interface SecretInjectionOptions {
   readonly availability?: SecretAvailability
+  readonly freshness?: CredentialFreshness
 }
 
 export function createSecretInjectionStep (rules: readonly PullSecretRule[], opts: SecretInjectionOptions = {}): MutationStep {
   const select = createSecretSelector(rules)
-  const { availability } = opts
+  const { availability, freshness } = opts
   return {
     name: 'inject-secrets',
     operations: ['CREATE'],
     async run (ctx) {
       const wanted = select(ctx.references.values())
       if (wanted.length === 0) return
+      if (freshness !== undefined) {
+        for (const name of wanted) {
+          const f = freshness(name)
+          // Kept short: admission warnings are cut at 120 characters. Never any credential in them.
+          if (f?.state === 'expired') ctx.warnings.push(`pullpin: ${name} has no valid credentials (expired or not fetched): pulls may fail`)
+          else if (f?.state === 'expiring') ctx.warnings.push(`pullpin: ${name} credentials expire in ${Math.max(1, Math.ceil(f.secondsLeft / 60))} min and could not be refreshed`)
+        }
+      }
       const existing = Array.isArray(ctx.pod.spec?.imagePullSecrets) ? ctx.pod.spec.imagePullSecrets : []
       const present = new Set(existing.map(s => s?.name))
       const candidates = wanted.filter(name => !present.has(name))

@@ -194,14 +194,57 @@ export const configSchema = {
             description: 'Inject only when an image is on one of these registries (kubelet host-glob rules). Omitted: every pod.',
           },
           source: {
-            description: 'With a cluster: the kubernetes.io/dockerconfigjson Secret pullpin copies under `name` into every opted-in namespace (and reads registry credentials from).',
-            type: 'object',
-            additionalProperties: false,
-            required: ['namespace', 'name'],
-            properties: {
-              namespace: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63 },
-              name: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$', maxLength: 253 },
-            },
+            description: 'Where the credentials come from: a kubernetes.io/dockerconfigjson Secret (namespace, name) that pullpin copies under `name` into every opted-in namespace; or `ecr` / `exec`, credentials pullpin fetches itself and keeps fresh, written into those copies (with a cluster) and used for its own registry lookups.',
+            oneOf: [
+              {
+                type: 'object',
+                additionalProperties: false,
+                required: ['namespace', 'name'],
+                properties: {
+                  namespace: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63 },
+                  name: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$', maxLength: 253 },
+                },
+              },
+              {
+                type: 'object',
+                additionalProperties: false,
+                required: ['ecr'],
+                properties: {
+                  ecr: {
+                    description: 'Amazon ECR: GetAuthorizationToken with the AWS SDK\'s default credential chain (IRSA web identity, EKS Pod Identity, environment).',
+                    type: 'object',
+                    additionalProperties: false,
+                    required: ['region'],
+                    properties: {
+                      region: { type: 'string', pattern: '^[a-z0-9-]+$', maxLength: 64 },
+                      registryIds: { description: 'AWS account IDs of the registries (default: the caller\'s account).', type: 'array', items: { type: 'string', pattern: '^[0-9]{12}$' }, uniqueItems: true },
+                      endpoint: { description: 'ECR API endpoint override (VPC endpoint, FIPS).', type: 'string', pattern: '^https?://' },
+                    },
+                  },
+                },
+              },
+              {
+                type: 'object',
+                additionalProperties: false,
+                required: ['exec'],
+                properties: {
+                  exec: {
+                    description: 'A kubelet credential provider plugin (credentialprovider.kubelet.k8s.io/v1), run by pullpin.',
+                    type: 'object',
+                    additionalProperties: false,
+                    required: ['command'],
+                    properties: {
+                      command: { description: 'Absolute path of the plugin binary.', type: 'string', pattern: '^/' },
+                      args: { type: 'array', items: { type: 'string' } },
+                      env: { description: 'Extra environment of the plugin (added to pullpin\'s).', type: 'object', additionalProperties: { type: 'string' } },
+                      images: { description: 'Images the plugin is asked about (one request each). Default: the entry\'s `registries` without wildcards.', type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1, uniqueItems: true },
+                      timeoutSeconds: { description: 'A plugin run that takes longer is killed and counts as a failure (default 30).', type: 'number', exclusiveMinimum: 0, maximum: 600 },
+                      defaultCacheDurationSeconds: { description: 'Lifetime of an answer without cacheDuration (default 300), as the kubelet\'s defaultCacheDuration.', type: 'number', exclusiveMinimum: 0 },
+                    },
+                  },
+                },
+              },
+            ],
           },
         },
       },

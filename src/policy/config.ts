@@ -8,12 +8,38 @@ import { configSchema } from './config-schema.js'
 
 export type Mode = 'enforce' | 'audit'
 
+/** A kubernetes.io/dockerconfigjson Secret, copied under the rule's name into opted-in namespaces. */
+export interface SecretSourceRef { readonly namespace: string; readonly name: string }
+
+/** Amazon ECR GetAuthorizationToken (src/credentials/ecr.ts). */
+export interface EcrSourceConfig {
+  readonly region: string
+  readonly registryIds?: readonly string[]
+  readonly endpoint?: string
+}
+
+/** A kubelet credential provider plugin (src/credentials/exec-plugin.ts). */
+export interface ExecSourceConfig {
+  readonly command: string
+  readonly args?: readonly string[]
+  readonly env?: Readonly<Record<string, string>>
+  readonly images?: readonly string[]
+  readonly timeoutSeconds?: number
+  readonly defaultCacheDurationSeconds?: number
+}
+
+export type PullSecretSource = SecretSourceRef | { readonly ecr: EcrSourceConfig } | { readonly exec: ExecSourceConfig }
+
+export function isSecretSource (source: PullSecretSource | undefined): source is SecretSourceRef {
+  return source !== undefined && 'namespace' in source
+}
+
 export interface PullSecretRule {
   readonly name: string
   /** Undefined: the secret is injected into every pod. */
   readonly registries?: readonly string[]
-  /** With a cluster: the dockerconfigjson Secret copied under `name` into opted-in namespaces. */
-  readonly source?: { readonly namespace: string; readonly name: string }
+  /** Where its credentials come from (see PullSecretSource); undefined: the Secret is the user's business. */
+  readonly source?: PullSecretSource
 }
 
 export type InjectionMode = 'pod' | 'serviceaccount' | 'both'
@@ -118,13 +144,18 @@ export function validateConfig (doc: unknown, source = 'config'): Config {
   // ajv fills defaults in place: work on a copy so a caller's object is never changed.
   const copy = structuredClone(doc ?? {})
   if (!validate(copy)) {
-    throw new ERR_CONFIG_INVALID(source, (validate.errors ?? []).map(describeAjvError).join('; '))
+    throw new ERR_CONFIG_INVALID(source, sourceErrors(copy, validate.errors ?? []).map(describeAjvError).join('; '))
   }
   const config = copy as unknown as Config
   const seen = new Set<string>()
   for (const [i, rule] of config.pullSecrets.entries()) {
     if (seen.has(rule.name)) throw new ERR_CONFIG_INVALID(source, `/pullSecrets/${i}/name: duplicate secret name "${rule.name}"`)
     seen.add(rule.name)
+    const from = rule.source
+    if (from !== undefined && 'exec' in from && from.exec.images === undefined && !(rule.registries ?? []).some(r => !/[*?]/.test(r))) {
+      // The plugin is asked per image, as the kubelet asks it: without a concrete registry there is nothing to ask about.
+      throw new ERR_CONFIG_INVALID(source, `/pullSecrets/${i}/source/exec: needs images, or a registries entry without wildcards`)
+    }
   }
   const le = config.cluster.leaderElection
   if (le.renewDeadlineSeconds >= le.leaseDurationSeconds || le.retryPeriodSeconds >= le.renewDeadlineSeconds) {
@@ -152,6 +183,42 @@ export async function loadConfig (file: string): Promise<Config> {
     throw new ERR_CONFIG_READ(file, (err as NodeJS.ErrnoException).code ?? (err as Error).message)
   }
   return parseConfig(text, file)
+}
+
+const SOURCE_ONE_OF = '#/properties/pullSecrets/items/properties/source/oneOf'
+
+/**
+ * A pullSecrets[].source is one of three shapes (oneOf). ajv reports every shape's complaints; only
+ * those of the shape the user wrote (by its key: ecr, exec, else the Secret's namespace/name) help,
+ * and a source mixing shapes gets one message saying so.
+ */
+function sourceErrors (doc: unknown, errors: ErrorObject[]): ErrorObject[] {
+  const rules = (doc as { pullSecrets?: unknown }).pullSecrets
+  const branchOf = (path: string): number | undefined => {
+    const m = /^\/pullSecrets\/(\d+)\/source(?:\/|$)/.exec(path)
+    if (m === null || !Array.isArray(rules)) return undefined
+    const src = (rules[Number(m[1])] as { source?: unknown } | undefined)?.source
+    // Not an object: every shape says "must be object"; once is enough.
+    if (src === null || typeof src !== 'object') return 0
+    const kinds = [('namespace' in src || 'name' in src) ? 0 : -1, 'ecr' in src ? 1 : -1, 'exec' in src ? 2 : -1].filter(k => k >= 0)
+    return kinds.length === 1 ? kinds[0] : kinds.length === 0 ? 0 : -1
+  }
+  const out: ErrorObject[] = []
+  const mixed = new Set<string>()
+  for (const e of errors) {
+    if (!e.schemaPath.startsWith(SOURCE_ONE_OF)) { out.push(e); continue }
+    const branch = branchOf(e.instancePath)
+    if (branch === undefined) { out.push(e); continue }
+    const sourcePath = /^\/pullSecrets\/\d+\/source/.exec(e.instancePath)![0]
+    if (branch === -1) {
+      if (!mixed.has(sourcePath)) out.push({ ...e, instancePath: sourcePath, keyword: 'oneOf', message: 'takes exactly one of: namespace and name (a Secret), ecr, exec' })
+      mixed.add(sourcePath)
+      continue
+    }
+    if (e.schemaPath === SOURCE_ONE_OF) continue
+    if (e.schemaPath.startsWith(`${SOURCE_ONE_OF}/${branch}/`)) out.push(e)
+  }
+  return out
 }
 
 function describeAjvError (e: ErrorObject): string {
