@@ -212,6 +212,72 @@ async function reviewCommand (argv: string[], io: Io): Promise<number> {
   }, { out: io.out, err: io.err, readStdin, progress: io.stderrIsTty === true })
 }
 
+const DOCTOR_HELP = `Usage: pullpin doctor IMAGE [options]
+
+Why an image does not pull: the registry-auth troubleshooting ladder as checks, each ✓ or ✗ with
+the fix. Reference valid and lowercase → registry allowed → DNS → TCP → TLS (private CA) → the
+/v2/ challenge (Basic or Bearer, realm allowed) → which credential applies (file and entry; never
+the secret) → access to the repository (token for its scope) → tag or digest exists → platforms →
+the SHA tag pullpin would pin. With a kubeconfig and --namespace: the namespace's opt-in and mode,
+each pull secret (present, type kubernetes.io/dockerconfigjson, decodable, matching the registry),
+the ServiceAccount's imagePullSecrets, and with --pod the pod's ErrImagePull / ImagePullBackOff
+events mapped to the failing check.
+
+Options:
+  --config FILE            the webhook's pullpin config (registries, credentials, CAs, pullSecrets)
+  --docker-config FILE     dockerconfigjson with registry credentials (repeatable) [env DOCKER_CONFIG dir's config.json]
+  --ca-file FILE           CA of a registry behind a private CA
+  --platform OS/ARCH       the platform the pod needs (e.g. linux/arm64); default: any
+  --namespace NS           check the cluster side in NS (needs --kubeconfig or KUBECONFIG)
+  --pod NAME               also the pod's image pull events (with --namespace)
+  --kubeconfig FILE        the cluster of this kubeconfig [env KUBECONFIG]
+  --output F               text | json (default text)
+  -h, --help               show this help
+
+Exit codes: 0 every check passed, 1 a check failed, 2 bad usage.
+`
+
+const DOCTOR_OPTIONS = {
+  config: { type: 'string' },
+  'docker-config': { type: 'string', multiple: true },
+  'ca-file': { type: 'string' },
+  platform: { type: 'string' },
+  namespace: { type: 'string' },
+  pod: { type: 'string' },
+  kubeconfig: { type: 'string' },
+  output: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options']
+
+async function doctorCommand (argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: DOCTOR_OPTIONS, strict: true, allowPositionals: true })
+  if (values.help === true) { io.out(DOCTOR_HELP); return EXIT_OK }
+  if (positionals.length !== 1) throw new UsageError('doctor takes exactly one IMAGE')
+  const output = values.output ?? 'text'
+  if (output !== 'text' && output !== 'json') throw new UsageError(`--output must be text or json, got "${output}"`)
+  if (values.pod !== undefined && values.namespace === undefined) throw new UsageError('--pod goes with --namespace')
+  if (values.platform !== undefined && !/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(values.platform)) throw new UsageError(`--platform must be os/architecture[/variant], got "${values.platform}"`)
+  let cluster: ClusterConnectOptions | undefined
+  if (values.namespace !== undefined) {
+    cluster = clusterTarget(values.kubeconfig ?? io.env.KUBECONFIG, io.env)
+    if (cluster === undefined) throw new UsageError('--namespace needs a cluster: --kubeconfig FILE or KUBECONFIG')
+  }
+  const config = values.config !== undefined ? await loadConfig(values.config) : parseConfig('', 'defaults')
+  const credentials = await credentialsFor(config, values['docker-config'], io.env)
+  const { runDoctor } = await import('./doctor/command.js')
+  return await runDoctor({
+    image: positionals[0]!,
+    config,
+    credentials,
+    ...(values['ca-file'] !== undefined ? { caFile: values['ca-file'] } : {}),
+    ...(values.platform !== undefined ? { platform: values.platform } : {}),
+    ...(values.namespace !== undefined ? { namespace: values.namespace } : {}),
+    ...(values.pod !== undefined ? { pod: values.pod } : {}),
+    ...(cluster !== undefined ? { cluster } : {}),
+    output,
+  }, io)
+}
+
 const SERVE_OPTIONS = {
   config: { type: 'string' },
   port: { type: 'string' },
@@ -373,6 +439,8 @@ export async function main (argv: string[], io: Io): Promise<number> {
         return await resolveCommand(rest, io)
       case 'review':
         return await reviewCommand(rest, io)
+      case 'doctor':
+        return await doctorCommand(rest, io)
       default:
         io.err(`pullpin: unknown command "${command}"\n\n${MAIN_HELP}`)
         return EXIT_USAGE

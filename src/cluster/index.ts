@@ -4,3 +4,4 @@ export { connectCluster, type ClusterConnection, type ClusterConnectOptions } fr
 export { createClusterIntegration, type ClusterIntegration, type ClusterIntegrationOptions, type CredentialSink } from './integration.js'
 export { SecretCertificateSource, type SecretCertificateOptions } from './tls-secret-source.js'
 export type { ClusterMetrics } from './metrics.js'
+export { clusterReads, type ClusterReads, type EventFacts, type PodFacts } from './doctor-reads.js'
