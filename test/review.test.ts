@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { Ajv } from 'ajv'
+import { main } from '../src/cli.js'
 import addFormats from 'ajv-formats'
 import { gitSha, startPinningEnv, type PinningEnv } from './support/pinning-env.js'
 
@@ -33,6 +34,14 @@ t.teardown(async () => {
 })
 
 interface Ran { code: number | null, stdout: string, stderr: string }
+
+/** `pullpin ARGS` in this process (a spawn costs seconds on a loaded machine; the key cases spawn). */
+async function inProcess (args: string[], stdin = ''): Promise<Ran> {
+  const out: string[] = []
+  const err: string[] = []
+  const code = await main(args, { out: (s) => out.push(s), err: (s) => err.push(s), env: {}, readStdin: () => Promise.resolve(stdin) })
+  return { code, stdout: out.join(''), stderr: err.join('') }
+}
 
 /** `pullpin ARGS` as a real process (node --import tsx src/cli.ts), with `stdin` piped in. */
 function pullpin (args: string[], stdin = ''): Promise<Ran> {
@@ -90,7 +99,7 @@ t.test('helm template | pullpin review -: a moved :latest is reported as the pin
   t.match(table.stdout, /skipped 1 other object\(s\) \(ConfigMap 1\)/)
   t.notMatch(table.stdout, first, 'the first build is not what latest names now')
 
-  const json = await pullpin(['review', '-', ...common(), '--output', 'json'], rendered)
+  const json = await inProcess(['review', '-', ...common(), '--output', 'json'], rendered)
   t.equal(json.code, 0, json.stderr)
   const report = JSON.parse(json.stdout)
   const web = report.objects.find((o: any) => o.kind === 'Deployment')
@@ -105,7 +114,7 @@ t.test('helm template | pullpin review -: a moved :latest is reported as the pin
     line: web.images[0].line,
   })
   t.same(report.skipped, { ConfigMap: 1 })
-  const inNs = JSON.parse((await pullpin(['review', '-', ...common(), '--output', 'json', '--namespace', 'team-b'], rendered)).stdout)
+  const inNs = JSON.parse((await inProcess(['review', '-', ...common(), '--output', 'json', '--namespace', 'team-b'], rendered)).stdout)
   t.equal(inNs.objects[0].namespace, 'team-b')
   t.equal(inNs.objects[0].mode, 'audit', 'the namespace mode comes from the config\'s labels')
 
@@ -121,7 +130,7 @@ t.test('helm template | pullpin review -: a moved :latest is reported as the pin
   const again = await helmTemplate(chart)
   t.match(again, `image: "${env.host}/acme/web:${second}"`, 'helm template renders the SHA tag')
   t.notMatch(again, /:latest/)
-  const clean = await pullpin(['review', '-', ...common(), '--output', 'json'], again)
+  const clean = await inProcess(['review', '-', ...common(), '--output', 'json'], again)
   t.equal(clean.code, 0)
   t.same(JSON.parse(clean.stdout).objects[0].findings.filter((f: any) => f.check !== 'secret'), [], 'nothing left to pin')
 })
@@ -133,10 +142,10 @@ t.test('a never-pushed SHA tag exits 1 (missing-image); --fail-on none exits 0',
   const r = await pullpin(['review', '-', ...common()], rendered)
   t.equal(r.code, 1, r.stderr)
   t.match(r.stdout, new RegExp(`error missing-image: image ${env.host}/acme/web:${never} not found`))
-  const none = await pullpin(['review', '-', ...common(), '--fail-on', 'none'], rendered)
+  const none = await inProcess(['review', '-', ...common(), '--fail-on', 'none'], rendered)
   t.equal(none.code, 0)
   // A moved tag that does not exist is found by the pin step itself.
-  const gone = await pullpin(['review', '-', ...common(), '--output', 'json'], await helmTemplate(chart, ['--set', 'image.tag=no-such-branch']))
+  const gone = await inProcess(['review', '-', ...common(), '--output', 'json'], await helmTemplate(chart, ['--set', 'image.tag=no-such-branch']))
   t.equal(gone.code, 1)
   t.match(JSON.parse(gone.stdout).objects[0].findings.filter((f: any) => f.check !== 'secret'), [{ check: 'missing-image', severity: 'error', container: 'web' }])
 })
@@ -146,7 +155,7 @@ t.test('SARIF output validates against the SARIF 2.1.0 schema and locates each f
   const never = gitSha('review-sarif-never')
   const file = join(dir, 'rendered.yaml')
   await writeFile(file, await helmTemplate(chart, ['--set', `image.tag=${never}`]))
-  const r = await pullpin(['review', file, ...common(), '--output', 'sarif'])
+  const r = await inProcess(['review', file, ...common(), '--output', 'sarif'])
   t.equal(r.code, 1)
   const sarif = JSON.parse(r.stdout)
   // test/fixtures/sarif/sarif-2.1.0-rtm.5.json: the SARIF 2.1.0 (rtm.5) JSON schema as shipped in
@@ -195,14 +204,14 @@ t.test('input: directories, List, JSON, CronJob, unknown kinds counted; --fix ke
     ],
   }, null, 2))
   await writeFile(join(tree, 'nested', 'notes.txt'), 'not: [a manifest')
-  const r = await pullpin(['review', tree, ...common(), '--output', 'json'])
+  const r = await inProcess(['review', tree, ...common(), '--output', 'json'])
   t.equal(r.code, 0, r.stderr)
   const report = JSON.parse(r.stdout)
   t.same(report.objects.map((o: any) => `${o.file.slice(tree.length + 1)}:${o.line} ${o.kind}/${o.name}`), ['nested/list.json:5 StatefulSet/db', 'pod.yaml:2 Pod/single'])
   t.same(report.skipped, { Service: 1 })
   for (const o of report.objects) t.match(o.findings.filter((f: any) => f.check === 'pin'), [{ to: `${env.host}/acme/api:${sha}` }])
 
-  const fixed = await pullpin(['review', tree, ...common(), '--fix'])
+  const fixed = await inProcess(['review', tree, ...common(), '--fix'])
   t.equal(fixed.code, 0, fixed.stderr)
   t.equal(await readFile(join(tree, 'pod.yaml'), 'utf8'), podYaml.replace(`'${env.host}/acme/api:main'`, `'${env.host}/acme/api:${sha}'`), 'single quotes kept, nothing else touched')
   const json = await readFile(join(tree, 'nested', 'list.json'), 'utf8')
@@ -216,16 +225,16 @@ t.test('usage and input errors exit 2: invalid YAML names the file and line', as
   const r = await pullpin(['review', bad, ...common()])
   t.equal(r.code, 2)
   t.match(r.stderr, new RegExp(`${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:6: not valid YAML`))
-  const missing = await pullpin(['review', join(dir, 'nope.yaml'), ...common()])
+  const missing = await inProcess(['review', join(dir, 'nope.yaml'), ...common()])
   t.equal(missing.code, 2)
   t.match(missing.stderr, /nope\.yaml: cannot read: ENOENT/)
-  t.equal((await pullpin(['review'])).code, 2)
-  const output = await pullpin(['review', '-', '--output', 'xml'])
+  t.equal((await inProcess(['review'])).code, 2)
+  const output = await inProcess(['review', '-', '--output', 'xml'])
   t.equal(output.code, 2)
   t.match(output.stderr, /--output must be table, json or sarif/)
-  const failOn = await pullpin(['review', '-', '--fail-on', 'everything'])
+  const failOn = await inProcess(['review', '-', '--fail-on', 'everything'])
   t.equal(failOn.code, 2)
   t.match(failOn.stderr, /unknown check "everything"/)
-  const fixStdin = await pullpin(['review', '-', '--fix'])
+  const fixStdin = await inProcess(['review', '-', '--fix'])
   t.equal(fixStdin.code, 2)
 })
