@@ -219,6 +219,15 @@ t.test('input: directories, List, JSON, CronJob, unknown kinds counted; --fix ke
   t.ok(JSON.parse(json), 'still JSON')
 })
 
+t.test('an image the kubelet cannot parse is a reference-error (exit 1), found without asking a registry', async t => {
+  const pod = join(dir, 'upper.yaml')
+  await writeFile(pod, 'apiVersion: v1\nkind: Pod\nmetadata: { name: upper }\nspec:\n  containers:\n    - name: web\n      image: ghcr.io/Acme/web:1\n')
+  const r = await inProcess(['review', pod, ...common(), '--output', 'json'])
+  t.equal(r.code, 1, r.stderr)
+  t.match(JSON.parse(r.stdout).objects[0].findings, [{ check: 'reference-error', severity: 'error', container: 'web', line: 7, message: /must be lowercase.*ghcr\.io\/acme\/web:1/ }])
+  t.equal((await inProcess(['review', pod, ...common(), '--fail-on', 'missing-image'])).code, 0, '--fail-on decides')
+})
+
 t.test('usage and input errors exit 2: invalid YAML names the file and line', async t => {
   const bad = join(dir, 'bad.yaml')
   await writeFile(bad, 'apiVersion: v1\nkind: Pod\n---\nkind: Deployment\nspec: [\n')
