@@ -7,7 +7,9 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { delimiter, dirname, join, resolve as resolvePath } from 'node:path'
 import { createApp } from './app.js'
-import { loadConfig, parseConfig } from './policy/config.js'
+import { loadConfig, parseConfig, type Config } from './policy/config.js'
+import { CHECKS, DEFAULT_FAIL_ON, type Check } from './review/findings.js'
+import { ReviewInputError } from './review/input.js'
 import { CredentialStore, readDockerConfigFiles } from './registry/credential-store.js'
 import { CredentialSources } from './credentials/sources.js'
 import { formatResolveResult, resolveImage } from './resolve.js'
@@ -32,6 +34,10 @@ interface Io {
   readonly out: (s: string) => void
   readonly err: (s: string) => void
   readonly env: NodeJS.ProcessEnv
+  /** Standard input, read whole (`pullpin review -`). */
+  readonly readStdin?: () => Promise<string>
+  /** Whether stderr is a terminal (progress lines). */
+  readonly stderrIsTty?: boolean
 }
 
 const MAIN_HELP = `pullpin — Kubernetes admission webhook that injects imagePullSecrets and pins image tags
@@ -41,6 +47,8 @@ Usage: pullpin <command> [options]
 Commands:
   serve      run the HTTPS admission webhook
   resolve    show what the webhook sees for an image: digest, SHA tags, the pin it would write
+  review     what the webhook would do to manifests before they are deployed (CI), --fix writes the pins
+  doctor     why an image does not pull: the registry-auth troubleshooting ladder, check by check
   version    print the version
   help       show this help
 
@@ -130,6 +138,152 @@ async function resolveCommand (argv: string[], io: Io): Promise<number> {
   })
   io.out(values.json === true ? JSON.stringify(result, null, 2) + '\n' : formatResolveResult(result))
   return result.digest !== undefined ? EXIT_OK : EXIT_FAILURE
+}
+
+const REVIEW_HELP = `Usage: pullpin review [PATH…|-] [options]
+
+Runs the webhook's own decisions on Kubernetes YAML or JSON before it is deployed: files,
+directories (recursively: *.yaml, *.yml, *.json), or - for stdin (helm template … | pullpin review -).
+Every Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job and CronJob
+is reviewed: the pins it would write, the imagePullSecrets it would add, and what would stop the
+pod from pulling (missing image, invalid reference, refused credentials, registry errors).
+
+Options:
+  --config FILE            the webhook's pullpin config (pinning, registries, credentials, pullSecrets)
+  --docker-config FILE     dockerconfigjson with registry credentials (repeatable) [env DOCKER_CONFIG dir's config.json]
+  --namespace NS           the namespace every object would land in (default: each object's, else default)
+  --output F               table | json | sarif (default table)
+  --fail-on CHECKS         comma-separated checks that make the exit code 1, or "any" or "none"
+                           [default missing-image,reference-error; checks: ${CHECKS.join(', ')}]
+  --fix                    write the pins into the files (only the image strings change)
+  --values FILE            Helm values file whose images are split into repository and tag (repeatable)
+  --image-path PATH        where such an image is in the values files, e.g. image or sidecar.image
+                           (repeatable; default image); with --fix the SHA tag goes into its tag
+  -h, --help               show this help
+
+Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage or input errors.
+`
+
+const REVIEW_OPTIONS = {
+  config: { type: 'string' },
+  'docker-config': { type: 'string', multiple: true },
+  namespace: { type: 'string' },
+  output: { type: 'string' },
+  'fail-on': { type: 'string' },
+  fix: { type: 'boolean' },
+  values: { type: 'string', multiple: true },
+  'image-path': { type: 'string', multiple: true },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options']
+
+async function credentialsFor (config: Config, dockerConfigs: readonly string[] | undefined, env: NodeJS.ProcessEnv): Promise<CredentialStore> {
+  const files = dockerConfigs ?? (env.DOCKER_CONFIG !== undefined ? [join(env.DOCKER_CONFIG, 'config.json')] : [])
+  const credentials = new CredentialStore()
+  credentials.replace(await readDockerConfigFiles([...config.pinning.credentials.dockerConfigFiles, ...files]))
+  return credentials
+}
+
+function failOnChecks (value: string | undefined): Check[] {
+  if (value === undefined) return [...DEFAULT_FAIL_ON]
+  if (value === 'none') return []
+  if (value === 'any') return [...CHECKS].filter(c => c !== 'pin' && c !== 'secret')
+  const list = value.split(',').map(s => s.trim()).filter(s => s !== '')
+  for (const c of list) if (!(CHECKS as readonly string[]).includes(c)) throw new UsageError(`--fail-on: unknown check "${c}" (checks: ${CHECKS.join(', ')}, or any, none)`)
+  return list as Check[]
+}
+
+async function reviewCommand (argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: REVIEW_OPTIONS, strict: true, allowPositionals: true })
+  if (values.help === true) { io.out(REVIEW_HELP); return EXIT_OK }
+  const output = values.output ?? 'table'
+  if (!['table', 'json', 'sarif'].includes(output)) throw new UsageError(`--output must be table, json or sarif, got "${output}"`)
+  const valuesFiles = values.values ?? []
+  if (positionals.length === 0 && valuesFiles.length === 0) throw new UsageError('review needs a PATH, - for stdin, or --values FILE')
+  if (values['image-path'] !== undefined && valuesFiles.length === 0) throw new UsageError('--image-path goes with --values FILE')
+  if (values.fix === true && positionals.includes('-')) throw new UsageError('--fix cannot write to stdin: give the files (or --values FILE)')
+  const failOn = failOnChecks(values['fail-on'])
+  const config = values.config !== undefined ? await loadConfig(values.config) : parseConfig('', 'defaults')
+  const credentials = await credentialsFor(config, values['docker-config'], io.env)
+  const readStdin = io.readStdin ?? (() => Promise.resolve(''))
+  const { runReview } = await import('./review/command.js')
+  return await runReview({
+    paths: positionals,
+    values: valuesFiles,
+    imagePaths: values['image-path'] ?? ['image'],
+    config,
+    credentials,
+    ...(values.namespace !== undefined ? { namespace: values.namespace } : {}),
+    output: output as 'table',
+    failOn,
+    fix: values.fix === true,
+    version: version(),
+  }, { out: io.out, err: io.err, readStdin, progress: io.stderrIsTty === true })
+}
+
+const DOCTOR_HELP = `Usage: pullpin doctor IMAGE [options]
+
+Why an image does not pull: the registry-auth troubleshooting ladder as checks, each ✓ or ✗ with
+the fix. Reference valid and lowercase → registry allowed → DNS → TCP → TLS (private CA) → the
+/v2/ challenge (Basic or Bearer, realm allowed) → which credential applies (file and entry; never
+the secret) → access to the repository (token for its scope) → tag or digest exists → platforms →
+the SHA tag pullpin would pin. With a kubeconfig and --namespace: the namespace's opt-in and mode,
+each pull secret (present, type kubernetes.io/dockerconfigjson, decodable, matching the registry),
+the ServiceAccount's imagePullSecrets, and with --pod the pod's ErrImagePull / ImagePullBackOff
+events mapped to the failing check.
+
+Options:
+  --config FILE            the webhook's pullpin config (registries, credentials, CAs, pullSecrets)
+  --docker-config FILE     dockerconfigjson with registry credentials (repeatable) [env DOCKER_CONFIG dir's config.json]
+  --ca-file FILE           CA of a registry behind a private CA
+  --platform OS/ARCH       the platform the pod needs (e.g. linux/arm64); default: any
+  --namespace NS           check the cluster side in NS (needs --kubeconfig or KUBECONFIG)
+  --pod NAME               also the pod's image pull events (with --namespace)
+  --kubeconfig FILE        the cluster of this kubeconfig [env KUBECONFIG]
+  --output F               text | json (default text)
+  -h, --help               show this help
+
+Exit codes: 0 every check passed, 1 a check failed, 2 bad usage.
+`
+
+const DOCTOR_OPTIONS = {
+  config: { type: 'string' },
+  'docker-config': { type: 'string', multiple: true },
+  'ca-file': { type: 'string' },
+  platform: { type: 'string' },
+  namespace: { type: 'string' },
+  pod: { type: 'string' },
+  kubeconfig: { type: 'string' },
+  output: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options']
+
+async function doctorCommand (argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: DOCTOR_OPTIONS, strict: true, allowPositionals: true })
+  if (values.help === true) { io.out(DOCTOR_HELP); return EXIT_OK }
+  if (positionals.length !== 1) throw new UsageError('doctor takes exactly one IMAGE')
+  const output = values.output ?? 'text'
+  if (output !== 'text' && output !== 'json') throw new UsageError(`--output must be text or json, got "${output}"`)
+  if (values.pod !== undefined && values.namespace === undefined) throw new UsageError('--pod goes with --namespace')
+  if (values.platform !== undefined && !/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/.test(values.platform)) throw new UsageError(`--platform must be os/architecture[/variant], got "${values.platform}"`)
+  let cluster: ClusterConnectOptions | undefined
+  if (values.namespace !== undefined) {
+    cluster = clusterTarget(values.kubeconfig ?? io.env.KUBECONFIG, io.env)
+    if (cluster === undefined) throw new UsageError('--namespace needs a cluster: --kubeconfig FILE or KUBECONFIG')
+  }
+  const config = values.config !== undefined ? await loadConfig(values.config) : parseConfig('', 'defaults')
+  const credentials = await credentialsFor(config, values['docker-config'], io.env)
+  const { runDoctor } = await import('./doctor/command.js')
+  return await runDoctor({
+    image: positionals[0]!,
+    config,
+    credentials,
+    ...(values['ca-file'] !== undefined ? { caFile: values['ca-file'] } : {}),
+    ...(values.platform !== undefined ? { platform: values.platform } : {}),
+    ...(values.namespace !== undefined ? { namespace: values.namespace } : {}),
+    ...(values.pod !== undefined ? { pod: values.pod } : {}),
+    ...(cluster !== undefined ? { cluster } : {}),
+    output,
+  }, io)
 }
 
 const SERVE_OPTIONS = {
@@ -293,6 +447,10 @@ export async function main (argv: string[], io: Io): Promise<number> {
         return await serve(rest, io)
       case 'resolve':
         return await resolveCommand(rest, io)
+      case 'review':
+        return await reviewCommand(rest, io)
+      case 'doctor':
+        return await doctorCommand(rest, io)
       default:
         io.err(`pullpin: unknown command "${command}"\n\n${MAIN_HELP}`)
         return EXIT_USAGE
@@ -300,6 +458,10 @@ export async function main (argv: string[], io: Io): Promise<number> {
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
       io.err(`pullpin: ${(err as Error).message}\nRun 'pullpin ${command ?? ''} --help' for usage.\n`)
+      return EXIT_USAGE
+    }
+    if (err instanceof ReviewInputError) {
+      io.err(`pullpin: ${err.message}\n`)
       return EXIT_USAGE
     }
     if (isCodedError(err) && (err.code.startsWith('PULLPIN_CONFIG') || err.code === 'PULLPIN_REFERENCE_INVALID')) {
@@ -317,6 +479,12 @@ if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLTo
     out: (s) => process.stdout.write(s),
     err: (s) => process.stderr.write(s),
     env: process.env,
+    readStdin: async () => {
+      const chunks: Buffer[] = []
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+      return Buffer.concat(chunks).toString('utf8')
+    },
+    stderrIsTty: process.stderr.isTTY,
   }).then((code) => { process.exitCode = code }, (err: unknown) => {
     process.stderr.write(`pullpin: ${(err as Error).stack ?? String(err)}\n`)
     process.exitCode = EXIT_FAILURE

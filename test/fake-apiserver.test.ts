@@ -15,6 +15,8 @@
 //                    patchMutatingWebhookConfiguration, JSON patch with a test op on resourceVersion
 //   Watch            every informer path with resourceVersion (of its list), allowWatchBookmarks,
 //                    timeoutSeconds, fieldSelector; 410 (HTTP or ERROR event) means relist
+//   CoreV1Api        readNamespacedServiceAccount, readNamespacedPod, listNamespacedEvent with
+//                    fieldSelector involvedObject.name= (pullpin doctor --namespace --pod)
 // Tests of pullpin also create namespaces and merge-patch their labels, create, read and replace a
 // MutatingWebhookConfiguration and delete a Lease. Everything else is refused loudly (last test).
 import t from 'tap'
@@ -296,6 +298,21 @@ t.test('watches as the informer makes them: replay from a resourceVersion, live 
   s.failNext('GET', '/api/v1/secrets', 410)
   const failed = await new Promise<any>((resolve) => { void watch.watch('/api/v1/secrets', { resourceVersion: s.resourceVersion() }, () => {}, resolve) })
   t.equal(failed?.statusCode, 410)
+})
+
+t.test('doctor reads: a pod, a ServiceAccount, and events listed by involvedObject.name', async (t) => {
+  const s = await withServer(t)
+  const core = s.kubeConfig().makeApiClient(CoreV1Api)
+  s.seed({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web-1', namespace: 'default' }, spec: { serviceAccountName: 'builder', containers: [{ name: 'web', image: 'r.example/web:1' }] } })
+  s.seed({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'builder', namespace: 'default' }, imagePullSecrets: [{ name: 'regcred' }] })
+  for (const [name, pod] of [['e1', 'web-1'], ['e2', 'web-2'], ['e3', 'web-1']]) {
+    s.seed({ apiVersion: 'v1', kind: 'Event', metadata: { name, namespace: 'default' }, involvedObject: { kind: 'Pod', name: pod, namespace: 'default' }, type: 'Warning', reason: 'Failed', message: `about ${pod}` })
+  }
+  t.equal((await core.readNamespacedPod({ name: 'web-1', namespace: 'default' })).spec?.serviceAccountName, 'builder')
+  t.same((await core.readNamespacedServiceAccount({ name: 'builder', namespace: 'default' })).imagePullSecrets, [{ name: 'regcred' }])
+  const events = await core.listNamespacedEvent({ namespace: 'default', fieldSelector: 'involvedObject.name=web-1' })
+  t.same(events.items.map((e) => e.metadata?.name), ['e1', 'e3'], 'only the events about that object')
+  t.equal((await failure(core.listNamespacedEvent({ namespace: 'default', fieldSelector: 'source=kubelet' }))).code, 400, 'other field labels are refused')
 })
 
 t.test('Leases: create, conflicting replaces between two clients, MicroTime, delete', async (t) => {

@@ -5,3 +5,4 @@ export { createClusterIntegration, type ClusterIntegration, type ClusterIntegrat
 export { SecretCertificateSource, type SecretCertificateOptions } from './tls-secret-source.js'
 export type { ClusterMetrics } from './metrics.js'
 export { createAdmittedPinsReader } from './admitted-pins.js'
+export { clusterReads, type ClusterReads, type EventFacts, type PodFacts } from './doctor-reads.js'

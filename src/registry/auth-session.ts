@@ -229,7 +229,11 @@ export class AuthSession {
   }
 }
 
-function pickScheme (header: string | string[] | undefined): AuthScheme | undefined {
+/**
+ * The scheme a registry's 401 asks for (Bearer with its realm first, else Basic), as the session
+ * uses it; exported for `pullpin doctor`, which shows the challenge step by step.
+ */
+export function pickScheme (header: string | string[] | undefined): AuthScheme | undefined {
   const challenges = parseChallenges(header)
   // Bearer first: a registry offering both prefers tokens, and docker/containerd do the same.
   const bearer = findChallenge(challenges, 'bearer')

@@ -110,12 +110,7 @@ export class BearerTokenCache {
   clear (): void { this.#cache.clear() }
 
   async #fetch (req: TokenRequest, send: TokenSend, options: LRUCache.FetcherFetchOptions<string, Entry, FetchContext>): Promise<Entry> {
-    const url = new URL(req.realm.href)
-    if (req.service !== undefined && req.service !== '') url.searchParams.set('service', req.service)
-    // token.md: "This query parameter should be specified multiple times if there is more than one scope entry".
-    for (const scope of req.scopes) url.searchParams.append('scope', scope)
-    const headers: Record<string, string> = { accept: 'application/json' }
-    if (req.credential !== undefined) headers.authorization = basicAuthorization(req.credential)
+    const { url, headers } = tokenRequest(req)
 
     const started = this.#clock()
     const res = await send(url, headers)
@@ -135,6 +130,21 @@ export class BearerTokenCache {
     options.ttl = Math.max(1, refreshAt - this.#clock())
     return { token }
   }
+}
+
+/**
+ * The GET that asks the realm for a token (token.md "Requesting a Token"): service and scope
+ * parameters, Basic credentials when there are any. Exported for `pullpin doctor`, which asks
+ * once, uncached, to show the realm's own answer.
+ */
+export function tokenRequest (req: TokenRequest): { url: URL, headers: Record<string, string> } {
+  const url = new URL(req.realm.href)
+  if (req.service !== undefined && req.service !== '') url.searchParams.set('service', req.service)
+  // token.md: "This query parameter should be specified multiple times if there is more than one scope entry".
+  for (const scope of req.scopes) url.searchParams.append('scope', scope)
+  const headers: Record<string, string> = { accept: 'application/json' }
+  if (req.credential !== undefined) headers.authorization = basicAuthorization(req.credential)
+  return { url, headers }
 }
 
 /** `token` (or `access_token`) and the lifetime in seconds (`expires_in`, default 60). */

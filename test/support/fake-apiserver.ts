@@ -2,7 +2,7 @@
 // machines, so this speaks the real REST paths, list/watch protocol and optimistic-concurrency rules,
 // but only for what pullpin's src/cluster and its tests call (the list is in test/fake-apiserver.test.ts):
 //   namespaces, secrets, serviceaccounts, leases, mutatingwebhookconfigurations, pods (seeded by
-//   tests as the API server stores them after admission; listed, metadata only on request);
+//   tests as the API server stores them after admission; listed, metadata only on request), events;
 //   get, create, replace, delete with preconditions, JSON patch and JSON merge patch;
 //   paged lists with equality field/label selectors, as full objects or as a
 //   PartialObjectMetadataList ("Receiving resources as metadata only"); watches from a resourceVersion with
@@ -161,6 +161,16 @@ const RESOURCES: ResourceDef[] = [
     },
   },
   { group: '', version: 'v1', resource: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
+  // `pullpin doctor --pod`: the pod is read (GET) and its events listed by involvedObject.name, the
+  // field selector kubectl describe uses. Tests seed them as the kubelet would write them.
+  {
+    group: '',
+    version: 'v1',
+    resource: 'events',
+    kind: 'Event',
+    namespaced: true,
+    fields: { 'involvedObject.name': (o) => o.involvedObject?.name, 'involvedObject.kind': (o) => o.involvedObject?.kind },
+  },
   {
     group: '',
     version: 'v1',

@@ -1,0 +1,167 @@
+// `pullpin doctor` as a process: against the real registry (htpasswd, and token auth with the test
+// token server) for all good, a wrong password, a credential scoped to another repository, a
+// missing tag, an uppercase owner and an untrusted certificate
+// (test/doctor-cluster.test.ts has the cluster side).
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { main } from '../src/cli.js'
+import { dockerConfigJsonFor, startRegistry, type RegistryFixture } from './support/registry.js'
+import { gitSha } from './support/pinning-env.js'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+interface Ran { code: number | null, stdout: string, stderr: string }
+
+/** `pullpin ARGS` in this process (most cases: a spawn costs seconds on a loaded machine). */
+async function doctor (args: string[]): Promise<Ran> {
+  const out: string[] = []
+  const err: string[] = []
+  const code = await main(args, { out: (s) => out.push(s), err: (s) => err.push(s), env: {} })
+  return { code, stdout: out.join(''), stderr: err.join('') }
+}
+
+/** `pullpin ARGS` as a real process (node --import tsx src/cli.ts). */
+function pullpin (args: string[]): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src', 'cli.ts'), ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: root, env: { ...process.env, KUBECONFIG: '', DOCKER_CONFIG: '' } })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    child.once('error', reject)
+    child.once('close', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+let dir: string
+let basic: RegistryFixture
+let token: RegistryFixture
+const SCOPED_PASSWORD = 'scoped-secret-pw'
+t.before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'pullpin-doctor-'))
+  basic = await startRegistry()
+  token = await startRegistry({
+    auth: 'token',
+    extraUsers: { scoped: SCOPED_PASSWORD },
+    tokenServer: {
+      // "scoped" may pull acme/other only; the registry then refuses its token for acme/web.
+      grant: (req, resource) => req.account === 'scoped' ? (resource.name === 'acme/other' ? ['pull'] : []) : resource.actions,
+    },
+  })
+})
+t.teardown(async () => {
+  await basic.stop()
+  await token.stop()
+  await rm(dir, { recursive: true, force: true })
+})
+
+let files = 0
+async function file (content: string): Promise<string> {
+  const f = join(dir, `f${files++}`)
+  await writeFile(f, content)
+  return f
+}
+
+/** A pullpin config for `r` (with its CA unless `ca` is false) and a docker config with `user`/`password`. */
+async function configFor (r: RegistryFixture, opts: { user?: string, password?: string, ca?: boolean, top?: string } = {}): Promise<string[]> {
+  const docker = await file(dockerConfigJsonFor(r.host, opts.user ?? r.username, opts.password ?? r.password))
+  const config = await file(`
+namespaces:
+  labels: {}
+pullSecrets:
+  - name: local-registry
+    registries: ["${r.host}"]
+pinning:
+  registries: ["${r.host}"]
+  allowPrivateRegistries: ["${r.host}"]
+  registryOptions:
+    "${r.host}": { ${opts.ca === false ? '' : `caFile: "${r.caFile}", `}timeoutMs: 10000 }
+${opts.top ?? ''}`)
+  return ['--config', config, '--docker-config', docker]
+}
+
+/** The check line whose title contains `title`, as "<mark> <detail>" (the title left out). */
+function line (out: string, title: string): string {
+  const found = out.split('\n').find(l => /^[✓✗–] /.test(l) && l.includes(title))
+  if (found === undefined) return `(no line "${title}")`
+  return `${found.slice(0, 2)}${found.slice(found.indexOf(': ') + 2)}`
+}
+
+t.test('all good: every check passes, exit 0, the SHA tag is named; the password is never printed', async t => {
+  const sha = gitSha('doctor-ok')
+  await basic.push({ kind: 'index', seed: 'doctor-ok' }, 'acme/web', ['latest', sha])
+  const r = await pullpin(['doctor', `${basic.host}/acme/web:latest`, ...await configFor(basic), '--platform', 'linux/amd64'])
+  t.equal(r.code, 0, r.stdout + r.stderr)
+  for (const title of ['reference is valid', 'registry allowed', 'DNS resolves', 'TCP connection', 'TLS certificate trusted', '/v2/ challenge', 'credential that applies', 'access to the repository', 'tag or digest exists', 'platforms', 'SHA tag to pin to']) {
+    t.match(line(r.stdout, title), /^✓ /, title)
+  }
+  t.match(line(r.stdout, '/v2/ challenge'), /Basic/)
+  t.match(line(r.stdout, 'credential that applies'), /entry "127\.0\.0\.1:\d+" \(user pullpin\)/)
+  t.match(line(r.stdout, 'platforms'), /linux\/amd64/)
+  t.match(line(r.stdout, 'SHA tag'), `would pin to ${basic.host}/acme/web:${sha}`)
+  t.match(r.stdout, /all checks passed/)
+  t.notMatch(r.stdout, basic.password!, 'no secret material')
+  const json = await doctor(['doctor', `${basic.host}/acme/web:latest`, ...await configFor(basic), '--output', 'json'])
+  t.equal(json.code, 0)
+  const doc = JSON.parse(json.stdout)
+  t.equal(doc.ok, true)
+  t.same(doc.checks.map((c: any) => c.id), ['reference', 'allowlist', 'dns', 'tcp', 'tls', 'challenge', 'credential', 'token', 'exists', 'platforms', 'pin'])
+  const arm = await doctor(['doctor', `${basic.host}/acme/web:latest`, ...await configFor(basic), '--platform', 'linux/riscv64'])
+  t.equal(arm.code, 1, 'a platform the index does not have fails')
+  t.match(line(arm.stdout, 'platforms'), /^✗ .*not linux\/riscv64/)
+})
+
+t.test('wrong password: the registry answers 401, the fix says to renew the credential', async t => {
+  await basic.push({ kind: 'image', seed: 'doctor-401' }, 'acme/api', ['v1'])
+  const r = await pullpin(['doctor', `${basic.host}/acme/api:v1`, ...await configFor(basic, { password: 'wrong-password' })])
+  t.equal(r.code, 1)
+  t.match(line(r.stdout, 'access to the repository'), /^✗ .*HTTP 401 with Basic credentials/)
+  t.match(r.stdout, /fix: the user name or password is wrong/)
+  t.match(line(r.stdout, 'tag or digest exists'), /^– /, 'later checks skipped')
+  t.notMatch(r.stdout, 'wrong-password')
+})
+
+t.test('token auth: a credential scoped to another repository is refused for this one; a 403 from the realm too', async t => {
+  await token.push({ kind: 'image', seed: 'doctor-403' }, 'acme/web', ['v1', gitSha('doctor-403')])
+  const good = await doctor(['doctor', `${token.host}/acme/web:v1`, ...await configFor(token)])
+  t.equal(good.code, 0, good.stdout)
+  t.match(line(good.stdout, '/v2/ challenge'), /Bearer, realm https:\/\/127\.0\.0\.1:\d+\/token, service pullpin-test-registry \(allowed\)/)
+  t.match(line(good.stdout, 'access to the repository'), /token for repository:acme\/web:pull accepted/)
+
+  const scoped = await doctor(['doctor', `${token.host}/acme/web:v1`, ...await configFor(token, { user: 'scoped', password: SCOPED_PASSWORD })])
+  t.equal(scoped.code, 1)
+  t.match(line(scoped.stdout, 'access to the repository'), /^✗ .*HTTP 401 \(insufficient_scope\) with a token for repository:acme\/web:pull/)
+  t.match(scoped.stdout, /fix: the credential works but is scoped to other repositories: grant it pull on acme\/web/)
+
+  token.tokenServer!.hook = (req) => req.account === 'scoped' ? { action: 'status', status: 403, body: { errors: [{ code: 'DENIED', message: 'denied' }] } } : undefined
+  t.teardown(() => { token.tokenServer!.hook = undefined })
+  const denied = await doctor(['doctor', `${token.host}/acme/web:v1`, ...await configFor(token, { user: 'scoped', password: SCOPED_PASSWORD })])
+  t.equal(denied.code, 1)
+  t.match(line(denied.stdout, 'access to the repository'), /^✗ the token realm answered HTTP 403 for repository:acme\/web:pull/)
+  t.match(denied.stdout, /fix: the credential is valid but may not pull acme\/web/)
+  t.notMatch(denied.stdout, SCOPED_PASSWORD)
+})
+
+t.test('missing tag, uppercase owner, untrusted TLS', async t => {
+  const missing = await doctor(['doctor', `${basic.host}/acme/web:never-pushed`, ...await configFor(basic)])
+  t.equal(missing.code, 1)
+  t.match(line(missing.stdout, 'tag or digest exists'), /^✗ .*acme\/web:never-pushed is not on .*ImagePullBackOff/)
+  t.match(line(missing.stdout, 'access to the repository'), /^✓ /, 'access is fine: only the tag is missing')
+
+  const upper = await doctor(['doctor', `${basic.host}/Acme/web:latest`, ...await configFor(basic)])
+  t.equal(upper.code, 1)
+  t.match(line(upper.stdout, 'reference is valid'), /^✗ .*must be lowercase/)
+  t.match(upper.stdout, new RegExp(`fix: use ${basic.host.replace(/\./g, '\\.')}/acme/web:latest`))
+
+  const tls = await doctor(['doctor', `${basic.host}/acme/web:latest`, ...await configFor(basic, { ca: false })])
+  t.equal(tls.code, 1)
+  t.match(line(tls.stdout, 'TLS certificate trusted'), /^✗ (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|unable to verify).*issued by pullpin test CA/)
+  t.match(tls.stdout, /fix: a registry behind a private CA needs that CA: set pinning\.registryOptions\."127\.0\.0\.1:\d+"\.caFile/)
+  t.match(line(tls.stdout, 'TCP connection'), /^✓ /)
+  const withCa = await doctor(['doctor', `${basic.host}/acme/web:latest`, ...await configFor(basic, { ca: false }), '--ca-file', basic.caFile])
+  t.equal(withCa.code, 0, '--ca-file supplies the CA')
+})
