@@ -119,16 +119,7 @@ async function resolveCommand (argv: string[], io: Io): Promise<number> {
   const format = values.format
   if (format !== undefined && !['tag', 'digest', 'tag+digest'].includes(format)) throw new UsageError(`--format must be tag, digest or tag+digest, got "${format}"`)
   const config = values.config !== undefined ? await loadConfig(values.config) : parseConfig('', 'defaults')
-  const files = values['docker-config'] ?? (io.env.DOCKER_CONFIG !== undefined ? [join(io.env.DOCKER_CONFIG, 'config.json')] : [])
-  const credentials = new CredentialStore()
-  const fromFiles = await readDockerConfigFiles([...config.pinning.credentials.dockerConfigFiles, ...files])
-  // The config's source.ecr / source.exec entries feed the lookups here too: one fetch each.
-  const fetched = new CredentialSources({ rules: config.pullSecrets, logger: createLogger({ level: 'silent' }), execEnv: io.env })
-  fetched.start()
-  await fetched.firstAttempts()
-  fetched.stop()
-  for (const r of fetched.refreshers.values()) if (r.error !== undefined) io.err(`pullpin: ${r.error}\n`)
-  credentials.replace([...fromFiles, ...fetched.dockerConfigs()])
+  const credentials = await credentialsFor(config, values['docker-config'], io)
   const result = await resolveImage(positionals[0]!, {
     config,
     credentials,
@@ -176,10 +167,21 @@ const REVIEW_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options']
 
-async function credentialsFor (config: Config, dockerConfigs: readonly string[] | undefined, env: NodeJS.ProcessEnv): Promise<CredentialStore> {
-  const files = dockerConfigs ?? (env.DOCKER_CONFIG !== undefined ? [join(env.DOCKER_CONFIG, 'config.json')] : [])
+/**
+ * Lookup credentials for the one-shot commands (resolve, review, doctor): the config's files, the
+ * --docker-config files (or $DOCKER_CONFIG's), and one fetch of each source.ecr / source.exec
+ * entry, as the webhook uses them.
+ */
+async function credentialsFor (config: Config, dockerConfigs: readonly string[] | undefined, io: Io): Promise<CredentialStore> {
+  const files = dockerConfigs ?? (io.env.DOCKER_CONFIG !== undefined ? [join(io.env.DOCKER_CONFIG, 'config.json')] : [])
+  const fromFiles = await readDockerConfigFiles([...config.pinning.credentials.dockerConfigFiles, ...files])
+  const fetched = new CredentialSources({ rules: config.pullSecrets, logger: createLogger({ level: 'silent' }), execEnv: io.env })
+  fetched.start()
+  await fetched.firstAttempts()
+  fetched.stop()
+  for (const r of fetched.refreshers.values()) if (r.error !== undefined) io.err(`pullpin: ${r.error}\n`)
   const credentials = new CredentialStore()
-  credentials.replace(await readDockerConfigFiles([...config.pinning.credentials.dockerConfigFiles, ...files]))
+  credentials.replace([...fromFiles, ...fetched.dockerConfigs()])
   return credentials
 }
 
@@ -203,7 +205,7 @@ async function reviewCommand (argv: string[], io: Io): Promise<number> {
   if (values.fix === true && positionals.includes('-')) throw new UsageError('--fix cannot write to stdin: give the files (or --values FILE)')
   const failOn = failOnChecks(values['fail-on'])
   const config = values.config !== undefined ? await loadConfig(values.config) : parseConfig('', 'defaults')
-  const credentials = await credentialsFor(config, values['docker-config'], io.env)
+  const credentials = await credentialsFor(config, values['docker-config'], io)
   const readStdin = io.readStdin ?? (() => Promise.resolve(''))
   const { runReview } = await import('./review/command.js')
   return await runReview({
@@ -271,7 +273,7 @@ async function doctorCommand (argv: string[], io: Io): Promise<number> {
     if (cluster === undefined) throw new UsageError('--namespace needs a cluster: --kubeconfig FILE or KUBECONFIG')
   }
   const config = values.config !== undefined ? await loadConfig(values.config) : parseConfig('', 'defaults')
-  const credentials = await credentialsFor(config, values['docker-config'], io.env)
+  const credentials = await credentialsFor(config, values['docker-config'], io)
   const { runDoctor } = await import('./doctor/command.js')
   return await runDoctor({
     image: positionals[0]!,
