@@ -77,6 +77,20 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   })
+  // Set from the registry's own quota headers (src/registry/transport.ts parseRateLimit), so an
+  // alert can fire before the quota runs out rather than after the first 429.
+  const rateLimitRemaining = new Gauge({
+    name: 'pullpin_registry_ratelimit_remaining',
+    help: 'Requests left in the registry\'s rate-limit window as its last answer said (Docker Hub ratelimit-remaining, x-ratelimit-remaining), by registry (the pinning.registries entry that matched).',
+    labelNames: ['registry'] as const,
+    registers: [registry],
+  })
+  const rateLimitLimit = new Gauge({
+    name: 'pullpin_registry_ratelimit_limit',
+    help: 'The registry\'s rate-limit quota per window as its last answer said (ratelimit-limit, x-ratelimit-limit), by registry.',
+    labelNames: ['registry'] as const,
+    registers: [registry],
+  })
   let cacheStats: (() => { tags: number; repositories: number; shaTags: number }) | undefined
   // eslint-disable-next-line no-new
   new Gauge({
@@ -165,6 +179,10 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
       const entry = e.allowlistEntry ?? e.registry
       registryRequests.labels(entry, e.op, String(e.status)).inc()
       registryDuration.labels(entry, e.op).observe(e.durationMs / 1000)
+      if (e.rateLimit !== undefined) {
+        rateLimitRemaining.labels(entry).set(e.rateLimit.remaining)
+        if (e.rateLimit.limit !== undefined) rateLimitLimit.labels(entry).set(e.rateLimit.limit)
+      }
     },
     trackCache: (stats) => { cacheStats = stats },
     cluster: {
