@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { LimitsConfig, PinningConfig } from './policy/config.js'
 import { ERR_CONFIG_READ } from './errors.js'
-import { compileRegistryGlob } from './reference/host-glob.js'
+import { compileRegistryGlob, normalizeRegistryKey } from './reference/host-glob.js'
 import { RegistryClient, type RegistryEvent, type RegistryHostOptions } from './registry/client.js'
 import { CredentialStore } from './registry/credential-store.js'
 import { TagCache, type CacheEvent, type RegistryReader, type TagCacheOptions } from './cache/tag-cache.js'
@@ -43,6 +43,9 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
   const { config } = opts
   const allowlist = [...config.registries, ...(opts.alsoAllow ?? [])]
   const allowed = allowlist.map(compileRegistryGlob)
+  // Connection state and metrics are per host: an entry with a path ("registry.example.com/team")
+  // names its host for them, while requests are allowed by the whole entry (the repository too).
+  const allowedHosts = allowlist.map(p => compileRegistryGlob(normalizeRegistryKey(p).split('/')[0]!))
   const privateAllowed = config.allowPrivateRegistries.map(compileRegistryGlob)
   const asImage = (registry: string) => ({ registry, repository: '' })
   const hostOptions = new Map<string, RegistryHostOptions>()
@@ -66,9 +69,9 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
   const defaults = (registry: string): RegistryHostOptions => ({ ...DEFAULT_HOST_OPTIONS, tokenRealmHosts: DEFAULT_TOKEN_REALM_HOSTS[registry] ?? [] })
 
   const client = new RegistryClient({
-    isAllowed: (registry) => allowed.some(m => m(asImage(registry))),
-    // The first entry that matches, in config order (the client asks once per registry state).
-    allowlistEntry: (registry) => allowlist[allowed.findIndex(m => m(asImage(registry)))] ?? registry,
+    isAllowed: (registry, repository) => allowed.some(m => m({ registry, repository })),
+    // The first entry whose host matches, in config order (the client asks once per registry state).
+    allowlistEntry: (registry) => allowlist[allowedHosts.findIndex(m => m(asImage(registry)))] ?? registry,
     isPrivateAllowed: (registry) => privateAllowed.some(m => m(asImage(registry))),
     hostOptions: (registry) => hostOptions.get(registry) ?? defaults(registry),
     credentials: (image) => opts.credentials.lookup(image),
