@@ -215,7 +215,7 @@ export class RegistryClient {
 
   /** GET /v2/<name>/manifests/<reference>, parsed; the bytes are checked against a digest reference and the registry's digest header. */
   async getManifest (ref: RepositoryRef, reference: string, signal?: AbortSignal): Promise<ManifestDocument> {
-    const host = this.#host(ref.registry)
+    const host = this.#host(ref)
     const url = manifestUrl(host.endpoint, ref.repository, reference)
     const what = `${ref.repository}${reference.includes(':') ? '@' : ':'}${reference}`
     const { info, body } = await this.#fetchManifest(host, ref, url, reference, what, signal)
@@ -224,7 +224,7 @@ export class RegistryClient {
 
   /** GET /v2/<name>/blobs/<digest> of an image config, following storage redirects; the bytes must hash to `digest`. */
   async getConfig (ref: RepositoryRef, digest: string, signal?: AbortSignal): Promise<ImageConfig> {
-    const host = this.#host(ref.registry)
+    const host = this.#host(ref)
     let url = blobUrl(host.endpoint, ref.repository, digest)
     const what = `${ref.repository}@${digest}`
     let res = await this.#send(host, ref, { op: 'blob', method: 'GET', url, headers: {}, maxBodyBytes: MAX_CONFIG_BYTES }, signal)
