@@ -73,6 +73,7 @@ export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Me
       config: config.pinning,
       cache: pinning.cache,
       ownerPins: pinning.ownerPins,
+      revisions: pinning.revisions,
       indexHeadsPerReview: config.limits.indexHeadsPerReview,
       ...(metrics !== undefined ? { metrics: metrics.pinning } : {}),
     }))
@@ -115,6 +116,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
       logger,
       onRegistryEvent: (e) => metrics.registryEvent(e),
       onCacheEvent: (e) => metrics.cacheEvent(e),
+      onRevisionEvent: (e) => metrics.revisionEvent(e),
       ...(opts.lookup !== undefined ? { lookup: opts.lookup } : {}),
     })
     metrics.trackCache(() => pinning!.cache.stats())

@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { AdmissionMetrics, Outcome } from './admission/handler.js'
 import type { PinMetrics } from './mutate/pin-images.js'
 import type { CacheEvent } from './cache/tag-cache.js'
+import type { RevisionEvent } from './cache/revision-pins.js'
 import type { RegistryEvent } from './registry/client.js'
 import type { ClusterMetrics } from './cluster/metrics.js'
 
@@ -16,6 +17,8 @@ export interface Metrics {
   readonly pinning: PinMetrics
   cacheEvent (e: CacheEvent): void
   registryEvent (e: RegistryEvent): void
+  /** The revision cold path (src/cache/revision-pins.ts). */
+  revisionEvent (e: RevisionEvent): void
   /** Report the cache's size on every scrape. */
   trackCache (stats: () => { tags: number; repositories: number; shaTags: number }): void
   /** The cluster integration's counters (src/cluster/metrics.ts). */
@@ -62,6 +65,12 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     name: 'pullpin_tag_cache_lookups_total',
     help: 'Tag cache lookups by kind (tag, index) and result (hit, miss, stale, stale-error, negative, refresh, error).',
     labelNames: ['kind', 'result'] as const,
+    registers: [registry],
+  })
+  const revisionLookups = new Counter({
+    name: 'pullpin_revision_lookups_total',
+    help: 'Cold pins by revision (org.opencontainers.image.revision), by result (found, no-revision, no-candidate, error) and where the revision was read (annotation, label, platform-annotation, platform-label; "" when none).',
+    labelNames: ['result', 'from'] as const,
     registers: [registry],
   })
   const registryRequests = new Counter({
@@ -173,6 +182,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
       unpinned: (reason) => unpinnedCounts.inc({ reason }),
     },
     cacheEvent: (e) => cacheLookups.labels(e.kind, e.result).inc(),
+    revisionEvent: (e) => revisionLookups.labels(e.result, e.from ?? '').inc(),
     registryEvent: (e) => {
       // The allowlist entry, not the host: pod authors choose hosts under a wildcard entry, and
       // a series per host would grow /metrics without bound (issue 11).

@@ -9,6 +9,9 @@ import { RegistryClient, type RegistryEvent, type RegistryHostOptions } from './
 import { CredentialStore } from './registry/credential-store.js'
 import { TagCache, type CacheEvent, type RegistryReader, type TagCacheOptions } from './cache/tag-cache.js'
 import { OwnerPins } from './cache/owner-pins.js'
+import { ImmutableCache } from './cache/immutable-cache.js'
+import { RevisionPins, type RevisionEvent } from './cache/revision-pins.js'
+import { candidateTags, compileShaTagTemplate, type ShaTagTemplate } from './policy/sha-tag-templates.js'
 
 /** Docker Hub hands out tokens from auth.docker.io, not from the registry's own host. */
 export const DEFAULT_TOKEN_REALM_HOSTS: Readonly<Record<string, readonly string[]>> = { 'docker.io': ['auth.docker.io'] }
@@ -19,9 +22,16 @@ export interface PinningStack {
   readonly client: RegistryClient
   readonly cache: TagCache
   readonly ownerPins: OwnerPins
+  /** Manifests and configs by digest, kept for good (LRU). */
+  readonly documents: ImmutableCache
+  /** The revision cold path; asked before the SHA-tag index. */
+  readonly revisions: RevisionPins
   readonly credentials: CredentialStore
   close (): Promise<void>
 }
+
+/** Manifests and configs kept by digest (until the registry.cache key for it lands). */
+export const IMMUTABLE_CACHE_ENTRIES = 4096
 
 export interface PinningStackOptions {
   readonly config: PinningConfig
@@ -31,6 +41,7 @@ export interface PinningStackOptions {
   readonly logger?: Logger
   readonly onRegistryEvent?: (e: RegistryEvent) => void
   readonly onCacheEvent?: (e: CacheEvent) => void
+  readonly onRevisionEvent?: (e: RevisionEvent) => void
   /** Injected DNS lookup (tests resolve made-up hosts to chosen addresses). */
   readonly lookup?: RegistryClientLookup
   /** Registries allowed without being on pinning.registries (`pullpin resolve IMAGE` asks for one explicitly). */
@@ -83,9 +94,22 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
     ...tagCacheOptions(config, client, opts.onCacheEvent),
     ...(opts.limits !== undefined ? { indexHeadsPerRepository: opts.limits.indexHeadsPerRepository } : {}),
   })
+  const documents = new ImmutableCache({ registry: client, maxEntries: IMMUTABLE_CACHE_ENTRIES })
+  const patterns = config.shaTagPatterns.map(p => new RegExp(p))
+  // Checked at start (src/policy/config.ts): every template compiles here.
+  const templates = config.shaTagTemplates.map(s => compileShaTagTemplate(s, patterns)).filter((f): f is ShaTagTemplate => typeof f !== 'string')
+  const revisions = new RevisionPins({
+    tags: cache,
+    documents,
+    candidates: (revision) => candidateTags(revision, templates, patterns),
+    maxEntries: config.cache.maxEntries,
+    ...(opts.onRevisionEvent !== undefined ? { onEvent: opts.onRevisionEvent } : {}),
+  })
   return {
     client,
     cache,
+    documents,
+    revisions,
     ownerPins: new OwnerPins(config.cache.ownerPins),
     credentials: opts.credentials,
     close: () => client.close(),
