@@ -30,6 +30,9 @@ export interface PinningStack {
   close (): Promise<void>
 }
 
+/** How often due background refreshes are started (a tag is refreshed at most this late). */
+const REFRESH_TICK_MS = 1000
+
 /** Manifests and configs kept by digest (until the registry.cache key for it lands). */
 export const IMMUTABLE_CACHE_ENTRIES = 4096
 
@@ -105,6 +108,10 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
     maxEntries: config.cache.maxEntries,
     ...(opts.onRevisionEvent !== undefined ? { onEvent: opts.onRevisionEvent } : {}),
   })
+  // Background refreshes of the tags pods named lately (TagCache.refreshActive); unref'd: it never
+  // keeps the process alive.
+  const refresher = setInterval(() => cache.refreshActive(), REFRESH_TICK_MS)
+  refresher.unref()
   return {
     client,
     cache,
@@ -112,7 +119,10 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
     revisions,
     ownerPins: new OwnerPins(config.cache.ownerPins),
     credentials: opts.credentials,
-    close: () => client.close(),
+    close: () => {
+      clearInterval(refresher)
+      return client.close()
+    },
   }
 }
 
@@ -129,6 +139,7 @@ export function tagCacheOptions (config: PinningConfig, registry: RegistryReader
     maxEntries: c.maxEntries,
     maxRepositories: c.maxRepositories,
     tagListMinIntervalMs: c.tagListMinIntervalSeconds * 1000,
+    activeMs: c.activeSeconds * 1000,
     ...(onEvent !== undefined ? { onEvent } : {}),
   }
 }

@@ -224,9 +224,10 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
         for (const repo of indexBudget?.incomplete ?? []) {
           ctx.warnings.push(`pullpin: SHA-tag index of ${repo} incomplete: HEAD budget reached (limits.indexHeadsPer*)`)
         }
-        for (const [repo, hint] of hints) ctx.warnings.push(`pullpin: ${repo}: ${hint}`)
       }
       await apply(ctx, sites, decisions, ownerUid)
+      // After the images' own warnings: how the repositories that needed the index would pin cheaply.
+      for (const [repo, hint] of hints) ctx.warnings.push(`pullpin: ${repo}: ${hint}`)
     },
   }
 
