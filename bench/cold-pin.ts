@@ -84,11 +84,11 @@ try {
   const coldRequests = total()
   env.proxy.resetCounts()
   const t0 = performance.now()
-  let stop = false
+  const state = { stop: false }
   const loops = replicas.map(async (p, i) => {
     await new Promise(resolve => setTimeout(resolve, (POD_EVERY_MS / REPLICAS) * i))
     let n = 0
-    while (!stop) {
+    while (!state.stop) {
       await review(p, images)
       n++
       await new Promise(resolve => setTimeout(resolve, POD_EVERY_MS))
@@ -97,8 +97,12 @@ try {
   })
   await new Promise(resolve => setTimeout(resolve, WINDOW_S * 1000))
   const counted = total()
-  const byOp = Object.fromEntries([...env.proxy.counts()].reduce((m, [k]) => m.set(k.split(' ')[0] + ' ' + (k.includes('/manifests/') ? 'manifest' : k.includes('/tags/') ? 'tags' : k.includes('/blobs/') ? 'blob' : 'other'), (m.get(k.split(' ')[0] + ' ' + (k.includes('/manifests/') ? 'manifest' : k.includes('/tags/') ? 'tags' : k.includes('/blobs/') ? 'blob' : 'other')) ?? 0) + (env.proxy.counts().get(k) ?? 0)), new Map<string, number>()))
-  stop = true
+  const byOp: Record<string, number> = {}
+  for (const [key, n] of env.proxy.counts()) {
+    const kind = `${key.split(' ')[0]} ${key.includes('/manifests/') ? 'manifest' : key.includes('/tags/') ? 'tags' : key.includes('/blobs/') ? 'blob' : 'other'}`
+    byOp[kind] = (byOp[kind] ?? 0) + n
+  }
+  state.stop = true
   const podsReviewed = (await Promise.all(loops)).reduce((a, b) => a + b, 0)
   const seconds = (performance.now() - t0) / 1000
   const row = { replicas: REPLICAS, images: IMAGES, windowS: Math.round(seconds), coldRequests, requests: counted, perMinute: Math.round(counted / seconds * 60 * 10) / 10, byOp, podsReviewed }
