@@ -6,6 +6,7 @@ import { startPullpin, type RunningPullpin } from './support/pullpin.js'
 import { gitSha, startPinningEnv, type PinningEnv } from './support/pinning-env.js'
 import { fastStorage, pushManyTags, putManifest } from './support/many-tags.js'
 import { until } from './support/until.js'
+import { buildImage, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from './support/oci-layout.js'
 import type { Pod } from '../src/mutate/pod.js'
 
 const REVISION = 'org.opencontainers.image.revision'
@@ -157,4 +158,29 @@ t.test('a revision whose candidate tag points at another digest is not used', as
   for (const re of [/liar:latest not pinned: no SHA tag has its digest/, new RegExp(`acme/liar: no pinning.shaTagTemplates tag of revision ${sha.slice(0, 12)} has its digest`)]) {
     t.ok(response.warnings.some((w: string) => re.test(w)), `warning ${re}`)
   }
+})
+
+t.test('an index without the revision: read from its first platform manifest\'s config (attestations skipped)', async t => {
+  const sha = gitSha('platform-label')
+  const repo = 'acme/platform-label'
+  const child = await env.registry.push({ seed: 'platform-label', labels: { [REVISION]: sha } }, repo, ['child'])
+  const childSize = buildImage({ seed: 'platform-label', labels: { [REVISION]: sha } }).size
+  const index = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPE_OCI_INDEX,
+    manifests: [
+      // An attestation manifest (platform unknown/unknown, as buildx writes them) listed first on purpose.
+      { mediaType: MEDIA_TYPE_OCI_MANIFEST, digest: child, size: childSize, platform: { os: 'unknown', architecture: 'unknown' } },
+      { mediaType: MEDIA_TYPE_OCI_MANIFEST, digest: child, size: childSize, platform: { os: 'linux', architecture: 'amd64' } },
+    ],
+  }))
+  await putManifest(env.registry, repo, index, ['latest', sha], 2, MEDIA_TYPE_OCI_INDEX)
+  const p = await pullpin(t)
+  env.proxy.resetCounts()
+  const { result } = await review(p, podWith([`${env.host}/${repo}:latest`]))
+  t.equal(result.spec!.containers![0]!.image, `${env.host}/${repo}:${sha}`)
+  t.equal(requests()[`GET /v2/${repo}/tags/list`], undefined)
+  t.equal(requests()[`GET /v2/${repo}/manifests/${child}`], 1, 'the platform manifest')
+  t.ok(total() <= 6, `${total()} requests, the auth ping included`)
+  t.match((await p.get('/metrics')).text, /pullpin_revision_lookups_total\{result="found",from="platform-label"\} 1/)
 })

@@ -45,7 +45,7 @@ export function buildManifest (base: OciImageSpec, opts: Pick<ManyTagsOptions, '
 }
 
 /** PUTs `manifest` under each tag (registry API, `concurrency` at a time). */
-export async function putManifest (registry: RegistryFixture, repo: string, manifest: Buffer, tags: readonly string[], concurrency = 16): Promise<void> {
+export async function putManifest (registry: RegistryFixture, repo: string, manifest: Buffer, tags: readonly string[], concurrency = 16, mediaType: string = MEDIA_TYPE_OCI_MANIFEST): Promise<void> {
   const queue = [...tags]
   const authorization = registry.authorization(repo)
   const worker = async (): Promise<void> => {
@@ -53,7 +53,7 @@ export async function putManifest (registry: RegistryFixture, repo: string, mani
       const res = await request(`${registry.url}/v2/${repo}/manifests/${tag}`, {
         method: 'PUT',
         dispatcher: registry.dispatcher,
-        headers: { 'content-type': MEDIA_TYPE_OCI_MANIFEST, ...(authorization === undefined ? {} : { authorization }) },
+        headers: { 'content-type': mediaType, ...(authorization === undefined ? {} : { authorization }) },
         body: manifest,
       })
       const text = await res.body.text()
