@@ -66,7 +66,9 @@ const only = (repo: string, hook: ProxyFaultHook): ProxyFaultHook => (r) => r.pa
 t.before(async () => {
   env = await startPinningEnv()
   await Promise.all(REPOS.map(repo => env.registry.push({ seed: `fault-${repo}` }, `fault/${repo}`, ['latest', sha(repo)])))
-  p = await startPullpin(env.configYaml(`  lookupBudgetMs: ${DEADLINE_MS}\n  onMissingImage: deny\n  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0 }`, 'failOpen: false', REQUEST_TIMEOUT_MS))
+  // activeSeconds 0: a tag past its 1 s TTL must stay expired (the stale-if-error case), not be
+  // kept fresh by background refreshes (test/tag-refresh.test.ts covers those).
+  p = await startPullpin(env.configYaml(`  lookupBudgetMs: ${DEADLINE_MS}\n  onMissingImage: deny\n  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0, activeSeconds: 0 }`, 'failOpen: false', REQUEST_TIMEOUT_MS))
   // First contact (GET /v2/, the auth scheme) happens here, before any fault.
   const warm = await review(image('stale'))
   if (warm.result.spec!.containers![0]!.image !== image('stale', sha('stale'))) throw new Error(`warm-up did not pin: ${JSON.stringify(warm.response)}`)
