@@ -36,7 +36,8 @@ const app = { registry: proxy.host, repository: 'app' }
 const other = { registry: proxy.host, repository: 'other' }
 
 t.test('a 429 with Retry-After pauses every request to that registry, not only the one that got it', async (t) => {
-  const client = makeClient()
+  const events: RegistryEvent[] = []
+  const client = makeClient((e) => events.push(e))
   await client.headManifest(app, 'v1') // authenticated before the fault
   proxy.resetCounts()
   let throttledAt: number | undefined
@@ -51,7 +52,8 @@ t.test('a 429 with Retry-After pauses every request to that registry, not only t
     return undefined
   }
   const first = client.headManifest(app, 'latest')
-  await until('the 429 was answered', () => throttledAt !== undefined)
+  // The pause starts when the client reads the 429 (its event is emitted just before).
+  await until('the client got the 429', () => events.some((e) => e.status === 429))
   const second = await client.headManifest(other, 'latest')
   t.equal(second.digest, await registry.inspectDigest('other', 'latest'), 'the other repository answered after the pause')
   t.equal((await first).digest, digest, 'the throttled request retried after the pause')
