@@ -82,6 +82,7 @@ export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Me
       config: config.pinning,
       cache: pinning.cache,
       rolloutPins: pinning.rolloutPins,
+      revisions: pinning.revisions,
       indexHeadsPerReview: config.limits.indexHeadsPerReview,
       ...(metrics !== undefined ? { metrics: metrics.pinning } : {}),
     }))
@@ -134,6 +135,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
       logger,
       onRegistryEvent: (e) => metrics.registryEvent(e),
       onCacheEvent: (e) => metrics.cacheEvent(e),
+      onRevisionEvent: (e) => metrics.revisionEvent(e),
       ...(opts.lookup !== undefined ? { lookup: opts.lookup } : {}),
       // With a cluster, replicas share the pins of a rollout through the pods they admitted.
       ...(opts.cluster !== undefined ? { admittedPins: (await import('./cluster/admitted-pins.js')).createAdmittedPinsReader(opts.cluster) } : {}),

@@ -8,6 +8,7 @@ import type { AdmissionMetrics, Outcome } from './admission/handler.js'
 import type { PinMetrics } from './mutate/pin-images.js'
 import type { CacheEvent } from './cache/tag-cache.js'
 import type { PinSource } from './cache/rollout-pins.js'
+import type { RevisionEvent } from './cache/revision-pins.js'
 import type { RegistryEvent } from './registry/client.js'
 import type { ClusterMetrics } from './cluster/metrics.js'
 import type { CredentialMetrics } from './credentials/refresher.js'
@@ -18,6 +19,8 @@ export interface Metrics {
   readonly pinning: PinMetrics
   cacheEvent (e: CacheEvent): void
   registryEvent (e: RegistryEvent): void
+  /** The revision cold path (src/cache/revision-pins.ts). */
+  revisionEvent (e: RevisionEvent): void
   /** Report the cache's size on every scrape. */
   trackCache (stats: () => { tags: number; repositories: number; shaTags: number }): void
   /** The cluster integration's counters (src/cluster/metrics.ts). */
@@ -76,6 +79,12 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     labelNames: ['kind', 'result'] as const,
     registers: [registry],
   })
+  const revisionLookups = new Counter({
+    name: 'pullpin_revision_lookups_total',
+    help: 'Cold pins by revision (org.opencontainers.image.revision), by result (found, no-revision, no-candidate, error) and where the revision was read (annotation, label, platform-annotation, platform-label; "" when none).',
+    labelNames: ['result', 'from'] as const,
+    registers: [registry],
+  })
   const registryRequests = new Counter({
     name: 'pullpin_registry_requests_total',
     help: 'HTTP requests to registries by registry (the pinning.registries entry that matched, e.g. "*.pkg.dev"), operation (ping, manifest, tags, token) and status.',
@@ -87,6 +96,20 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     help: 'Registry request latency by registry (the pinning.registries entry that matched) and operation.',
     labelNames: ['registry', 'op'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  })
+  // Set from the registry's own quota headers (src/registry/transport.ts parseRateLimit), so an
+  // alert can fire before the quota runs out rather than after the first 429.
+  const rateLimitRemaining = new Gauge({
+    name: 'pullpin_registry_ratelimit_remaining',
+    help: 'Requests left in the registry\'s rate-limit window as its last answer said (Docker Hub ratelimit-remaining, x-ratelimit-remaining), by registry (the pinning.registries entry that matched).',
+    labelNames: ['registry'] as const,
+    registers: [registry],
+  })
+  const rateLimitLimit = new Gauge({
+    name: 'pullpin_registry_ratelimit_limit',
+    help: 'The registry\'s rate-limit quota per window as its last answer said (ratelimit-limit, x-ratelimit-limit), by registry.',
+    labelNames: ['registry'] as const,
     registers: [registry],
   })
   let cacheStats: (() => { tags: number; repositories: number; shaTags: number }) | undefined
@@ -201,12 +224,17 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
       pins: (source) => pinsCounts.inc({ source }),
     },
     cacheEvent: (e) => cacheLookups.labels(e.kind, e.result).inc(),
+    revisionEvent: (e) => revisionLookups.labels(e.result, e.from ?? '').inc(),
     registryEvent: (e) => {
       // The allowlist entry, not the host: pod authors choose hosts under a wildcard entry, and
       // a series per host would grow /metrics without bound (issue 11).
       const entry = e.allowlistEntry ?? e.registry
       registryRequests.labels(entry, e.op, String(e.status)).inc()
       registryDuration.labels(entry, e.op).observe(e.durationMs / 1000)
+      if (e.rateLimit !== undefined) {
+        rateLimitRemaining.labels(entry).set(e.rateLimit.remaining)
+        if (e.rateLimit.limit !== undefined) rateLimitLimit.labels(entry).set(e.rateLimit.limit)
+      }
     },
     trackCache: (stats) => { cacheStats = stats },
     certificateExpiry: (notAfterMs) => certificateExpiry.set(Math.floor(notAfterMs / 1000)),

@@ -4,11 +4,14 @@ import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { LimitsConfig, PinningConfig } from './policy/config.js'
 import { ERR_CONFIG_READ } from './errors.js'
-import { compileRegistryGlob } from './reference/host-glob.js'
+import { compileRegistryGlob, normalizeRegistryKey } from './reference/host-glob.js'
 import { RegistryClient, type RegistryEvent, type RegistryHostOptions } from './registry/client.js'
 import { CredentialStore } from './registry/credential-store.js'
 import { TagCache, type CacheEvent, type RegistryReader, type TagCacheOptions } from './cache/tag-cache.js'
 import { RolloutPins, type AdmittedPinsReader, type RolloutPinsOptions } from './cache/rollout-pins.js'
+import { ImmutableCache } from './cache/immutable-cache.js'
+import { RevisionPins, type RevisionEvent } from './cache/revision-pins.js'
+import { candidateTags, compileShaTagTemplate, type ShaTagTemplate } from './policy/sha-tag-templates.js'
 
 /** Docker Hub hands out tokens from auth.docker.io, not from the registry's own host. */
 export const DEFAULT_TOKEN_REALM_HOSTS: Readonly<Record<string, readonly string[]>> = { 'docker.io': ['auth.docker.io'] }
@@ -19,9 +22,19 @@ export interface PinningStack {
   readonly client: RegistryClient
   readonly cache: TagCache
   readonly rolloutPins: RolloutPins
+  /** Manifests and configs by digest, kept for good (LRU). */
+  readonly documents: ImmutableCache
+  /** The revision cold path; asked before the SHA-tag index. */
+  readonly revisions: RevisionPins
   readonly credentials: CredentialStore
   close (): Promise<void>
 }
+
+/** How often due background refreshes are started (a tag is refreshed at most this late). */
+const REFRESH_TICK_MS = 1000
+
+/** Manifests and configs kept by digest (until the registry.cache key for it lands). */
+export const IMMUTABLE_CACHE_ENTRIES = 4096
 
 export interface PinningStackOptions {
   readonly config: PinningConfig
@@ -31,6 +44,7 @@ export interface PinningStackOptions {
   readonly logger?: Logger
   readonly onRegistryEvent?: (e: RegistryEvent) => void
   readonly onCacheEvent?: (e: CacheEvent) => void
+  readonly onRevisionEvent?: (e: RevisionEvent) => void
   /** Injected DNS lookup (tests resolve made-up hosts to chosen addresses). */
   readonly lookup?: RegistryClientLookup
   /** Registries allowed without being on pinning.registries (`pullpin resolve IMAGE` asks for one explicitly). */
@@ -45,6 +59,9 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
   const { config } = opts
   const allowlist = [...config.registries, ...(opts.alsoAllow ?? [])]
   const allowed = allowlist.map(compileRegistryGlob)
+  // Connection state and metrics are per host: an entry with a path ("registry.example.com/team")
+  // names its host for them, while requests are allowed by the whole entry (the repository too).
+  const allowedHosts = allowlist.map(p => compileRegistryGlob(normalizeRegistryKey(p).split('/')[0]!))
   const privateAllowed = config.allowPrivateRegistries.map(compileRegistryGlob)
   const asImage = (registry: string) => ({ registry, repository: '' })
   const hostOptions = new Map<string, RegistryHostOptions>()
@@ -68,9 +85,9 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
   const defaults = (registry: string): RegistryHostOptions => ({ ...DEFAULT_HOST_OPTIONS, tokenRealmHosts: DEFAULT_TOKEN_REALM_HOSTS[registry] ?? [] })
 
   const client = new RegistryClient({
-    isAllowed: (registry) => allowed.some(m => m(asImage(registry))),
-    // The first entry that matches, in config order (the client asks once per registry state).
-    allowlistEntry: (registry) => allowlist[allowed.findIndex(m => m(asImage(registry)))] ?? registry,
+    isAllowed: (registry, repository) => allowed.some(m => m({ registry, repository })),
+    // The first entry whose host matches, in config order (the client asks once per registry state).
+    allowlistEntry: (registry) => allowlist[allowedHosts.findIndex(m => m(asImage(registry)))] ?? registry,
     isPrivateAllowed: (registry) => privateAllowed.some(m => m(asImage(registry))),
     hostOptions: (registry) => hostOptions.get(registry) ?? defaults(registry),
     credentials: (image) => opts.credentials.lookup(image),
@@ -82,6 +99,21 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
     ...tagCacheOptions(config, client, opts.onCacheEvent),
     ...(opts.limits !== undefined ? { indexHeadsPerRepository: opts.limits.indexHeadsPerRepository } : {}),
   })
+  const documents = new ImmutableCache({ registry: client, maxEntries: IMMUTABLE_CACHE_ENTRIES })
+  const patterns = config.shaTagPatterns.map(p => new RegExp(p))
+  // Checked at start (src/policy/config.ts): every template compiles here.
+  const templates = config.shaTagTemplates.map(s => compileShaTagTemplate(s, patterns)).filter((f): f is ShaTagTemplate => typeof f !== 'string')
+  const revisions = new RevisionPins({
+    tags: cache,
+    documents,
+    candidates: (revision) => candidateTags(revision, templates, patterns),
+    maxEntries: config.cache.maxEntries,
+    ...(opts.onRevisionEvent !== undefined ? { onEvent: opts.onRevisionEvent } : {}),
+  })
+  // Background refreshes of the tags pods named lately (TagCache.refreshActive); unref'd: it never
+  // keeps the process alive.
+  const refresher = setInterval(() => cache.refreshActive(), REFRESH_TICK_MS)
+  refresher.unref()
   return {
     client,
     cache,
@@ -90,8 +122,13 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
       ...(opts.admittedPins !== undefined ? { reader: opts.admittedPins } : {}),
       ...unreachableLog(opts.logger),
     }),
+    documents,
+    revisions,
     credentials: opts.credentials,
-    close: () => client.close(),
+    close: () => {
+      clearInterval(refresher)
+      return client.close()
+    },
   }
 }
 
@@ -125,6 +162,7 @@ export function tagCacheOptions (config: PinningConfig, registry: RegistryReader
     maxEntries: c.maxEntries,
     maxRepositories: c.maxRepositories,
     tagListMinIntervalMs: c.tagListMinIntervalSeconds * 1000,
+    activeMs: c.activeSeconds * 1000,
     ...(onEvent !== undefined ? { onEvent } : {}),
   }
 }

@@ -45,7 +45,7 @@ export async function resolveImage (image: string, opts: ResolveOptions): Promis
   })
   const stack = await createPinningStack({ config: pinning, credentials: opts.credentials })
   try {
-    const mutate = createMutator([createPinningStep({ config: pinning, cache: stack.cache, rolloutPins: stack.rolloutPins })])
+    const mutate = createMutator([createPinningStep({ config: pinning, cache: stack.cache, rolloutPins: stack.rolloutPins, revisions: stack.revisions })])
     const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'resolve' }, spec: { containers: [{ name: 'image', image }] } }
     const result = await mutate({ operation: 'CREATE', namespace: '', mode: 'enforce', dryRun: true, object: pod, deadline: { signal: new AbortController().signal, ms: Infinity, remainingMs: () => Infinity } })
     const change = result.changes.find(c => c.kind === 'pin')
@@ -58,7 +58,8 @@ export async function resolveImage (image: string, opts: ResolveOptions): Promis
       const tagged = await stack.cache.resolveTag(ref, ref.digest ?? ref.tag ?? 'latest')
       digest = tagged.digest
       mediaType = tagged.mediaType
-      shaTags = await stack.cache.shaTagsFor(ref, tagged.digest)
+      // A pin found by revision is the answer; the repository is listed only when it was not.
+      shaTags = [...stack.revisions.peek(ref, tagged.digest) ?? await stack.cache.shaTagsFor(ref, tagged.digest)]
     } catch (err) {
       if (warnings.length === 0) warnings.push((err as Error).message)
     }

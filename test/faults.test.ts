@@ -9,6 +9,7 @@ import { admissionReview, applyResponsePatch, podFromWorkload } from './support/
 import { startPullpin, type RunningPullpin } from './support/pullpin.js'
 import { gitSha, startPinningEnv, type PinningEnv } from './support/pinning-env.js'
 import type { ProxyFaultHook } from './support/registry-proxy.js'
+import { until } from './support/until.js'
 import type { Pod } from '../src/mutate/pod.js'
 
 // The deadline is long enough that every fault which is not about time (a drop, a reset, a 500…)
@@ -65,7 +66,9 @@ const only = (repo: string, hook: ProxyFaultHook): ProxyFaultHook => (r) => r.pa
 t.before(async () => {
   env = await startPinningEnv()
   await Promise.all(REPOS.map(repo => env.registry.push({ seed: `fault-${repo}` }, `fault/${repo}`, ['latest', sha(repo)])))
-  p = await startPullpin(env.configYaml(`  lookupBudgetMs: ${DEADLINE_MS}\n  onMissingImage: deny\n  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0 }`, 'failOpen: false', REQUEST_TIMEOUT_MS))
+  // activeSeconds 0: a tag past its 1 s TTL must stay expired (the stale-if-error case), not be
+  // kept fresh by background refreshes (test/tag-refresh.test.ts covers those).
+  p = await startPullpin(env.configYaml(`  lookupBudgetMs: ${DEADLINE_MS}\n  onMissingImage: deny\n  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0, activeSeconds: 0 }`, 'failOpen: false', REQUEST_TIMEOUT_MS))
   // First contact (GET /v2/, the auth scheme) happens here, before any fault.
   const warm = await review(image('stale'))
   if (warm.result.spec!.containers![0]!.image !== image('stale', sha('stale'))) throw new Error(`warm-up did not pin: ${JSON.stringify(warm.response)}`)
@@ -88,6 +91,8 @@ interface FaultCase {
   /** A registry metric that must go up: pullpin_registry_requests_total status, or a tag cache lookup result. */
   readonly registry?: { op: string; status: string }
   readonly cache?: { kind: string; result: string }
+  /** Run after the checks, fault removed: wait until the fault has no effect left on later cases. */
+  readonly settle?: () => Promise<unknown>
 }
 
 const CASES: FaultCase[] = [
@@ -139,6 +144,9 @@ const CASES: FaultCase[] = [
     warning: new RegExp(`fault/throttled-long:latest not pinned: pinning\\.lookupBudgetMs \\(${DEADLINE_MS} ms\\) ran out$`),
     reason: 'deadline',
     registry: { op: 'manifest', status: '429' },
+    // A 429 pauses the whole registry for its Retry-After (src/registry/transport.ts): the shared
+    // lookup's own retry reaching the registry is the sign that the pause is over.
+    settle: () => until('the throttled lookup retried', () => env.proxy.count('HEAD /v2/fault/throttled-long/manifests/latest') >= 2, 15_000),
   },
   {
     name: '500 Internal Server Error',
@@ -204,6 +212,8 @@ for (const c of CASES) {
       t.ok(metric(after, 'pullpin_tag_cache_lookups_total', c.cache) > metric(before, 'pullpin_tag_cache_lookups_total', c.cache), `pullpin_tag_cache_lookups_total{kind="${c.cache.kind}",result="${c.cache.result}"} went up`)
     }
     t.match(p.logs.text, new RegExp(`fault/${c.repo}`), 'logged with the details')
+    env.proxy.fault = undefined
+    await c.settle?.()
   })
 }
 

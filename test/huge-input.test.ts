@@ -268,7 +268,9 @@ t.test('index budget end to end: the pod gets a warning and the metric counts it
   await env.registry.push({ seed: 'budget-e2e' }, 'acme/budget2', ['latest', sha])
   await env.registry.push({ seed: 'budget-e2e-other' }, 'acme/budget2', ['old'])
   await env.registry.tag('acme/budget2', 'old', Array.from({ length: 30 }, (_, i) => gitSha(`budget2-${i}`)))
-  const p = await pullpin(t, '', 'limits: { indexHeadsPerRepository: 5, indexHeadsPerReview: 5 }')
+  // This test is about the HEAD budget: a lookup budget a loaded machine cannot run out of (the
+  // revision lookup reads the manifest and config before the index is asked).
+  const p = await pullpin(t, '  lookupBudgetMs: 8000', 'limits: { indexHeadsPerRepository: 5, indexHeadsPerReview: 5 }')
   env.proxy.resetCounts()
   const { response } = await review(p, podWith([`${env.host}/acme/budget2:latest`]))
   const heads = [...env.proxy.counts()].filter(([k]) => k.startsWith('HEAD /v2/acme/budget2/manifests/') && !k.endsWith('/latest')).reduce((n, [, c]) => n + c, 0)

@@ -141,7 +141,7 @@ t.test('audit mode reports the pins it would make without making them', async t 
 t.test('pods of one owner keep the first pin even when the tag moves', async t => {
   const sha1 = gitSha('owner-1')
   await env.registry.push({ seed: 'owner-1' }, 'acme/owner', ['latest', sha1])
-  const p = await pullpin(t, '  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0, tagListMinIntervalSeconds: 0 }')
+  const p = await pullpin(t, '  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0, tagListMinIntervalSeconds: 0, activeSeconds: 0 }')
   const image = `${env.host}/acme/owner:latest`
   const first = await review(p, podWith([image], 'team-a', 'rs-1'))
   t.equal(first.result.spec!.containers![0]!.image, `${env.host}/acme/owner:${sha1}`)
@@ -175,7 +175,7 @@ t.test('UPDATE pins only changed images; ephemeral containers through their subr
 t.test('a dry run returns the pin but does not remember it for the owner', async t => {
   const sha1 = gitSha('dry-1')
   await env.registry.push({ seed: 'dry-1' }, 'acme/dry', ['latest', sha1])
-  const p = await pullpin(t, '  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0, tagListMinIntervalSeconds: 0 }')
+  const p = await pullpin(t, '  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0, tagListMinIntervalSeconds: 0, activeSeconds: 0 }')
   const image = `${env.host}/acme/dry:latest`
   const dry = await review(p, podWith([image], 'team-a', 'rs-dry'), { dryRun: true })
   t.equal(dry.result.spec!.containers![0]!.image, `${env.host}/acme/dry:${sha1}`)

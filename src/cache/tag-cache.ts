@@ -40,6 +40,13 @@ export interface TagCacheOptions {
   readonly indexConcurrency?: number
   /** At most this many SHA tags HEADed by one index build or refresh (limits.indexHeadsPerRepository). */
   readonly indexHeadsPerRepository?: number
+  /**
+   * refreshActive() keeps a mutable tag fresh while it was looked up within this long
+   * (pinning.cache.activeSeconds); 0 or absent: no background refresh beyond stale-while-revalidate.
+   */
+  readonly activeMs?: number
+  /** Jitter source for background refreshes (default Math.random). */
+  readonly random?: () => number
   readonly now?: () => number
   readonly onEvent?: (event: CacheEvent) => void
 }
@@ -70,7 +77,17 @@ interface TagEntry {
   readonly mediaType?: string
   readonly notFound?: Error
   readonly at: number
+  /** Last lookup of this tag (hot path included): background refreshes stop once it is old. */
+  seen: number
+  /** When refreshActive() asks the registry again (Infinity: never, for SHA tags and digests). */
+  refreshAt: number
 }
+
+/**
+ * Background refreshes come due at a random point in the last REFRESH_JITTER of the TTL, so
+ * replicas that learned a tag at the same moment do not ask the registry in step.
+ */
+const REFRESH_JITTER = 0.2
 
 interface RepoIndex {
   /** SHA tag → digest, each verified by a HEAD of that tag. */
@@ -138,7 +155,10 @@ export class TagCache {
     // A plain key: reusing one per reference object did not earn its place
     // (BENCHMARKS.md, "Contracts and speed devices").
     const e = this.tags.get(`${keyOf(ref)}:${tag}`)
-    if (e?.digest === undefined || this.now() - e.at >= this.opts.ttlMs) return undefined
+    if (e?.digest === undefined) return undefined
+    const now = this.now()
+    if (now - e.at >= this.opts.ttlMs) return undefined
+    e.seen = now
     return { digest: e.digest, mediaType: e.mediaType ?? '', stale: false }
   }
 
@@ -151,6 +171,7 @@ export class TagCache {
       this.emit({ kind: 'tag', result: 'negative' })
       throw e.notFound
     }
+    if (e !== undefined) e.seen = this.now()
     if (e?.digest !== undefined) {
       if (age < this.opts.ttlMs) {
         this.emit({ kind: 'tag', result: 'hit' })
@@ -180,15 +201,48 @@ export class TagCache {
     return this.tagFetches.run(key, async () => {
       try {
         const m = await this.opts.registry.headManifest(ref, tag)
-        this.tags.set(flat(key), { digest: m.digest, mediaType: KNOWN_MEDIA_TYPES.get(m.mediaType) ?? m.mediaType, at: this.now() })
+        const at = this.now()
+        this.tags.set(flat(key), { digest: m.digest, mediaType: KNOWN_MEDIA_TYPES.get(m.mediaType) ?? m.mediaType, at, seen: this.tags.peek(key)?.seen ?? at, refreshAt: this.refreshAt(tag, at) })
         return { digest: m.digest, mediaType: m.mediaType, stale: false }
       } catch (err) {
         if (isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND') && this.opts.negativeTtlMs > 0) {
-          this.tags.set(flat(key), { notFound: err, at: this.now() })
+          const at = this.now()
+          this.tags.set(flat(key), { notFound: err, at, seen: at, refreshAt: Infinity })
         }
         throw err
       }
     })
+  }
+
+  /** SHA tags and digests never move: only mutable tags are refreshed in the background. */
+  private refreshAt (tag: string, at: number): number {
+    if (!((this.opts.activeMs ?? 0) > 0) || tag.includes(':') || this.isShaTag(tag)) return Infinity
+    return at + this.opts.ttlMs * (1 - REFRESH_JITTER * (this.opts.random ?? Math.random)())
+  }
+
+  /**
+   * Starts a background refresh of every mutable tag that is due (near the end of its TTL, jittered)
+   * and was looked up within activeMs, so pods keep being answered from the cache without waiting,
+   * while tags nobody asks for any more cost the registry nothing. Returns how many it started.
+   * The pinning stack calls it on a timer (src/pinning.ts).
+   */
+  refreshActive (): number {
+    const activeMs = this.opts.activeMs ?? 0
+    if (activeMs <= 0) return 0
+    const now = this.now()
+    let started = 0
+    // entries() does not touch the LRU order: a refresh is not a use.
+    for (const [key, e] of this.tags.entries()) {
+      if (e.refreshAt > now || now - e.seen >= activeMs || this.tagFetches.get(key) !== undefined) continue
+      // A refresh that fails is not tried again before another TTL (stale-if-error covers the wait).
+      e.refreshAt = now + this.opts.ttlMs
+      const slash = key.indexOf('/')
+      const colon = key.indexOf(':', slash)
+      const ref = { registry: key.slice(0, slash), repository: key.slice(slash + 1, colon) }
+      this.fetchTag(ref, key.slice(colon + 1), key).catch(() => {})
+      started++
+    }
+    return started
   }
 
   /** SHA tags with this digest, best first, when the index already knows them (no I/O). */

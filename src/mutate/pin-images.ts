@@ -10,6 +10,7 @@ import { compileRegistryGlob, normalizeRegistryKey } from '../reference/host-glo
 import { formatImageReference, tryParseImageReference, type ImageReference, type ReferenceParse } from '../reference/parse.js'
 import type { IndexBudget, TagCache, TagResolution } from '../cache/tag-cache.js'
 import { REVISION_LABELS, type PinRecord, type PinSource, type Revision, type RolloutPins } from '../cache/rollout-pins.js'
+import { REVISION_KEY, type RevisionPins } from '../cache/revision-pins.js'
 import { ERR_REGISTRY_BAD_RESPONSE, isCodedError } from '../errors.js'
 import { REVIEW_MARGIN_MS } from '../policy/budgets.js'
 import { deadlineReason, type MutationContext, type MutationStep } from './mutator.js'
@@ -33,6 +34,8 @@ export interface PinningDeps {
   readonly metrics?: PinMetrics
   /** SHA-tag HEADs one review may start (limits.indexHeadsPerReview); unbounded when undefined. */
   readonly indexHeadsPerReview?: number
+  /** The revision cold path (src/cache/revision-pins.ts), asked before the SHA-tag index. */
+  readonly revisions?: RevisionPins
 }
 
 type Decision =
@@ -45,8 +48,11 @@ interface Candidate { readonly kind: 'candidate'; readonly ref: ImageReference; 
 
 const KEEP: Decision = { kind: 'keep' }
 
+/** Revision lookup errors about the documents themselves, after which the index is still worth asking. */
+const DOCUMENT_ERRORS = ['PULLPIN_REGISTRY_BAD_RESPONSE', 'PULLPIN_DIGEST_MISMATCH', 'PULLPIN_REGISTRY_NOT_FOUND']
+
 export function createPinningStep (deps: PinningDeps): MutationStep {
-  const { config, cache, rolloutPins, metrics } = deps
+  const { config, cache, rolloutPins, metrics, revisions } = deps
   const allowed = config.registries.map(compileRegistryGlob)
   // Matched once per distinct registry (per name when an entry has a path), not once per image:
   // a huge pod names thousands of images on a few registries.
@@ -87,7 +93,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
     }
     const hit = cache.peekTag(ref, tag)
     if (hit !== undefined && (!pinsDigest || cache.peekTag(ref, hit.digest) !== undefined)) {
-      const fromIndex = config.format === 'digest' ? [] : cache.peekShaTags(ref, hit.digest)
+      const fromIndex = config.format === 'digest' ? [] : revisions?.peek(ref, hit.digest) ?? cache.peekShaTags(ref, hit.digest)
       if (fromIndex !== undefined) return pinFor(image, ref, hit, fromIndex, 'cache')
     }
     return known
@@ -108,13 +114,43 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
     }
   }
 
-  async function lookup (image: string, ref: ImageReference, tag: string, time: TimeBudget, budget: IndexBudget): Promise<Decision> {
+  /**
+   * SHA tags for the digest: what the index already knows, else the revision the image names (a few
+   * requests), else the index (listing the repository, within its budget). `hint` is set when the
+   * index had to be asked: how the image could have been pinned cheaply.
+   */
+  async function shaTagsOf (ref: ImageReference, digest: string, signal: AbortSignal, budget: IndexBudget): Promise<{ tags: readonly string[], hint?: string }> {
+    const known = cache.peekShaTags(ref, digest)
+    if (revisions === undefined || (known !== undefined && known.length > 0)) return { tags: await cache.shaTagsFor(ref, digest, signal, budget) }
+    let byRevision
+    try {
+      byRevision = await revisions.lookup(ref, digest, signal)
+    } catch (err) {
+      // A document pullpin cannot read (a Docker schema1 manifest, a broken config) leaves the
+      // index; a registry that is down or refusing would fail the index as well.
+      if (signal.aborted || !DOCUMENT_ERRORS.some(code => isCodedError(err, code))) throw err
+      return { tags: await cache.shaTagsFor(ref, digest, signal, budget), hint: `its manifest or config could not be read (${(err as { code: string }).code})` }
+    }
+    if (byRevision.kind === 'found') return { tags: [byRevision.tag] }
+    const hint = byRevision.kind === 'no-revision'
+      ? `label it ${REVISION_KEY} to pin it in a few requests`
+      : `no pinning.shaTagTemplates tag of revision ${byRevision.revision.slice(0, 12)} has its digest`
+    return { tags: await cache.shaTagsFor(ref, digest, signal, budget), hint }
+  }
+
+  async function lookup (image: string, ref: ImageReference, tag: string, time: TimeBudget, budget: IndexBudget, hints: Map<string, string>): Promise<Decision> {
     const { signal } = time
     try {
       const resolved = await cache.resolveTag(ref, tag, signal)
       if (pinsDigest) await verifyDigest(ref, tag, resolved.digest, signal)
-      const shaTags = config.format === 'digest' ? [] : await cache.shaTagsFor(ref, resolved.digest, signal, budget)
-      return pinFor(image, ref, resolved, shaTags, resolved.stale ? 'stale' : 'registry')
+      if (config.format === 'digest') return pinFor(image, ref, resolved, [], resolved.stale ? 'stale' : 'registry')
+      const { tags, hint } = await shaTagsOf(ref, resolved.digest, signal, budget)
+      const decision = pinFor(image, ref, resolved, tags, resolved.stale ? 'stale' : 'registry')
+      // An image the index could not pin (or only partly searched) says how it would pin cheaply.
+      if (hint !== undefined && (decision.kind !== 'pin' || budget.incomplete.has(`${ref.registry}/${ref.repository}`))) {
+        hints.set(`${ref.registry}/${ref.repository}`, hint)
+      }
+      return decision
     } catch (err) {
       if (signal.aborted) {
         // Name the budget that ran out: the lookup budget, or the review deadline it was cut to
@@ -181,6 +217,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
           pinSource = await rolloutPins.load(revision, AbortSignal.any([t.signal, AbortSignal.timeout(Math.floor(t.ms / 2))]))
         }
       }
+      const hints = new Map<string, string>()
       // One decision per distinct image: the containers of a pod repeat images. Those the cache
       // cannot answer are looked up together, and waited for once.
       const decisions = new Map<string, Decision>()
@@ -191,7 +228,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
         const d = decide(image, ctx.references.get(image), revision)
         if (d.kind !== 'candidate') { decisions.set(image, d); return }
         decisions.set(image, KEEP) // until the lookup answers
-        lookups.push(lookup(image, d.ref, d.tag, time(), budget()).then((looked) => { decisions.set(image, looked) }))
+        lookups.push(lookup(image, d.ref, d.tag, time(), budget(), hints).then((looked) => { decisions.set(image, looked) }))
       }
       // Past the review's deadline a huge pod's remaining images start no lookup (the review is answered).
       await forEachChunked(sites.length, decideAt, () => deadlineReason(ctx))
@@ -203,6 +240,8 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
         }
       }
       await apply(ctx, sites, decisions, revision, pinSource)
+      // After the images' own warnings: how the repositories that needed the index would pin cheaply.
+      for (const [repo, hint] of hints) ctx.warnings.push(`pullpin: ${repo}: ${hint}`)
     },
   }
 

@@ -70,6 +70,13 @@ export const configSchema = {
           minItems: 1,
           default: ['^[0-9a-f]{40}$', '^sha-[0-9a-f]{7,40}$'],
         },
+        shaTagTemplates: {
+          description: 'How CI names the SHA tag of a commit: {revision} is the commit an image names in org.opencontainers.image.revision, {revision:N} its first N characters. A moved tag is pinned by asking for these tags first (a few requests) before listing the repository. Each must give tags that shaTagPatterns match (checked at start). [] turns this off.',
+          type: 'array',
+          items: { type: 'string', minLength: 1 },
+          uniqueItems: true,
+          default: ['{revision}', 'sha-{revision:7}'],
+        },
         registries: {
           ...globList,
           description: 'The only registries pullpin contacts (kubelet host-glob rules). Images elsewhere are left as they are.',
@@ -109,6 +116,7 @@ export const configSchema = {
             maxEntries: { description: 'LRU bound on cached tags.', type: 'integer', minimum: 1, default: 10000 },
             maxRepositories: { description: 'LRU bound on repositories with a SHA-tag index.', type: 'integer', minimum: 1, default: 1000 },
             tagListMinIntervalSeconds: { description: 'At most one tag-list refresh per repository this often.', type: 'integer', minimum: 0, default: 10 },
+            activeSeconds: { description: 'Images looked up within this long are kept fresh by background refreshes (jittered); others are only looked up again when a pod names them.', type: 'integer', minimum: 0, default: 600 },
             ownerPins: { description: 'Pins remembered per owner (ReplicaSet, Job…) so its pods share one pin.', type: 'integer', minimum: 0, default: 10000 },
           },
         },

@@ -5,6 +5,7 @@ import { Ajv, type ErrorObject } from 'ajv'
 import { parse as parseYaml } from 'yaml'
 import { ERR_CONFIG_INVALID, ERR_CONFIG_READ } from '../errors.js'
 import { configSchema } from './config-schema.js'
+import { compileShaTagTemplate } from './sha-tag-templates.js'
 
 export type Mode = 'enforce' | 'audit'
 
@@ -100,6 +101,8 @@ export interface PinningConfig {
   readonly enabled: boolean
   readonly format: PinFormat
   readonly shaTagPatterns: readonly string[]
+  /** pinning.shaTagTemplates (src/policy/sha-tag-templates.ts). */
+  readonly shaTagTemplates: readonly string[]
   readonly registries: readonly string[]
   readonly allowPrivateRegistries: readonly string[]
   readonly skipImages: readonly string[]
@@ -115,6 +118,8 @@ export interface PinningConfig {
     readonly maxRepositories: number
     readonly tagListMinIntervalSeconds: number
     readonly ownerPins: number
+    /** Background refreshes only for images looked up within this long (src/cache/refresher.ts). */
+    readonly activeSeconds: number
   }
   readonly warmup: readonly string[]
   readonly credentials: { readonly dockerConfigFiles: readonly string[] }
@@ -171,6 +176,11 @@ export function validateConfig (doc: unknown, source = 'config'): Config {
     } catch (err) {
       throw new ERR_CONFIG_INVALID(source, `/pinning/shaTagPatterns/${i}: ${(err as Error).message}`)
     }
+  }
+  const patterns = config.pinning.shaTagPatterns.map(p => new RegExp(p))
+  for (const [i, template] of config.pinning.shaTagTemplates.entries()) {
+    const compiled = compileShaTagTemplate(template, patterns)
+    if (typeof compiled === 'string') throw new ERR_CONFIG_INVALID(source, `/pinning/shaTagTemplates/${i}: ${JSON.stringify(template)} ${compiled}`)
   }
   return deepFreeze(config)
 }

@@ -101,8 +101,11 @@ export interface RegistryHostOptions {
 }
 
 export interface RegistryClientOptions {
-  /** pinning.registries globs; anything else → ERR_REGISTRY_NOT_ALLOWED, no connection made. */
-  isAllowed (registry: string): boolean
+  /**
+   * pinning.registries globs; anything else → ERR_REGISTRY_NOT_ALLOWED, no connection made. Asked
+   * with the repository too, since an entry may have a path ("registry.example.com/team").
+   */
+  isAllowed (registry: string, repository: string): boolean
   /**
    * The pinning.registries entry (glob) that allowed `registry`, put in every event as
    * `allowlistEntry`: metrics are labelled by it, so a wildcard entry is one series however many
@@ -197,7 +200,7 @@ export class RegistryClient {
 
   /** HEAD /v2/<name>/manifests/<reference>; reference = tag or digest. */
   async headManifest (ref: RepositoryRef, reference: string, signal?: AbortSignal): Promise<ManifestInfo> {
-    const host = this.#host(ref.registry)
+    const host = this.#host(ref)
     const url = manifestUrl(host.endpoint, ref.repository, reference)
     const what = `${ref.repository}${reference.includes(':') ? '@' : ':'}${reference}`
     const res = await this.#send(host, ref, { op: 'manifest', method: 'HEAD', url, headers: { accept: MANIFEST_ACCEPT }, maxBodyBytes: 0 }, signal)
@@ -212,7 +215,7 @@ export class RegistryClient {
 
   /** GET /v2/<name>/manifests/<reference>, parsed; the bytes are checked against a digest reference and the registry's digest header. */
   async getManifest (ref: RepositoryRef, reference: string, signal?: AbortSignal): Promise<ManifestDocument> {
-    const host = this.#host(ref.registry)
+    const host = this.#host(ref)
     const url = manifestUrl(host.endpoint, ref.repository, reference)
     const what = `${ref.repository}${reference.includes(':') ? '@' : ':'}${reference}`
     const { info, body } = await this.#fetchManifest(host, ref, url, reference, what, signal)
@@ -221,7 +224,7 @@ export class RegistryClient {
 
   /** GET /v2/<name>/blobs/<digest> of an image config, following storage redirects; the bytes must hash to `digest`. */
   async getConfig (ref: RepositoryRef, digest: string, signal?: AbortSignal): Promise<ImageConfig> {
-    const host = this.#host(ref.registry)
+    const host = this.#host(ref)
     let url = blobUrl(host.endpoint, ref.repository, digest)
     const what = `${ref.repository}@${digest}`
     let res = await this.#send(host, ref, { op: 'blob', method: 'GET', url, headers: {}, maxBodyBytes: MAX_CONFIG_BYTES }, signal)
@@ -242,7 +245,7 @@ export class RegistryClient {
 
   /** GET /v2/<name>/tags/list following Link paging (n=1000). Tags in the registry's order, each once. */
   async listTags (ref: RepositoryRef, signal?: AbortSignal): Promise<string[]> {
-    const host = this.#host(ref.registry)
+    const host = this.#host(ref)
     const tags = new Set<string>()
     const visited = new Set<string>()
     let url: URL | undefined = tagsListUrl(host.endpoint, ref.repository, this.#opts.tagsPageSize ?? TAGS_PAGE_SIZE)
@@ -273,9 +276,10 @@ export class RegistryClient {
 
   // ---- hosts ----
 
-  #host (registry: string): HostState {
+  #host (ref: RepositoryRef): HostState {
+    const { registry } = ref
     // Before anything else, and at every call: a configuration reload applies at once.
-    if (!this.#opts.isAllowed(registry)) throw new ERR_REGISTRY_NOT_ALLOWED(registry)
+    if (!this.#opts.isAllowed(registry, ref.repository)) throw new ERR_REGISTRY_NOT_ALLOWED(registry)
     const options = this.#opts.hostOptions(registry)
     const existing = this.#hosts.get(registry)
     const maxConcurrency = Math.max(1, Math.floor(options.maxConcurrency))

@@ -3,6 +3,13 @@
 // roots, a per-registry limit on requests in flight, a timeout per request, and retries with
 // backoff on 429/5xx and connection errors that honour Retry-After.
 //
+// A 429 pauses the whole registry, not just the request that got it: the registry's quota is per
+// account or address (Docker Hub's pull limit, GHCR's), so every request to it would meet the same
+// answer. Requests arriving during the pause wait for its end (their signal still stops them), or,
+// when the registry asked for more than MAX_RETRY_AFTER_MS, fail at once without being sent, so the
+// caches serve what they know (stale-if-error) and no quota is spent on answers known in advance.
+// Without a Retry-After the pause grows with each 429 in a row (equal-jitter backoff).
+//
 // Why node:https and not undici (BENCHMARKS.md, "Manifest HEAD transport", bench/head-transport.ts
 // against the real test registry over TLS): undici resets the connection after every HEAD
 // (client-h1.js sets socket[kReset] for HEAD, nodejs/undici#258), so each manifest HEAD pays a new
@@ -35,6 +42,15 @@ export interface RegistryEvent {
   durationMs: number
   /** Error code (e.g. "ECONNREFUSED", "timeout", "PULLPIN_REGISTRY_PRIVATE_ADDRESS") when status is 'error'. */
   error?: string
+  /** The registry's own count of requests left in its window, when it sent one (parseRateLimit). */
+  rateLimit?: RateLimit
+}
+
+/** What a registry says of its request quota (Docker Hub: `ratelimit-remaining: 100;w=21600`). */
+export interface RateLimit {
+  remaining: number
+  limit?: number
+  windowSeconds?: number
 }
 
 export interface HttpRequest {
@@ -102,6 +118,30 @@ export function parseRetryAfter (value: string | string[] | undefined, now: numb
   return Math.max(0, at - now)
 }
 
+/**
+ * The quota headers of an answer: `ratelimit-remaining` / `ratelimit-limit` as Docker Hub sends
+ * them ("100;w=21600": count, then the window in seconds; docs.docker.com "Docker Hub usage and
+ * limits"), or the `x-ratelimit-remaining` / `x-ratelimit-limit` pair GitHub's services send.
+ */
+export function parseRateLimit (headers: IncomingHttpHeaders): RateLimit | undefined {
+  const remaining = quota(headers['ratelimit-remaining']) ?? quota(headers['x-ratelimit-remaining'])
+  if (remaining === undefined) return undefined
+  const limit = quota(headers['ratelimit-limit']) ?? quota(headers['x-ratelimit-limit'])
+  const windowSeconds = remaining.window ?? limit?.window
+  return {
+    remaining: remaining.count,
+    ...(limit === undefined ? {} : { limit: limit.count }),
+    ...(windowSeconds === undefined ? {} : { windowSeconds })
+  }
+}
+
+function quota (value: string | string[] | undefined): { count: number; window?: number } | undefined {
+  const v = Array.isArray(value) ? value[0] : value
+  const m = v === undefined ? null : /^\s*(\d{1,12})\s*(?:;\s*w\s*=\s*(\d{1,12}))?/.exec(v)
+  if (m === null) return undefined
+  return { count: Number(m[1]), ...(m[2] === undefined ? {} : { window: Number(m[2]) }) }
+}
+
 export class RegistryTransport {
   readonly registry: string
   readonly #agent: Agent
@@ -111,6 +151,10 @@ export class RegistryTransport {
   #retired = false
   /** send() calls not finished yet (including ones sleeping between retries). */
   #inProgress = 0
+  /** No request is sent before this (ms since the epoch): the registry answered 429. */
+  #pausedUntil = 0
+  /** 429s in a row, for the pause when the registry gives no Retry-After. */
+  #throttledInRow = 0
 
   constructor (opts: RegistryTransportOptions) {
     this.registry = opts.registry
@@ -156,6 +200,7 @@ export class RegistryTransport {
       if (signal?.aborted === true) throw abortReason(signal)
       if (this.#closed) throw new ERR_REGISTRY_UNAVAILABLE(this.registry, 'client closed')
       assertLiteralAddressAllowed(this.registry, req.url.hostname, this.#opts.allowPrivate())
+      await this.#waitForPause(signal)
       const release = await this.#limiter.acquire(signal)
       let outcome: HttpResponse | AttemptFailure
       try {
@@ -185,16 +230,19 @@ export class RegistryTransport {
       }
 
       const res = outcome
+      const retryAfter = parseRetryAfter(res.headers['retry-after'], Date.now())
+      if (res.status === 429) this.#pause(retryAfter)
+      else this.#throttledInRow = 0
       if (!isRetryableStatus(res.status)) return res
       const what = `${req.op === 'token' ? 'token realm answered' : 'answered'} HTTP ${res.status}`
       if (attempt >= policy.retries) {
         throw new ERR_REGISTRY_UNAVAILABLE(this.registry, `${what} (${attempt + 1} attempt${attempt === 0 ? '' : 's'})`)
       }
-      const retryAfter = parseRetryAfter(res.headers['retry-after'], Date.now())
       if (retryAfter !== undefined && retryAfter > MAX_RETRY_AFTER_MS) {
         throw new ERR_REGISTRY_UNAVAILABLE(this.registry, `${what} with Retry-After ${Math.ceil(retryAfter / 1000)} s`)
       }
-      await this.#sleep(retryAfter ?? this.#backoff(attempt), signal)
+      // A 429's wait is the registry-wide pause, waited for at the top of the loop.
+      if (res.status !== 429) await this.#sleep(retryAfter ?? this.#backoff(attempt), signal)
       attempt++
     }
   }
@@ -214,6 +262,26 @@ export class RegistryTransport {
     this.#agent.destroy()
   }
 
+  /** How long requests to this registry still wait because it answered 429 (0: not paused). */
+  get pausedMs (): number {
+    return Math.max(0, this.#pausedUntil - Date.now())
+  }
+
+  #pause (retryAfter: number | undefined): void {
+    const ms = retryAfter ?? this.#backoff(this.#throttledInRow)
+    this.#throttledInRow++
+    this.#pausedUntil = Math.max(this.#pausedUntil, Date.now() + ms)
+  }
+
+  async #waitForPause (signal: AbortSignal | undefined): Promise<void> {
+    for (let ms = this.pausedMs; ms > 0; ms = this.pausedMs) {
+      if (ms > MAX_RETRY_AFTER_MS) {
+        throw new ERR_REGISTRY_UNAVAILABLE(this.registry, `rate limited (HTTP 429): no request sent for another ${Math.ceil(ms / 1000)} s`)
+      }
+      await this.#sleep(ms, signal)
+    }
+  }
+
   #backoff (attempt: number): number {
     // Equal jitter (src/async/backoff.ts says why): retries from many webhook replicas spread
     // out but never collapse to zero.
@@ -231,6 +299,7 @@ export class RegistryTransport {
       let settled = false
       let gotResponse = false
       let status: number | undefined
+      let rateLimit: RateLimit | undefined
       const emit = (s: number | 'error', error?: string): void => {
         this.#opts.onEvent?.({
           registry: this.registry,
@@ -238,7 +307,8 @@ export class RegistryTransport {
           method: req.method,
           status: s,
           durationMs: Math.round((performance.now() - started) * 10) / 10,
-          ...(error === undefined ? {} : { error })
+          ...(error === undefined ? {} : { error }),
+          ...(rateLimit === undefined ? {} : { rateLimit })
         })
       }
       const finish = (v: HttpResponse | AttemptFailure): void => {
@@ -268,6 +338,7 @@ export class RegistryTransport {
       r.on('response', (res) => {
         gotResponse = true
         status = res.statusCode ?? 0
+        rateLimit = parseRateLimit(res.headers)
         const ok = status >= 200 && status < 300
         const limit = req.method === 'HEAD' ? 0 : ok ? req.maxBodyBytes : ERROR_BODY_MAX
         const chunks: Buffer[] = []

@@ -42,6 +42,8 @@ export type ProxyFault =
   | { action: 'garbage'; body?: string | Buffer; delayMs?: number }
   /** Forward, but replace Docker-Content-Digest (default: sha256 of "wrong"). */
   | { action: 'wrong-digest'; digest?: string; delayMs?: number }
+  /** Forward, and add (or replace) these response headers (e.g. a registry's rate-limit headers). */
+  | { action: 'headers'; headers: Record<string, string>; delayMs?: number }
 
 export type ProxyFaultHook = (req: ProxyRequestInfo) => ProxyFault | undefined | void | Promise<ProxyFault | undefined | void>
 
@@ -257,6 +259,12 @@ export async function startRegistryProxy (opts: RegistryProxyOptions): Promise<R
           sendBuffered(res, u, u.body, {
             'docker-content-digest': f.digest ?? sha256('wrong')
           })
+          return
+        }
+        case 'headers': {
+          const u = await forwardBuffered(req, path, req)
+          entry.status = u.status
+          sendBuffered(res, u, u.body, f.headers)
           return
         }
         case 'delay':
