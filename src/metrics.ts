@@ -9,6 +9,8 @@ import type { PinMetrics } from './mutate/pin-images.js'
 import type { CacheEvent } from './cache/tag-cache.js'
 import type { RegistryEvent } from './registry/client.js'
 import type { ClusterMetrics } from './cluster/metrics.js'
+import type { WorkloadMetrics } from './admission/workload.js'
+import type { FindingMetrics } from './cluster/events.js'
 
 export interface Metrics {
   readonly registry: Registry
@@ -20,6 +22,10 @@ export interface Metrics {
   trackCache (stats: () => { tags: number; repositories: number; shaTags: number }): void
   /** The cluster integration's counters (src/cluster/metrics.ts). */
   readonly cluster: ClusterMetrics
+  /** The workload webhook (src/admission/workload.ts). */
+  readonly workload: WorkloadMetrics
+  /** Events and PolicyReports written from findings (src/cluster/events.ts, policy-reports.ts). */
+  readonly findings: FindingMetrics
 }
 
 export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -135,6 +141,20 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     registers: [registry],
   })
 
+  const workloadDuration = new Histogram({
+    name: 'pullpin_workload_review_duration_seconds',
+    help: 'Time to answer a workload AdmissionReview (/validate), by kind and outcome (warned, clean, denied, error, skipped).',
+    labelNames: ['kind', 'outcome'] as const,
+    buckets: [0.001, 0.005, 0.025, 0.1, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  })
+  const findingWrites = new Counter({
+    name: 'pullpin_finding_writes_total',
+    help: 'Findings written to the cluster, by target (event, policyreport) and result (created, patched, updated, dropped, failed). dropped: the queue was full.',
+    labelNames: ['target', 'result'] as const,
+    registers: [registry],
+  })
+
   // Pre-create the series so dashboards and alerts see zeros rather than absent metrics.
   for (const outcome of ['mutated', 'unchanged', 'audited', 'denied', 'error', 'skipped'] satisfies Outcome[]) duration.labels(outcome)
   for (const kind of ['secret', 'pin']) auditCounts.inc({ kind }, 0)
@@ -177,6 +197,12 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
         sourceProblems.labels(source, 'missing').set(problem === 'missing' ? 1 : 0)
         sourceProblems.labels(source, 'invalid').set(problem === 'invalid' ? 1 : 0)
       },
+    },
+    workload: {
+      workloadReview: (kind, outcome, seconds) => workloadDuration.labels(kind, outcome).observe(seconds),
+    },
+    findings: {
+      write: (target, result) => findingWrites.labels(target, result).inc(),
     },
   }
 }
