@@ -62,7 +62,7 @@ interface Series {
   readonly regarding: Regarding
   readonly reason: string
   readonly type: 'Normal' | 'Warning'
-  note: string
+  readonly note: string
   count: number
   first: number
   last: number
@@ -109,6 +109,8 @@ export class EventRecorder {
   #refilled: number
   #running: Promise<void> | undefined
   #wake: (() => void) | undefined
+  #waiting = false
+  #seq = 0
   readonly #stop = new AbortController()
   #idle: Array<() => void> = []
 
@@ -138,7 +140,7 @@ export class EventRecorder {
 
   /** Resolves once nothing is queued and no write is due now (tests). */
   idle (): Promise<void> {
-    if (this.#running === undefined) return Promise.resolve()
+    if (this.#running === undefined || (this.#waiting && this.#queue.length === 0)) return Promise.resolve()
     return new Promise(resolve => { this.#idle.push(resolve) })
   }
 
@@ -154,7 +156,7 @@ export class EventRecorder {
   }
 
   #start (): void {
-    if (this.#running !== undefined) { this.#wake?.(); return }
+    if (this.#running !== undefined) { this.#waiting = false; this.#wake?.(); return }
     this.#running = this.#run().catch((err: unknown) => {
       this.#opts.logger.error({ err }, 'event recorder stopped')
     }).finally(() => {
@@ -180,9 +182,9 @@ export class EventRecorder {
         const note = cutBytes(findings.map(f => f.note).join('; '), NOTE_MAX_BYTES)
         const s = this.#series.get(key)
         if (s !== undefined && now - s.last < this.#window) {
+          // The note is the first occurrence's: events.k8s.io/v1 makes it immutable, a series only counts.
           s.count++
           s.last = now
-          s.note = note
           // Most recent last: the Map's order is the order series are finished in.
           this.#series.delete(key)
           this.#series.set(key, s)
@@ -211,17 +213,25 @@ export class EventRecorder {
     return wait === undefined ? undefined : { wait }
   }
 
-  /** Takes a token, waiting for one on the clock; false when stopped. */
-  async #token (): Promise<boolean> {
-    for (;;) {
-      const now = this.#clock.now()
-      this.#tokens = Math.min(this.#burst, this.#tokens + (now - this.#refilled) * this.#rate / 1000)
-      this.#refilled = now
-      if (this.#tokens >= 1) { this.#tokens--; return true }
-      // Waiting for the rate bound counts as idle: nothing more can happen until time passes.
-      for (const f of this.#idle.splice(0)) f()
-      if (!await this.#clock.sleep(Math.ceil((1 - this.#tokens) * 1000 / this.#rate), this.#stop.signal)) return false
-    }
+  /** Takes a token when there is one; else how long until there is. */
+  #token (): number {
+    const now = this.#clock.now()
+    this.#tokens = Math.min(this.#burst, this.#tokens + (now - this.#refilled) * this.#rate / 1000)
+    this.#refilled = now
+    if (this.#tokens >= 1) { this.#tokens--; return 0 }
+    return Math.ceil((1 - this.#tokens) * 1000 / this.#rate)
+  }
+
+  /** Sleeps until `ms` have passed or a review arrives; idle() waiters are told first. */
+  async #pause (ms: number): Promise<void> {
+    // A review wakes the loop by aborting the sleep (no timer is left behind).
+    const woken = new AbortController()
+    this.#wake = () => woken.abort()
+    this.#waiting = true
+    for (const f of this.#idle.splice(0)) f()
+    await this.#clock.sleep(ms, AbortSignal.any([this.#stop.signal, woken.signal]))
+    this.#waiting = false
+    this.#wake = undefined
   }
 
   async #run (): Promise<void> {
@@ -230,14 +240,10 @@ export class EventRecorder {
       this.#absorb()
       const next = this.#next(this.#clock.now())
       if (next === undefined) return // nothing to write: the loop ends, reviewed() starts it again
-      if ('wait' in next) {
-        for (const f of this.#idle.splice(0)) f()
-        const woken = new Promise<void>(resolve => { this.#wake = resolve })
-        await Promise.race([woken, this.#clock.sleep(next.wait, signal)])
-        this.#wake = undefined
-        continue
-      }
-      if (!await this.#token()) return
+      if ('wait' in next) { await this.#pause(next.wait); continue }
+      // The rate bound: without a token, wait for one (or for a review to absorb meanwhile).
+      const wait = this.#token()
+      if (wait > 0) { await this.#pause(wait); continue }
       await this.#write(next.due)
     }
   }
@@ -250,7 +256,7 @@ export class EventRecorder {
     try {
       if (s.name !== undefined) {
         try {
-          await api.patchNamespacedEvent({ name: s.name, namespace: s.regarding.namespace, body: { series, note: s.note } }, callOptions({ patch: 'merge', signal: this.#stop.signal }))
+          await api.patchNamespacedEvent({ name: s.name, namespace: s.regarding.namespace, body: { series } }, callOptions({ patch: 'merge', signal: this.#stop.signal }))
           metrics?.write('event', 'patched')
         } catch (err) {
           // Gone (the API server's event TTL): the series goes on as a new Event.
@@ -277,9 +283,11 @@ export class EventRecorder {
   async #create (s: Series, series: { count: number; lastObservedTime: string } | undefined, now: number): Promise<void> {
     const { api, reportingInstance, metrics } = this.#opts
     const r = s.regarding
-    // client-go's name: the regarding object's name and the time in hex nanoseconds.
+    // client-go's name: the regarding object's name and the time in hex nanoseconds (the clock
+    // has milliseconds: a sequence number fills the rest, so names made in one ms differ).
     for (let attempt = 0; ; attempt++) {
-      const name = `${r.name}.${(BigInt(now) * 1_000_000n + BigInt(attempt)).toString(16)}`
+      this.#seq = (this.#seq + 1) % 1_000_000
+      const name = `${r.name}.${(BigInt(now) * 1_000_000n + BigInt(this.#seq)).toString(16)}`
       try {
         await api.createNamespacedEvent({
           namespace: r.namespace,
