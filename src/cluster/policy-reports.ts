@@ -73,11 +73,13 @@ export interface PolicyReporterOptions {
 
 const subjectKey = (s: Pick<Subject, 'kind' | 'name'>): string => `${s.kind}/${s.name}`
 
+interface Pending { readonly subject: Subject; readonly findings: readonly Finding[]; readonly mode: string; readonly at: number }
+
 export class PolicyReporter {
   readonly #opts: PolicyReporterOptions
   readonly #clock: Clock
   /** namespace → subject key → findings reviewed since the last write. */
-  readonly #pending = new Map<string, Map<string, { subject: Subject; findings: readonly Finding[]; mode: string; at: number }>>()
+  readonly #pending = new Map<string, Map<string, Pending>>()
   /** Namespaces due for a write (debounce timers running). */
   readonly #scheduled = new Set<string>()
   /** ReplicaSet uid → the Deployment controlling it (or the ReplicaSet itself). */
@@ -122,7 +124,7 @@ export class PolicyReporter {
   #add (subject: Subject, findings: readonly Finding[], mode: string): void {
     if (this.#available !== true || this.#stop.signal.aborted) return
     let m = this.#pending.get(subject.namespace)
-    if (m === undefined) this.#pending.set(subject.namespace, m = new Map())
+    if (m === undefined) this.#pending.set(subject.namespace, m = new Map<string, Pending>())
     m.set(subjectKey(subject), { subject, findings, mode, at: this.#clock.now() })
     this.schedule(subject.namespace)
   }
@@ -169,7 +171,7 @@ export class PolicyReporter {
     this.#pending.delete(namespace)
     try {
       // Pods' owners: a ReplicaSet is filed under its Deployment.
-      const updates = new Map<string, { subject: Subject; findings: readonly Finding[]; mode: string; at: number }>()
+      const updates = new Map<string, Pending>()
       for (const u of pending?.values() ?? []) {
         const subject = u.subject.kind === 'ReplicaSet' ? await this.#ownerOf(u.subject, signal) : u.subject
         const key = subjectKey(subject)
@@ -221,7 +223,7 @@ export class PolicyReporter {
       // Put the findings back (newer ones win) and try again after the delay: 409 means another
       // writer (a previous leader) changed the report since it was read.
       if (pending !== undefined) {
-        const m = this.#pending.get(namespace) ?? new Map()
+        const m = this.#pending.get(namespace) ?? new Map<string, Pending>()
         for (const [k, v] of pending) if (!m.has(k)) m.set(k, v)
         this.#pending.set(namespace, m)
       }
