@@ -411,7 +411,7 @@ t.test('events.k8s.io Events: create (409 on a taken name), series patch, immuta
   t.teardown(() => withCrd.stop())
   const custom2 = withCrd.kubeConfig().makeApiClient(CustomObjectsApi)
   t.same((await custom2.getAPIResources({ group: 'wgpolicyk8s.io', version: 'v1alpha2' })).resources.map(r => r.name), ['policyreports'])
-  const made = await custom2.createNamespacedCustomObject({ group: 'wgpolicyk8s.io', version: 'v1alpha2', namespace: 'team-a', plural: 'policyreports', body: report }) as any
+  const made = await custom2.createNamespacedCustomObject({ group: 'wgpolicyk8s.io', version: 'v1alpha2', namespace: 'team-a', plural: 'policyreports', body: report })
   t.match(await failure(custom2.replaceNamespacedCustomObject({ group: 'wgpolicyk8s.io', version: 'v1alpha2', namespace: 'team-a', plural: 'policyreports', name: 'pullpin', body: { ...report, metadata: { name: 'pullpin', resourceVersion: '1' } } })), { code: 409 })
   t.match(await failure(custom2.replaceNamespacedCustomObject({ group: 'wgpolicyk8s.io', version: 'v1alpha2', namespace: 'team-a', plural: 'policyreports', name: 'pullpin', body: { ...report, metadata: { name: 'pullpin', resourceVersion: made.metadata.resourceVersion }, results: [{ policy: 'pullpin', result: 'bad' }] } })), { code: 422 })
 })

@@ -96,7 +96,7 @@ export function createWorkloadHandler (opts: WorkloadAdmissionOptions): Admissio
     if (pod.metadata?.annotations?.[SKIP_ANNOTATION] === 'true') return done('skipped', { uid: req.uid, allowed: true })
     const namespace = pod.metadata!.namespace!
     const name = typeof object.metadata?.name === 'string' ? object.metadata.name : (req.name ?? '')
-    const log = (): Logger => logger.child({ uid: logString(req.uid), namespace: logString(namespace), [kind.toLowerCase() || 'workload']: logString(name), operation: req.operation })
+    const log = (): Logger => logger.child({ uid: logString(req.uid), namespace: logString(namespace), workload: logString(`${kind}/${name}`), operation: req.operation })
 
     const deadline = new ReviewDeadline(deadlineMs)
     let findings: Finding[]

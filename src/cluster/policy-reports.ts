@@ -122,14 +122,15 @@ export class PolicyReporter {
   }
 
   #add (subject: Subject, findings: readonly Finding[], mode: string): void {
-    if (this.#available !== true || this.#stop.signal.aborted) return
+    // Only the leader writes, so only the leader keeps findings (a follower would hold them forever).
+    if (this.#available !== true || this.#stop.signal.aborted || !this.#opts.isLeader()) return
     let m = this.#pending.get(subject.namespace)
     if (m === undefined) this.#pending.set(subject.namespace, m = new Map<string, Pending>())
     m.set(subjectKey(subject), { subject, findings, mode, at: this.#clock.now() })
     this.schedule(subject.namespace)
   }
 
-  /** Write `namespace` after the debounce delay (leader only; a follower keeps its findings for later). */
+  /** Write `namespace` after the debounce delay (leader only). */
   schedule (namespace: string): void {
     if (this.#scheduled.has(namespace) || this.#stop.signal.aborted) return
     this.#scheduled.add(namespace)
