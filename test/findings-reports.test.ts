@@ -3,7 +3,7 @@
 // server. Time is a manual clock: rate bounds, series flushes and debounce delays move only when
 // the test moves it.
 import t, { type Test } from 'tap'
-import { AppsV1Api } from '@kubernetes/client-node'
+import { AppsV1Api, EventsV1Api } from '@kubernetes/client-node'
 import { admissionReview, loadWorkload, podFromWorkload } from './support/pods.js'
 import { startPullpin, type RunningPullpin } from './support/pullpin.js'
 import { startPinningEnv, type PinningEnv } from './support/pinning-env.js'
@@ -95,6 +95,23 @@ t.test('a 100-pod rollout makes one Event on the ReplicaSet, with a series count
   })
   t.match(e.note, new RegExp(`image ${ghost.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} not found`))
   t.ok(Buffer.byteLength(e.note) <= 1024)
+})
+
+t.test('an Event deleted meanwhile (the API server\'s event TTL): the series goes on as a new Event', async t => {
+  const w = await world(t, '  eventBurst: 1000')
+  const recorder = w.p.app.cluster!.events!
+  const image = 'elsewhere.example/acme/ttl:main'
+  await mutate(w, admissionReview(pod(image)))
+  await recorder.idle()
+  const [first] = events(w)
+  t.equal(first.series, undefined, 'a single occurrence has no series')
+  await w.server.kubeConfig().makeApiClient(EventsV1Api).deleteNamespacedEvent({ name: first.metadata.name, namespace: 'team-a' })
+  for (let i = 0; i < 3; i++) await mutate(w, admissionReview(pod(image)))
+  w.clock.advance(30_000)
+  await until('a new Event', () => events(w).length === 1 && events(w)[0].metadata.name !== first.metadata.name)
+  await recorder.idle()
+  t.match(events(w)[0], { reason: 'NotPinned', series: { count: 4 } }, 'the count goes on')
+  t.same(w.server.requests.filter(r => r.path.startsWith('/apis/events.k8s.io/') && r.method !== 'DELETE').map(r => r.method), ['POST', 'PATCH', 'POST'], 'create, the patch that found it gone (404), create')
 })
 
 t.test('Event notes stay within 1 KiB; bare pods and dry runs make no Event', async t => {
