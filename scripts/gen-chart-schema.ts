@@ -93,7 +93,11 @@ export function valuesSchema (): Schema {
         },
         objectSelector: k8sObject('A LabelSelector pods must match.'),
         excludeNamespaces: { type: 'array', items: { type: 'string', pattern: DNS_LABEL, maxLength: 63 }, uniqueItems: true, description: 'More namespaces never sent to the webhook.' },
-        annotations: stringMap('Annotations on the MutatingWebhookConfiguration.'),
+        annotations: stringMap('Annotations on the MutatingWebhookConfiguration (and the workload webhook\'s ValidatingWebhookConfiguration).'),
+        workloads: object({
+          enabled: { type: 'boolean', description: 'The workload webhook: warnings at kubectl apply for Deployments, StatefulSets, DaemonSets, Jobs and CronJobs.' },
+          name: str('The workload webhook\'s name: a fully qualified name of at least three segments.', { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?){2,}$', maxLength: 253 }),
+        }),
       }),
       certs: object({
         mode: { enum: ['self-managed', 'cert-manager', 'provided'] },

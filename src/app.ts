@@ -14,6 +14,7 @@ import { CredentialSources, type CredentialSourcesOptions } from './credentials/
 import type { DockerConfigSource } from './registry/keyring.js'
 import { parseImageReference } from './reference/parse.js'
 import { createAdmissionHandler, type NamespaceDirectory } from './admission/handler.js'
+import { createWorkloadHandler } from './admission/workload.js'
 import { certificateNotAfter, type CertificateSource, type TlsMaterial } from './certs/certificate-source.js'
 import { buildServer, type PullpinServer } from './server/server.js'
 import { createMetrics, type Metrics } from './metrics.js'
@@ -51,7 +52,7 @@ export interface AppOptions {
    */
   readonly credentialSources?: Omit<CredentialSourcesOptions, 'rules' | 'logger' | 'metrics'>
   /** Cluster timings (backoff, leader election) for tests. */
-  readonly clusterOptions?: Pick<ClusterIntegrationOptions, 'backoff' | 'leaderElection' | 'watchTimeoutSeconds' | 'createTimeoutMs'>
+  readonly clusterOptions?: Pick<ClusterIntegrationOptions, 'backoff' | 'leaderElection' | 'watchTimeoutSeconds' | 'createTimeoutMs' | 'events'>
 }
 
 export interface App {
@@ -115,6 +116,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
       fetched,
       ...(opts.identity !== undefined ? { identity: opts.identity } : {}),
       createTimeoutMs: config.cluster.copyCreateBudgetMs,
+      findingMetrics: metrics.findings,
       ...opts.clusterOptions,
     })
     for (const { name, check } of cluster.readinessChecks) readiness.add(name, check)
@@ -142,18 +144,33 @@ export async function createApp (opts: AppOptions): Promise<App> {
     })
     metrics.trackCache(() => pinning!.cache.stats())
   }
+  const policy = createNamespacePolicy(config, opts.ownNamespace)
+  const namespaces = opts.namespaces ?? cluster?.namespaces ?? staticNamespaceLabels(config)
+  const mutator = createMutator(opts.steps ?? buildSteps(config, pinning, metrics, cluster?.availability, fetched.size > 0 && (pinning !== undefined || cluster !== undefined) ? (name) => fetched.freshness(name) : undefined), { maxImagesPerReview: config.limits.maxImagesPerReview, failOpen: config.failOpen })
   const handler = createAdmissionHandler({
-    policy: createNamespacePolicy(config, opts.ownNamespace),
-    namespaces: opts.namespaces ?? cluster?.namespaces ?? staticNamespaceLabels(config),
-    mutator: createMutator(opts.steps ?? buildSteps(config, pinning, metrics, cluster?.availability, fetched.size > 0 && (pinning !== undefined || cluster !== undefined) ? (name) => fetched.freshness(name) : undefined), { maxImagesPerReview: config.limits.maxImagesPerReview, failOpen: config.failOpen }),
+    policy,
+    namespaces,
+    mutator,
     logger,
     metrics: metrics.admission,
     failOpen: config.failOpen,
     deadlineMs: reviewDeadlineMs,
+    ...(cluster?.onReviewed !== undefined ? { onReviewed: cluster.onReviewed } : {}),
+  })
+  // The workload webhook (/validate): the same mutator on pod templates, as a dry run.
+  const validate = createWorkloadHandler({
+    policy,
+    namespaces,
+    mutator,
+    logger,
+    metrics: metrics.workload,
+    failOpen: config.failOpen,
+    deadlineMs: reviewDeadlineMs,
+    ...(cluster?.onWorkloadFindings !== undefined ? { onFindings: cluster.onWorkloadFindings } : {}),
   })
   const tls = await opts.certificates.load()
   metrics.certificateExpiry(certificateNotAfter(tls.cert))
-  const server = buildServer({ tls, handler, logger, metrics: metrics.registry, readiness })
+  const server = buildServer({ tls, handler, validate, logger, metrics: metrics.registry, readiness })
   // The leader writes this CA into the webhook configuration's caBundle.
   cluster?.setCaBundle(tls.ca)
   const reloadFailed = (err: unknown): void => logger.error({ err }, 'certificate reload failed; still serving the previous certificate')

@@ -12,6 +12,8 @@ import type { RevisionEvent } from './cache/revision-pins.js'
 import type { RegistryEvent } from './registry/client.js'
 import type { ClusterMetrics } from './cluster/metrics.js'
 import type { CredentialMetrics } from './credentials/refresher.js'
+import type { WorkloadMetrics } from './admission/workload.js'
+import type { FindingMetrics } from './cluster/events.js'
 
 export interface Metrics {
   readonly registry: Registry
@@ -29,6 +31,10 @@ export interface Metrics {
   certificateExpiry (notAfterMs: number): void
   /** Fetched registry credentials (source.ecr / source.exec, src/credentials). */
   readonly credentials: CredentialMetrics
+  /** The workload webhook (src/admission/workload.ts). */
+  readonly workload: WorkloadMetrics
+  /** Events and PolicyReports written from findings (src/cluster/events.ts, policy-reports.ts). */
+  readonly findings: FindingMetrics
 }
 
 export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -197,6 +203,20 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     registers: [registry],
   })
 
+  const workloadDuration = new Histogram({
+    name: 'pullpin_workload_review_duration_seconds',
+    help: 'Time to answer a workload AdmissionReview (/validate), by kind and outcome (warned, clean, denied, error, skipped).',
+    labelNames: ['kind', 'outcome'] as const,
+    buckets: [0.001, 0.005, 0.025, 0.1, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  })
+  const findingWrites = new Counter({
+    name: 'pullpin_finding_writes_total',
+    help: 'Findings written to the cluster, by target (event, policyreport) and result (created, patched, updated, dropped, failed). dropped: the queue was full.',
+    labelNames: ['target', 'result'] as const,
+    registers: [registry],
+  })
+
   // Pre-create the series so dashboards and alerts see zeros rather than absent metrics. A
   // histogram child prints nothing until it is zeroed or observed.
   for (const outcome of ['mutated', 'unchanged', 'audited', 'denied', 'error', 'skipped'] satisfies Outcome[]) duration.zero({ outcome })
@@ -255,6 +275,12 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
         sourceProblems.labels(source, 'missing').set(problem === 'missing' ? 1 : 0)
         sourceProblems.labels(source, 'invalid').set(problem === 'invalid' ? 1 : 0)
       },
+    },
+    workload: {
+      workloadReview: (kind, outcome, seconds) => workloadDuration.labels(kind, outcome).observe(seconds),
+    },
+    findings: {
+      write: (target, result) => findingWrites.labels(target, result).inc(),
     },
   }
 }

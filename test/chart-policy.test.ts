@@ -351,7 +351,7 @@ t.test('the webhook-write policy refuses every other change to webhook configura
   for (const [what, req] of attempts) {
     const v = evaluate(webhookPolicy, req)
     t.equal(v.kind, 'denied', `${what}: denied`)
-    if (v.kind === 'denied') t.match(v.message, /^pullpin may not (CREATE|UPDATE|DELETE) \w+ [\w.-]+: it only writes the caBundle of rel-pullpin$/, `${what}: says why`)
+    if (v.kind === 'denied') t.match(v.message, /^pullpin may not (CREATE|UPDATE|DELETE) \w+ [\w.-]+: it only writes the caBundle of its webhook configurations$/, `${what}: says why`)
   }
   for (const username of ['kubernetes-admin', 'system:serviceaccount:cert-manager:cert-manager-cainjector']) {
     t.same(evaluate(webhookPolicy, hookUpdate(withWebhook(w => ({ ...w, namespaceSelector: {} })), hookConfig, username)), { kind: 'not-matched' }, `${username} is not affected`)
@@ -359,4 +359,35 @@ t.test('the webhook-write policy refuses every other change to webhook configura
   const none = await Promise.all([render({ ...VALUES, rbac: { webhookWritePolicy: false } }), render({ ...VALUES, certs: { mode: 'cert-manager' } })])
   t.notOk(none[0].some(o => o.metadata?.name === `${RELEASE}-pullpin-webhook-writes`), 'rbac.webhookWritePolicy: false renders none')
   t.notOk(none[1].some(o => o.metadata?.name === `${RELEASE}-pullpin-webhook-writes`), 'cert-manager: pullpin has no patch right, no policy needed')
+})
+
+t.test('the workload webhook\'s ValidatingWebhookConfiguration: the leader\'s real caBundle patch passes, anything else does not', async t => {
+  const VALIDATING = { group: WEBHOOKS.group, resource: 'validatingwebhookconfigurations', kind: 'ValidatingWebhookConfiguration' }
+  const vConfig = rendered.find(o => o.kind === 'ValidatingWebhookConfiguration')!
+  const vUpdate = (object: Obj, oldObject: Obj = vConfig): AdmissionRequest => ({ operation: 'UPDATE', namespace: '', name: oldObject.metadata.name, object, oldObject, username: PULLPIN, resource: VALIDATING })
+  const server = await startFakeApiServer({ namespaces: ['default', NS] })
+  t.teardown(() => server.stop())
+  const before = server.seed({ apiVersion: vConfig.apiVersion, kind: vConfig.kind, metadata: { name: vConfig.metadata.name, labels: vConfig.metadata.labels }, webhooks: vConfig.webhooks })
+  const config: Config = parseConfig(rendered.find(o => o.kind === 'ConfigMap')!.data['config.yaml'], 'rendered ConfigMap')
+  t.equal(config.cluster.validatingWebhookConfigurationName, vConfig.metadata.name)
+  const integration = createClusterIntegration({
+    connection: connectCluster({ kubeConfig: server.kubeConfig() }),
+    config,
+    ownNamespace: NS,
+    identity: 'replica-1',
+    logger: createLogger({ level: 'silent' }),
+    metrics: createMetrics({ defaultMetrics: false }).cluster,
+    credentials: new CredentialStore(),
+    backoff: { initialMs: 20, maxMs: 200 },
+    leaderElection: { leaseDurationMs: 10_000, renewDeadlineMs: 8000, retryPeriodMs: 100 },
+  })
+  t.teardown(() => integration.stop())
+  integration.setCaBundle('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
+  integration.start()
+  const current = (): Obj => server.get({ group: VALIDATING.group, resource: VALIDATING.resource, name: vConfig.metadata.name })
+  await until('caBundle patched', () => current().webhooks.every((w: Obj) => typeof w.clientConfig.caBundle === 'string'))
+  t.same(evaluate(webhookPolicy, vUpdate(current(), before)), { kind: 'allowed' }, 'the leader\'s patch is allowed')
+  const widened = { ...vConfig, webhooks: vConfig.webhooks.map((w: Obj) => ({ ...w, rules: [...w.rules, { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['secrets'], scope: '*' }] })) }
+  t.equal(evaluate(webhookPolicy, vUpdate(widened)).kind, 'denied', 'rules widened: denied')
+  t.equal(evaluate(webhookPolicy, vUpdate({ ...current(), metadata: { ...vConfig.metadata, name: 'other' } }, { ...vConfig, metadata: { ...vConfig.metadata, name: 'other' } })).kind, 'denied', 'another ValidatingWebhookConfiguration: denied')
 })

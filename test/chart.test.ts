@@ -23,9 +23,9 @@ import * as k8s from '@kubernetes/client-node'
 import { Ajv } from 'ajv'
 import { Agent, request } from 'undici'
 import { parse as parseYaml, parseAllDocuments, stringify as toYaml } from 'yaml'
-import { parseConfig } from '../src/policy/config.js'
+import { parseConfig, type Config } from '../src/policy/config.js'
 import { configSchema } from '../src/policy/config-schema.js'
-import { MUTATE_PATH } from '../src/server/server.js'
+import { MUTATE_PATH, VALIDATE_PATH } from '../src/server/server.js'
 import { clusterChoice, main as cliMain } from '../src/cli.js'
 import { renderValuesSchema, VALUES_SCHEMA_PATH } from '../scripts/gen-chart-schema.js'
 
@@ -149,6 +149,7 @@ const BUILTIN_KINDS: Record<string, string> = {
   'apps/v1/Deployment': 'V1Deployment',
   'policy/v1/PodDisruptionBudget': 'V1PodDisruptionBudget',
   'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': 'V1MutatingWebhookConfiguration',
+  'admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration': 'V1ValidatingWebhookConfiguration',
   'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy': 'V1ValidatingAdmissionPolicy',
   'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding': 'V1ValidatingAdmissionPolicyBinding',
   'rbac.authorization.k8s.io/v1/ClusterRole': 'V1ClusterRole',
@@ -157,7 +158,7 @@ const BUILTIN_KINDS: Record<string, string> = {
   'rbac.authorization.k8s.io/v1/RoleBinding': 'V1RoleBinding',
   'networking.k8s.io/v1/NetworkPolicy': 'V1NetworkPolicy',
 }
-const CLUSTER_SCOPED = new Set(['ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'])
+const CLUSTER_SCOPED = new Set(['ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'])
 
 // CRD schemas (cert-manager.io/v1 from cert-manager v1.16's CRDs, monitoring.coreos.com/v1 from
 // prometheus-operator v0.7x's), closed to the fields the chart may render.
@@ -474,7 +475,7 @@ t.test('every rendered object is valid for its kind', async t => {
   t.test('every option on', async t => validateAll(t, everything))
   t.test('cluster integration: sources, ServiceAccount injection, placeholders', async t => validateAll(t, cluster, NS, ['registry-credentials', 'team-secrets']))
   t.test('kinds rendered by default', async t => {
-    t.same(defaults.map(o => o.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicyBinding'])
+    t.same(defaults.map(o => o.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicyBinding', 'ValidatingWebhookConfiguration'])
     t.same(everything.map(o => o.kind).filter(k => ['ServiceMonitor', 'NetworkPolicy', 'PodDisruptionBudget', 'PrometheusRule'].includes(k)).sort(), ['NetworkPolicy', 'PrometheusRule', 'ServiceMonitor'], 'optional objects on; no PDB with one replica')
   })
 })
@@ -591,6 +592,33 @@ t.test('webhook registration', async t => {
   t.equal(flag(everything, 'review-deadline-ms'), '9500')
   t.same(e.webhooks[0].matchConditions, [{ name: 'not-node-users', expression: "!request.userInfo.username.startsWith('system:node:')" }])
   t.same(e.webhooks[0].objectSelector, { matchExpressions: [{ key: 'pullpin.io/skip', operator: 'DoesNotExist' }] })
+})
+
+t.test('the workload webhook: Deployments, StatefulSets, DaemonSets, Jobs, CronJobs; Ignore, no side effects, the pod webhook\'s namespaces', async t => {
+  for (const objs of [defaults, certManager, provided, everything]) {
+    const v = get(objs, 'ValidatingWebhookConfiguration')
+    const m = get(objs, 'MutatingWebhookConfiguration')
+    const hook = v.webhooks[0]
+    t.equal(v.metadata.name, m.metadata.name, 'same name as the MutatingWebhookConfiguration (another kind)')
+    t.same(hook.clientConfig.service, { ...m.webhooks[0].clientConfig.service, path: VALIDATE_PATH })
+    t.same(hook.clientConfig.caBundle, m.webhooks[0].clientConfig.caBundle)
+    t.same(v.metadata.annotations?.['cert-manager.io/inject-ca-from'], m.metadata.annotations?.['cert-manager.io/inject-ca-from'])
+    t.same(hook.rules, [
+      { apiGroups: ['apps'], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['deployments', 'statefulsets', 'daemonsets'], scope: 'Namespaced' },
+      { apiGroups: ['batch'], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['jobs', 'cronjobs'], scope: 'Namespaced' },
+    ])
+    t.same(hook.namespaceSelector, m.webhooks[0].namespaceSelector, 'the same namespaces (and self-exclusion)')
+    t.equal(hook.failurePolicy, 'Ignore', 'never in the way, whatever the pod webhook\'s policy')
+    t.equal(hook.sideEffects, 'None')
+    t.equal(hook.timeoutSeconds, m.webhooks[0].timeoutSeconds)
+  }
+  const config = (objs: Obj[]): Config => parseConfig(get(objs, 'ConfigMap').data['config.yaml'], 'rendered')
+  t.equal(config(defaults).cluster.validatingWebhookConfigurationName, get(defaults, 'ValidatingWebhookConfiguration').metadata.name, 'self-managed: the leader keeps its caBundle')
+  t.equal(config(certManager).cluster.validatingWebhookConfigurationName, '', 'cert-manager injects it')
+  const off = await render({ webhook: { workloads: { enabled: false } } })
+  t.same(off.filter(o => o.kind === 'ValidatingWebhookConfiguration'), [], 'webhook.workloads.enabled: false')
+  t.equal(config(off).cluster.validatingWebhookConfigurationName, '')
+  t.same(get(off, 'ClusterRole').rules.filter((r: Obj) => r.resources.includes('validatingwebhookconfigurations')), [], 'and no rights on it')
 })
 
 t.test('the namespace selector takes opted-in namespaces and never the release namespace', async t => {
@@ -755,6 +783,16 @@ t.test('RBAC is least privilege, follows the config, and is bound to pullpin\'s 
   t.same(grants(everything, 'ClusterRole', 'mutatingwebhookconfigurations'), [['get,list,patch,watch', ['pullpin-webhook']]])
   t.same(grants(defaults, 'ClusterRole', 'pods'), [], 'pinning off: no pod rights')
   t.same(grants(await render({ config: { pinning: { enabled: true } } }), 'ClusterRole', 'pods'), [['list', undefined]], 'pinning: list pods (pins of a rollout revision already admitted)')
+  t.same(grants(defaults, 'ClusterRole', 'validatingwebhookconfigurations'), [['get,list,patch,watch', [`${RELEASE}-pullpin`]]], 'the workload webhook\'s configuration only')
+  t.same(grants(certManager, 'ClusterRole', 'validatingwebhookconfigurations'), [])
+  // Findings: Events by default (create, and patch of a series), PolicyReports only when asked for.
+  t.same(grants(defaults, 'ClusterRole', 'events'), [['create,patch', undefined]])
+  t.same(grants(defaults, 'ClusterRole', 'policyreports'), [])
+  t.same(grants(defaults, 'ClusterRole', 'deployments'), [])
+  const reports = await render({ config: { reports: { events: false, policyReports: true } } })
+  t.same(grants(reports, 'ClusterRole', 'events'), [], 'reports.events: false')
+  t.same(grants(reports, 'ClusterRole', 'policyreports'), [['create,get,list,update', undefined]])
+  for (const r of ['deployments', 'replicasets', 'statefulsets', 'daemonsets', 'jobs', 'cronjobs']) t.same(grants(reports, 'ClusterRole', r), [['get', undefined]], `${r}: read by name (is it gone?)`)
 
   // Sources, ServiceAccount injection, placeholders and cleanup.
   t.same(grants(cluster, 'ClusterRole', 'secrets'), [

@@ -297,7 +297,7 @@ t.test('the commented cluster settings of examples/pullpin.yaml are valid once u
   const text = await readFile(new URL('../examples/pullpin.yaml', import.meta.url), 'utf8')
   const uncommented = text
     .replace(/^(\s*)# (source: .*)$/m, '$1$2')
-    .replace(/^# (injection|serviceAccounts|cluster)\b/mg, '$1')
+    .replace(/^# (injection|serviceAccounts|cluster|reports)\b/mg, '$1')
     .replace(/^#( {3}.*)$/mg, '$1')
   t.not(uncommented, text)
   const config = parseConfig(uncommented, 'examples/pullpin.yaml, uncommented')
@@ -305,4 +305,5 @@ t.test('the commented cluster settings of examples/pullpin.yaml are valid once u
   t.equal(config.cluster.leaderElection.leaseName, 'pullpin-leader')
   t.equal(config.cluster.webhookConfigurationName, 'pullpin')
   t.equal(config.injection, 'pod')
+  t.same(config.reports, { events: true, eventsPerSecond: 5, eventBurst: 25, policyReports: false, policyReportDelaySeconds: 10 })
 })

@@ -13,6 +13,11 @@
 //   CoordinationV1Api read/create/replaceNamespacedLease, MicroTime times (leader election)
 //   AdmissionregistrationV1Api listMutatingWebhookConfiguration (informer, metadata.name=),
 //                    patchMutatingWebhookConfiguration, JSON patch with a test op on resourceVersion
+//                    patchValidatingWebhookConfiguration (the workload webhook's caBundle)
+//   EventsV1Api      createNamespacedEvent, patchNamespacedEvent (merge patch of series)
+//   CustomObjectsApi getAPIResources wgpolicyk8s.io/v1alpha2 (discovery), get/create/replace
+//                    policyreports, listCustomObjectForAllNamespaces (labelSelector), get of
+//                    apps/v1 and batch/v1 workloads (do they still exist?)
 //   Watch            every informer path with resourceVersion (of its list), allowWatchBookmarks,
 //                    timeoutSeconds, fieldSelector; 410 (HTTP or ERROR event) means relist
 //   CoreV1Api        readNamespacedServiceAccount, readNamespacedPod, listNamespacedEvent with
@@ -25,6 +30,8 @@ import {
   ApiException,
   CoordinationV1Api,
   CoreV1Api,
+  CustomObjectsApi,
+  EventsV1Api,
   KubeConfig,
   Watch,
   type V1Lease,
@@ -392,7 +399,7 @@ t.test('test controls: auth, failNext, pause/resume, seed/get/list; what pullpin
   t.equal((await failure(core.deleteNamespace({ name: 'default' }))).code, 405)
   t.equal((await failure(core.deleteCollectionNamespacedSecret({ namespace: 'default' }))).code, 405)
   t.equal((await failure(core.listNamespacedConfigMap({ namespace: 'default' }))).code, 404)
-  const unknown = await fetch(`${url}/apis/apps/v1/deployments`, { headers: { authorization: 'Bearer fake-apiserver-token' } })
+  const unknown = await fetch(`${url}/apis/apps/v1/controllerrevisions`, { headers: { authorization: 'Bearer fake-apiserver-token' } })
   t.equal(unknown.status, 404)
 })
 
@@ -424,4 +431,38 @@ t.test('pods: label selector and limit on a metadata-only list; the admitted-pin
   t.same(await read(revision('c'), AbortSignal.timeout(5000)), [], 'no pod of the revision yet')
   await s.pause()
   await t.rejects(read(revision('a'), AbortSignal.timeout(5000)), 'the API server gone: the reader throws')
+})
+
+t.test('events.k8s.io Events: create (409 on a taken name), series patch, immutable fields, 404; PolicyReports only with their CRD', async (t) => {
+  const server = await startFakeApiServer({ namespaces: ['default', 'team-a'] })
+  t.teardown(() => server.stop())
+  const kc = server.kubeConfig()
+  const events = kc.makeApiClient(EventsV1Api)
+  const now = microTime(new Date())
+  const event = (name: string, extra: Record<string, unknown> = {}): any => ({ metadata: { name }, eventTime: now, reportingController: 'pullpin.io/pullpin', reportingInstance: 'r1', action: 'Admit', reason: 'ImageNotFound', type: 'Warning', note: 'n', regarding: { kind: 'ReplicaSet', name: 'web', namespace: 'team-a' }, ...extra })
+  const created = await events.createNamespacedEvent({ namespace: 'team-a', body: event('web.1') })
+  t.ok(created.metadata?.resourceVersion)
+  t.equal((await failure(events.createNamespacedEvent({ namespace: 'team-a', body: event('web.1') }))).code, 409)
+  t.match(await failure(events.createNamespacedEvent({ namespace: 'team-a', body: event('web.2', { eventTime: new Date().toISOString() }) })), { code: 400, status: { message: /RFC3339 with microseconds/ } })
+  t.match(await failure(events.createNamespacedEvent({ namespace: 'team-a', body: event('web.3', { note: 'x'.repeat(1025) }) })), { code: 422 })
+  t.match(await failure(events.createNamespacedEvent({ namespace: 'team-a', body: event('web.4', { reportingInstance: undefined }) })), { code: 422 })
+  const merge = callOptions({ patch: 'merge' })
+  const patched = await events.patchNamespacedEvent({ name: 'web.1', namespace: 'team-a', body: { series: { count: 2, lastObservedTime: now } } }, merge)
+  t.equal((patched as any).series.count, 2)
+  t.match(await failure(events.patchNamespacedEvent({ name: 'web.1', namespace: 'team-a', body: { note: 'changed' } }, merge)), { code: 422, status: { message: /note/ } })
+  t.match(await failure(events.patchNamespacedEvent({ name: 'web.1', namespace: 'team-a', body: { series: { count: 1, lastObservedTime: now } } }, merge)), { code: 422 })
+  t.equal((await failure(events.patchNamespacedEvent({ name: 'gone', namespace: 'team-a', body: { series: { count: 2, lastObservedTime: now } } }, merge))).code, 404)
+  t.equal((await failure(events.patchNamespacedEvent({ name: 'web.1', namespace: 'team-a', body: { metadata: { resourceVersion: '1' }, series: { count: 3, lastObservedTime: now } } }, merge))).code, 409, 'a stale resourceVersion')
+
+  const custom = kc.makeApiClient(CustomObjectsApi)
+  const report = { apiVersion: 'wgpolicyk8s.io/v1alpha2', kind: 'PolicyReport', metadata: { name: 'pullpin' }, results: [{ policy: 'pullpin', result: 'warn' }] }
+  t.equal((await failure(custom.getAPIResources({ group: 'wgpolicyk8s.io', version: 'v1alpha2' }))).code, 404, 'no CRD: no discovery')
+  t.equal((await failure(custom.createNamespacedCustomObject({ group: 'wgpolicyk8s.io', version: 'v1alpha2', namespace: 'team-a', plural: 'policyreports', body: report }))).code, 404, 'no CRD: no resource')
+  const withCrd = await startFakeApiServer({ namespaces: ['team-a'], crds: ['policyreports.wgpolicyk8s.io'] })
+  t.teardown(() => withCrd.stop())
+  const custom2 = withCrd.kubeConfig().makeApiClient(CustomObjectsApi)
+  t.same((await custom2.getAPIResources({ group: 'wgpolicyk8s.io', version: 'v1alpha2' })).resources.map(r => r.name), ['policyreports'])
+  const made = await custom2.createNamespacedCustomObject({ group: 'wgpolicyk8s.io', version: 'v1alpha2', namespace: 'team-a', plural: 'policyreports', body: report })
+  t.match(await failure(custom2.replaceNamespacedCustomObject({ group: 'wgpolicyk8s.io', version: 'v1alpha2', namespace: 'team-a', plural: 'policyreports', name: 'pullpin', body: { ...report, metadata: { name: 'pullpin', resourceVersion: '1' } } })), { code: 409 })
+  t.match(await failure(custom2.replaceNamespacedCustomObject({ group: 'wgpolicyk8s.io', version: 'v1alpha2', namespace: 'team-a', plural: 'policyreports', name: 'pullpin', body: { ...report, metadata: { name: 'pullpin', resourceVersion: made.metadata.resourceVersion }, results: [{ policy: 'pullpin', result: 'bad' }] } })), { code: 422 })
 })

@@ -131,6 +131,26 @@ t.test('over HTTPS', async t => {
     }), { numRuns: 40 })
   })
 
+  t.test('the same hostile pods as Deployment templates on /validate: 200, allowed, never a patch', async t => {
+    await fc.assert(fc.asyncProperty(hostilePodArb, fc.constantFrom('team-a', 'team-b'), async (h, namespace) => {
+      const { pod, review } = build(h)
+      // The pod's JSON text (hostile keys and deep values as sent) becomes the template's.
+      const podText = h.deep === undefined ? JSON.stringify(pod) : JSON.stringify(pod).replace(JSON.stringify(DEEP), deepJson(h.deep))
+      const deployment = { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace }, spec: { replicas: 2, template: '@template@' } }
+      const wrapper = admissionReview(deployment, { uid: review.request.uid, kind: { group: 'apps', version: 'v1', kind: 'Deployment' }, resource: { group: 'apps', version: 'v1', resource: 'deployments' } })
+      const body = JSON.stringify(wrapper).replace('"@template@"', podText)
+      if (Buffer.byteLength(body) > 3 * 1024 * 1024) return
+      const res = await p.post('/validate', body)
+      t.equal(res.status, 200, res.text.slice(0, 300))
+      t.equal(res.json.kind, 'AdmissionReview')
+      t.equal(res.json.response.uid, review.request.uid)
+      t.equal(res.json.response.allowed, true)
+      t.equal(res.json.response.patch, undefined, 'never a patch')
+      t.equal(res.json.response.patchType, undefined)
+      t.same(Object.getOwnPropertyNames(Object.prototype).sort(), PROTOTYPE_NAMES, 'Object.prototype untouched')
+    }), { numRuns: 20 })
+  })
+
   t.test('a body over the limit is 413 PULLPIN_BODY_TOO_LARGE', async t => {
     const pod: any = podFromWorkload('deployment-web', { namespace: 'team-a' })
     pod.metadata.annotations = { big: 'x'.repeat(3 * 1024 * 1024) }

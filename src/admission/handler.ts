@@ -37,12 +37,27 @@ export interface AdmissionOptions {
   readonly failOpen: boolean
   /** The whole review must finish within this; past it the pod is admitted unchanged (or denied when !failOpen). */
   readonly deadlineMs: number
+  /**
+   * Told about a reviewed pod with findings and a controlling owner (src/cluster/events.ts turns
+   * it into an Event on that owner), never for a dry run. It only queues: the findings are made
+   * and written in the background, after the answer.
+   */
+  readonly onReviewed?: (reviewed: ReviewedPod) => void
+}
+
+/** A pod review's result, for Events and PolicyReports (src/admission/findings.ts maps it). */
+export interface ReviewedPod {
+  readonly namespace: string
+  /** The pod's controlling ownerReference (ReplicaSet, StatefulSet, DaemonSet, Job…). */
+  readonly owner: { readonly apiVersion: string; readonly kind: string; readonly name: string; readonly uid: string }
+  readonly mode: 'enforce' | 'audit'
+  readonly result: Pick<MutationResult, 'changes' | 'warnings' | 'deny'>
 }
 
 export type AdmissionHandler = (body: unknown) => Promise<AdmissionReviewOut>
 
 export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandler {
-  const { policy, namespaces, mutator, logger, metrics, failOpen, deadlineMs } = opts
+  const { policy, namespaces, mutator, logger, metrics, failOpen, deadlineMs, onReviewed } = opts
 
   return async function handle (body) {
     const req = parseAdmissionReview(body) // throws ERR_REVIEW_MALFORMED → HTTP 400
@@ -105,6 +120,11 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       return done('skipped', { uid: req.uid, allowed: true })
     }
     const { mode, result } = reviewed
+    // Queued before the answer is built, written after it (and never on a dry run).
+    if (onReviewed !== undefined && req.dryRun !== true && hasFindings(result)) {
+      const owner = controllerOf(pod)
+      if (owner !== undefined) onReviewed({ namespace, owner, mode, result })
+    }
 
     // A huge pod's warnings are counted in slices (warnings.ts); past the deadline, late() answers.
     if (result.deny !== undefined && mode === 'enforce') {
@@ -173,6 +193,26 @@ function reviewLine (fields: Record<string, unknown>, result: Partial<Pick<Mutat
   if (result.warnings !== undefined) addLogList(fields, 'warnings', result.warnings)
   if (result.diagnostics !== undefined) addLogList(fields, 'diagnostics', result.diagnostics)
   return fields
+}
+
+function hasFindings (result: MutationResult): boolean {
+  if (result.warnings.length > 0 || result.deny !== undefined) return true
+  for (const c of result.changes) if (c.kind === 'pin') return true
+  return false
+}
+
+/** The controlling ownerReference, when it is well-formed (a bare pod has none). */
+function controllerOf (pod: Pod): ReviewedPod['owner'] | undefined {
+  const refs = pod.metadata?.ownerReferences
+  if (!Array.isArray(refs)) return undefined
+  for (const o of refs as unknown[]) {
+    if (o === null || typeof o !== 'object') continue
+    const { controller, apiVersion, kind, name, uid } = o as Record<string, unknown>
+    if (controller !== true) continue
+    if (typeof apiVersion !== 'string' || typeof kind !== 'string' || typeof name !== 'string' || typeof uid !== 'string' || name === '' || uid === '') return undefined
+    return { apiVersion, kind, name, uid }
+  }
+  return undefined
 }
 
 function podName (pod: Pod, req: AdmissionRequest): string {

@@ -7,6 +7,8 @@ import {
   AdmissionregistrationV1Api,
   CoordinationV1Api,
   CoreV1Api,
+  CustomObjectsApi,
+  EventsV1Api,
   KubeConfig,
   Watch,
 } from '@kubernetes/client-node'
@@ -29,6 +31,10 @@ export interface ClusterConnection {
   readonly core: CoreV1Api
   readonly coordination: CoordinationV1Api
   readonly admissionRegistration: AdmissionregistrationV1Api
+  /** Findings as Events (src/cluster/events.ts). */
+  readonly events: EventsV1Api
+  /** PolicyReports and API discovery of their CRD (src/cluster/policy-reports.ts). */
+  readonly customObjects: CustomObjectsApi
   readonly watch: Watch
 }
 
@@ -72,6 +78,8 @@ export function connectCluster (opts: ClusterConnectOptions): ClusterConnection 
     core: kc.makeApiClient(CoreV1Api),
     coordination: kc.makeApiClient(CoordinationV1Api),
     admissionRegistration: kc.makeApiClient(AdmissionregistrationV1Api),
+    events: kc.makeApiClient(EventsV1Api),
+    customObjects: kc.makeApiClient(CustomObjectsApi),
     watch: new Watch(kc),
   }
 }

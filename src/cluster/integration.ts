@@ -5,8 +5,9 @@
 import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
-import type { V1MutatingWebhookConfiguration, V1Secret, V1ServiceAccount } from '@kubernetes/client-node'
-import type { NamespaceDirectory } from '../admission/handler.js'
+import type { V1MutatingWebhookConfiguration, V1Secret, V1ServiceAccount, V1ValidatingWebhookConfiguration } from '@kubernetes/client-node'
+import type { NamespaceDirectory, ReviewedPod } from '../admission/handler.js'
+import type { WorkloadFindings } from '../admission/workload.js'
 import type { SecretAvailability } from '../mutate/inject-secrets.js'
 import type { Config } from '../policy/config.js'
 import { createNamespacePolicy } from '../policy/namespace-mode.js'
@@ -16,7 +17,9 @@ import type { ClusterConnection } from './connection.js'
 import { isPlaceholder } from './copy-plan.js'
 import { CopyAvailability } from './copy-availability.js'
 import type { Informer, KubeObject } from './informer.js'
-import { dockerConfigSecretsInformer, namespaceInformer, serviceAccountsNamedInformer, webhookConfigurationInformer, type InformerSettings } from './resource-informers.js'
+import { dockerConfigSecretsInformer, namespaceInformer, serviceAccountsNamedInformer, validatingWebhookConfigurationInformer, webhookConfigurationInformer, type InformerSettings } from './resource-informers.js'
+import { EventRecorder, type EventRecorderOptions, type FindingMetrics } from './events.js'
+import { PolicyReporter } from './policy-reports.js'
 import { LeaderElector } from './leader-election.js'
 import { noClusterMetrics, type ClusterMetrics } from './metrics.js'
 import { clusterNamespaceDirectory } from './namespace-directory.js'
@@ -52,6 +55,10 @@ export interface ClusterIntegrationOptions {
   readonly leaderElection?: { readonly leaseDurationMs: number; readonly renewDeadlineMs: number; readonly retryPeriodMs: number }
   /** Bound on the synchronous copy create during admission. */
   readonly createTimeoutMs?: number
+  /** Events and PolicyReports written (src/metrics.ts). */
+  readonly findingMetrics?: FindingMetrics
+  /** Event recorder settings for tests (manual clock, windows); rates come from config.reports. */
+  readonly events?: Pick<EventRecorderOptions, 'clock' | 'flushIntervalMs' | 'seriesWindowMs' | 'queueSize'>
 }
 
 export interface ClusterIntegration {
@@ -69,6 +76,14 @@ export interface ClusterIntegration {
   /** Resolves once the leader's queue is empty (tests). */
   idle (): Promise<void>
   stop (): Promise<void>
+  /** For the pod webhook: findings → Events and PolicyReports; undefined when both are off. */
+  readonly onReviewed: ((r: ReviewedPod) => void) | undefined
+  /** For the workload webhook: findings → PolicyReports; undefined when they are off. */
+  readonly onWorkloadFindings: ((w: WorkloadFindings) => void) | undefined
+  /** The Event recorder when reports.events is on. */
+  readonly events: EventRecorder | undefined
+  /** The PolicyReport writer when reports.policyReports is on. */
+  readonly policyReports: PolicyReporter | undefined
 }
 
 export function createClusterIntegration (opts: ClusterIntegrationOptions): ClusterIntegration {
@@ -91,8 +106,11 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
   const placeholders: Informer<V1Secret> | undefined = config.cluster.placeholderSecrets ? dockerConfigSecretsInformer(connection, settings) : undefined
   const webhookName = config.cluster.webhookConfigurationName
   const webhookInformer: Informer<V1MutatingWebhookConfiguration> | undefined = webhookName !== '' ? webhookConfigurationInformer(connection, webhookName, settings) : undefined
+  const validatingName = config.cluster.validatingWebhookConfigurationName
+  const validatingInformer: Informer<V1ValidatingWebhookConfiguration> | undefined = validatingName !== '' ? validatingWebhookConfigurationInformer(connection, validatingName, settings) : undefined
   const informers: Array<Pick<Informer<KubeObject>, 'name' | 'hasSynced' | 'waitForSync' | 'start' | 'stop'>> = [
     namespaces,
+    ...(validatingInformer !== undefined ? [validatingInformer] : []),
     ...state.sourceInformers(),
     ...state.copyInformers(),
     ...serviceAccounts.values(),
@@ -116,6 +134,7 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
     serviceAccounts,
     placeholders,
     webhook: webhookInformer !== undefined ? { name: webhookName, informer: webhookInformer } : undefined,
+    validatingWebhook: validatingInformer !== undefined ? { name: validatingName, informer: validatingInformer } : undefined,
     caBundle: () => caBundle,
     // Asked before every write (elector is defined below; this runs only once it leads).
     isLeader: () => elector.isLeader(),
@@ -144,6 +163,7 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
         reconciler.reportSources()
         enqueueAll()
         work.add(RETIRED_KEY)
+        void reports?.resync()
       }).catch((err: unknown) => logger.error({ err }, 'could not start reconciling'))
     },
     onStoppedLeading: () => {
@@ -159,6 +179,7 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
   for (const i of serviceAccounts.values()) i.on(e => enqueue(e.object.metadata?.namespace))
   placeholders?.on(e => { if (isPlaceholder(e.object)) enqueue(e.object.metadata?.namespace) })
   webhookInformer?.on(() => work.add(WEBHOOK_KEY))
+  validatingInformer?.on(() => work.add(WEBHOOK_KEY))
   for (const i of state.sourceInformers()) {
     const changed = (): void => {
       feedCredentials()
@@ -200,6 +221,17 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
     return out
   })
 
+  // Findings → Events (every replica, for the pods it reviewed) and PolicyReports (the leader writes).
+  const recorder = config.reports.events
+    ? new EventRecorder({ api: connection.events, reportingInstance: identity, logger, writesPerSecond: config.reports.eventsPerSecond, burst: config.reports.eventBurst, ...(opts.findingMetrics !== undefined ? { metrics: opts.findingMetrics } : {}), ...opts.events })
+    : undefined
+  const reports = config.reports.policyReports
+    ? new PolicyReporter({ connection, logger, isLeader: () => elector.isLeader(), delayMs: config.reports.policyReportDelaySeconds * 1000, ...(opts.findingMetrics !== undefined ? { metrics: opts.findingMetrics } : {}), ...(opts.events?.clock !== undefined ? { clock: opts.events.clock } : {}) })
+    : undefined
+  const onReviewed = recorder !== undefined || reports !== undefined
+    ? (r: ReviewedPod): void => { recorder?.reviewed(r); reports?.pod(r) }
+    : undefined
+
   let resync: NodeJS.Timeout | undefined
   const availability = state.rules.length > 0
     ? new CopyAvailability({ connection, state, logger, metrics, ...(opts.createTimeoutMs !== undefined ? { createTimeoutMs: opts.createTimeoutMs } : {}) })
@@ -219,6 +251,10 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
       },
     }],
     isLeader: () => elector.isLeader(),
+    onReviewed,
+    onWorkloadFindings: reports !== undefined ? (w) => { reports.workload(w) } : undefined,
+    events: recorder,
+    policyReports: reports,
     setCaBundle (pem) {
       if (pem === caBundle) return
       caBundle = pem
@@ -229,14 +265,22 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
       for (const i of informers) i.start()
       elector.start()
       metrics.leader(false)
-      resync = setInterval(() => { if (elector.isLeader()) enqueueAll() }, config.cluster.resyncSeconds * 1000)
+      resync = setInterval(() => {
+        if (!elector.isLeader()) return
+        enqueueAll()
+        void reports?.resync()
+      }, config.cluster.resyncSeconds * 1000)
       resync.unref()
+      // Once at start: is the PolicyReport CRD there? (a log line says which)
+      reports?.discover().then(() => reports.resync()).catch((err: unknown) => logger.warn({ err }, 'PolicyReport discovery failed'))
       logger.info({ server: connection.description, identity, informers: informers.map(i => i.name) }, 'cluster integration started')
     },
     waitForSync: syncAll,
     idle: () => work.idle(),
     async stop () {
       clearInterval(resync)
+      await recorder?.stop()
+      await reports?.stop()
       await elector.stop()
       await work.stop()
       await Promise.all(informers.map(i => i.stop()))

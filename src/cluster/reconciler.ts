@@ -4,7 +4,7 @@
 // entries no longer configured). Every write re-checks leadership first and carries a
 // precondition (resourceVersion / uid), so a stale view or a deposed leader cannot clobber.
 import type { Logger } from 'pino'
-import type { V1MutatingWebhookConfiguration, V1Namespace, V1Secret, V1ServiceAccount } from '@kubernetes/client-node'
+import type { V1MutatingWebhookConfiguration, V1ValidatingWebhookConfiguration, V1Namespace, V1Secret, V1ServiceAccount } from '@kubernetes/client-node'
 import type { InjectionMode } from '../policy/config.js'
 import type { NamespacePolicy } from '../policy/namespace-mode.js'
 import type { ClusterConnection } from './connection.js'
@@ -40,6 +40,8 @@ export interface ReconcilerOptions {
   readonly serviceAccounts: ReadonlyMap<string, Informer<V1ServiceAccount>>
   readonly placeholders: Informer<V1Secret> | undefined
   readonly webhook: { readonly name: string; readonly informer: Informer<V1MutatingWebhookConfiguration> } | undefined
+  /** The workload webhook's configuration (issue 18): same caBundle. */
+  readonly validatingWebhook?: { readonly name: string; readonly informer: Informer<V1ValidatingWebhookConfiguration> } | undefined
   /** PEM of the CA(s) that sign the serving certificate, when pullpin knows it. */
   readonly caBundle: () => string | undefined
   readonly isLeader: () => boolean
@@ -204,24 +206,27 @@ export class Reconciler {
   }
 
   private async reconcileWebhook (signal: AbortSignal): Promise<void> {
-    const webhook = this.opts.webhook
     const bundle = this.opts.caBundle()
-    if (webhook === undefined || bundle === undefined || bundle === '') return
-    const config = webhook.informer.get(webhook.name)
-    if (config === undefined) return // created later (helm install order): its ADDED event requeues
+    if (bundle === undefined || bundle === '') return
     const value = Buffer.from(bundle).toString('base64')
-    const ops: Array<{ op: string; path: string; value: string }> = []
-    for (const [i, w] of (config.webhooks ?? []).entries()) {
-      if (w.clientConfig?.caBundle !== value) ops.push({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value })
+    const webhook = this.opts.webhook
+    if (webhook !== undefined) {
+      const body = caBundlePatch(webhook.informer.get(webhook.name), value)
+      if (body !== undefined) {
+        this.guard()
+        await this.opts.connection.admissionRegistration.patchMutatingWebhookConfiguration({ name: webhook.name, body }, callOptions({ signal, patch: 'json' }))
+        this.opts.logger.info({ webhookConfiguration: webhook.name, webhooks: body.length - 1 }, 'caBundle patched')
+      }
     }
-    if (ops.length === 0) return
-    this.guard()
-    await this.opts.connection.admissionRegistration.patchMutatingWebhookConfiguration({
-      name: webhook.name,
-      // The test op makes the patch apply only to the version whose webhook indexes we computed.
-      body: [{ op: 'test', path: '/metadata/resourceVersion', value: config.metadata?.resourceVersion ?? '' }, ...ops],
-    }, callOptions({ signal, patch: 'json' }))
-    this.opts.logger.info({ webhookConfiguration: webhook.name, webhooks: ops.length }, 'caBundle patched')
+    const validating = this.opts.validatingWebhook
+    if (validating !== undefined) {
+      const body = caBundlePatch(validating.informer.get(validating.name), value)
+      if (body !== undefined) {
+        this.guard()
+        await this.opts.connection.admissionRegistration.patchValidatingWebhookConfiguration({ name: validating.name, body }, callOptions({ signal, patch: 'json' }))
+        this.opts.logger.info({ validatingWebhookConfiguration: validating.name, webhooks: body.length - 1 }, 'caBundle patched')
+      }
+    }
   }
 
   /**
@@ -257,4 +262,19 @@ export class Reconciler {
       }
     }
   }
+}
+
+/**
+ * The JSON patch that sets every webhook's caBundle to `value`, or undefined when there is nothing
+ * to do (or the configuration is not there yet: helm install order; its ADDED event requeues).
+ */
+function caBundlePatch (config: { metadata?: { resourceVersion?: string }; webhooks?: Array<{ clientConfig?: { caBundle?: string } }> } | undefined, value: string): Array<{ op: string; path: string; value: string }> | undefined {
+  if (config === undefined) return undefined
+  const ops: Array<{ op: string; path: string; value: string }> = []
+  for (const [i, w] of (config.webhooks ?? []).entries()) {
+    if (w.clientConfig?.caBundle !== value) ops.push({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value })
+  }
+  if (ops.length === 0) return undefined
+  // The test op makes the patch apply only to the version whose webhook indexes we computed.
+  return [{ op: 'test', path: '/metadata/resourceVersion', value: config.metadata?.resourceVersion ?? '' }, ...ops]
 }

@@ -3,7 +3,7 @@
 // metadata.name=…), which lets RBAC restrict them with resourceNames: pullpin never needs to read
 // every Secret of the cluster (README "Cluster", RBAC).
 import type { Logger } from 'pino'
-import type { V1MutatingWebhookConfiguration, V1Namespace, V1Secret, V1ServiceAccount } from '@kubernetes/client-node'
+import type { V1MutatingWebhookConfiguration, V1ValidatingWebhookConfiguration, V1Namespace, V1Secret, V1ServiceAccount } from '@kubernetes/client-node'
 import type { BackoffOptions } from '../async/backoff.js'
 import type { ClusterConnection } from './connection.js'
 import { callOptions } from './kube-api.js'
@@ -94,5 +94,15 @@ export function webhookConfigurationInformer (conn: ClusterConnection, name: str
     path: '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
     fieldSelector: `metadata.name=${name}`,
     list: (p) => conn.admissionRegistration.listMutatingWebhookConfiguration(p, callOptions({ signal: p.signal })),
+  })
+}
+
+/** The workload webhook's configuration (issue 18), whose caBundle the leader keeps like the mutating one's. */
+export function validatingWebhookConfigurationInformer (conn: ClusterConnection, name: string, s: InformerSettings): Informer<V1ValidatingWebhookConfiguration> {
+  return new Informer<V1ValidatingWebhookConfiguration>({
+    ...common(`validatingwebhookconfiguration ${name}`, s, conn),
+    path: '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations',
+    fieldSelector: `metadata.name=${name}`,
+    list: (p) => conn.admissionRegistration.listValidatingWebhookConfiguration(p, callOptions({ signal: p.signal })),
   })
 }

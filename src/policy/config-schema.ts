@@ -268,6 +268,27 @@ export const configSchema = {
       description: 'ServiceAccounts of opted-in namespaces that get the pull secrets in serviceaccount/both injection modes.',
       default: ['default'],
     },
+    reports: {
+      description: 'Where findings go besides admission warnings (README, "Where findings appear"). Used only with a cluster connection.',
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        events: {
+          description: 'An events.k8s.io/v1 Event on the controlling owner (ReplicaSet, StatefulSet, DaemonSet, Job) of a pod with findings, aggregated into one series per owner and reason. Needs create/patch on events.',
+          type: 'boolean',
+          default: true,
+        },
+        eventsPerSecond: { description: 'Event writes (creates and series patches) per second, all namespaces together.', type: 'number', exclusiveMinimum: 0, maximum: 1000, default: 5 },
+        eventBurst: { description: 'Event writes allowed at once before eventsPerSecond applies.', type: 'integer', minimum: 1, maximum: 10000, default: 25 },
+        policyReports: {
+          description: 'One wgpolicyk8s.io/v1alpha2 PolicyReport per opted-in namespace, named pullpin, with a result per workload and finding; written by the leader, only when the PolicyReport CRD is installed. Needs RBAC on policyreports.',
+          type: 'boolean',
+          default: false,
+        },
+        policyReportDelaySeconds: { description: 'PolicyReport writes wait this long after a change, so a rollout makes one write per namespace.', type: 'number', minimum: 0, maximum: 3600, default: 10 },
+      },
+    },
     cluster: {
       description: 'Settings used only when pullpin is connected to a cluster (in-cluster or --kubeconfig).',
       type: 'object',
@@ -312,6 +333,12 @@ export const configSchema = {
           type: 'string',
           maxLength: 253,
           default: 'pullpin',
+        },
+        validatingWebhookConfigurationName: {
+          description: 'pullpin\'s ValidatingWebhookConfiguration (the workload webhook), whose caBundle the leader keeps equal to the serving CA too. Empty: never patched.',
+          type: 'string',
+          maxLength: 253,
+          default: '',
         },
         placeholderSecrets: {
           description: 'Fill Carvel secretgen placeholder Secrets (annotated secretgen.carvel.dev/image-pull-secret) in opted-in namespaces. Needs list/watch/update on Secrets cluster-wide.',

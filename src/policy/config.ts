@@ -59,6 +59,8 @@ export interface ClusterConfig {
   readonly renewBeforeDays: number
   /** '' disables caBundle patching. */
   readonly webhookConfigurationName: string
+  /** The workload webhook's ValidatingWebhookConfiguration; '' disables its caBundle patching. */
+  readonly validatingWebhookConfigurationName: string
   readonly placeholderSecrets: boolean
   /** Copy creation budget of a review (src/policy/budgets.ts). */
   readonly copyCreateBudgetMs: number
@@ -78,6 +80,16 @@ export interface Config {
   readonly injection: InjectionMode
   readonly serviceAccounts: readonly string[]
   readonly cluster: ClusterConfig
+  readonly reports: ReportsConfig
+}
+
+/** Where findings go besides admission warnings (issue 18): Events and PolicyReports. */
+export interface ReportsConfig {
+  readonly events: boolean
+  readonly eventsPerSecond: number
+  readonly eventBurst: number
+  readonly policyReports: boolean
+  readonly policyReportDelaySeconds: number
 }
 
 /** Bounds on what one review may cost (issue 11): pod authors control the input. */

@@ -14,10 +14,14 @@ import { turnFlush } from './turn-flush.js'
 /** The API server sends AdmissionReviews of a few KiB; etcd's object limit is 1.5 MiB. 3 MiB leaves room and stops abuse. */
 export const BODY_LIMIT_BYTES = 3 * 1024 * 1024
 export const MUTATE_PATH = '/mutate'
+/** The validating webhook for workloads (src/admission/workload.ts). */
+export const VALIDATE_PATH = '/validate'
 
 export interface ServerOptions {
   readonly tls: TlsMaterial
   readonly handler: AdmissionHandler
+  /** The workload webhook's handler; without it /validate is not served. */
+  readonly validate?: AdmissionHandler
   readonly logger: Logger
   readonly metrics: Registry
   readonly readiness: Readiness
@@ -122,6 +126,14 @@ export function buildServer (opts: ServerOptions): PullpinServer {
     await endOfTurn()
     return review
   })
+  const validate = opts.validate
+  if (validate !== undefined) {
+    fastify.post(VALIDATE_PATH, async (request) => {
+      const review = await validate(request.body)
+      await endOfTurn()
+      return review
+    })
+  }
 
   fastify.get('/healthz', () => ({ status: 'ok' }))
 

@@ -1,8 +1,11 @@
 // In-test Kubernetes API server for the cluster code's tests: no kube-apiserver can run on the test
 // machines, so this speaks the real REST paths, list/watch protocol and optimistic-concurrency rules,
 // but only for what pullpin's src/cluster and its tests call (the list is in test/fake-apiserver.test.ts):
-//   namespaces, secrets, serviceaccounts, leases, mutatingwebhookconfigurations, pods (seeded by
-//   tests as the API server stores them after admission; listed, metadata only on request), events;
+//   namespaces, secrets, serviceaccounts, leases, mutatingwebhookconfigurations,
+//   validatingwebhookconfigurations, pods (seeded by tests as the API server stores them after
+//   admission; listed, metadata only on request), core events (read by `pullpin doctor --pod`),
+//   events.k8s.io events, apps/batch workloads (read only by pullpin), wgpolicyk8s.io
+//   policyreports when the test installs that CRD (with its discovery);
 //   get, create, replace, delete with preconditions, JSON patch and JSON merge patch;
 //   paged lists with equality field/label selectors, as full objects or as a
 //   PartialObjectMetadataList ("Receiving resources as metadata only"); watches from a resourceVersion with
@@ -48,6 +51,8 @@ export interface FakeApiServerOptions {
   namespaces?: string[]
   /** how often a watch with allowWatchBookmarks=true gets a BOOKMARK (the real server: about a minute). Default 1000. */
   bookmarkIntervalMs?: number
+  /** CRDs installed: 'policyreports.wgpolicyk8s.io' serves PolicyReports and their API discovery. Default none. */
+  crds?: string[]
 }
 
 export interface FakeApiServer {
@@ -129,6 +134,69 @@ const NAMESPACES: ResourceDef = {
     // labels as the server returns them.
     obj.metadata.labels = { ...(obj.metadata.labels ?? {}), 'kubernetes.io/metadata.name': obj.metadata.name }
     obj.status = { phase: 'Active', ...(obj.status ?? {}) }
+  },
+}
+
+// events.k8s.io/v1 Event: the part of ValidateEventCreate/ValidateEventUpdate
+// (pkg/apis/core/validation/events.go) pullpin's writes can meet. An update may change the series
+// (and the note is immutable: pullpin patches series only).
+const EVENT_IMMUTABLE = ['regarding', 'related', 'reportingController', 'reportingInstance', 'action', 'reason', 'note', 'type', 'eventTime'] as const
+const EVENTS: ResourceDef = {
+  group: 'events.k8s.io',
+  version: 'v1',
+  resource: 'events',
+  kind: 'Event',
+  namespaced: true,
+  decode (obj) {
+    for (const v of [obj.eventTime, obj.series?.lastObservedTime]) {
+      if (v !== undefined && v !== null && (typeof v !== 'string' || !MICROTIME.test(v))) {
+        return `Event in version "v1" cannot be handled as a Event: parsing time ${JSON.stringify(v)} as "2006-01-02T15:04:05.000000Z07:00": cannot parse as RFC3339 with microseconds`
+      }
+    }
+    return undefined
+  },
+  validate (obj, old) {
+    const errs: FieldError[] = []
+    const required = (field: string, v: unknown, max = 128): void => {
+      if (typeof v !== 'string' || v === '') errs.push({ type: 'FieldValueRequired', field, message: 'Required value' })
+      else if (v.length > max) errs.push({ type: 'FieldValueInvalid', field, message: `Invalid value: can have at most ${max} characters` })
+    }
+    if (!obj.eventTime) errs.push({ type: 'FieldValueRequired', field: 'eventTime', message: 'Required value' })
+    required('reportingController', obj.reportingController, 253)
+    required('reportingInstance', obj.reportingInstance)
+    required('action', obj.action)
+    required('reason', obj.reason)
+    if (obj.type !== 'Normal' && obj.type !== 'Warning') errs.push({ type: 'FieldValueInvalid', field: 'type', message: `Unsupported value: ${JSON.stringify(obj.type)}` })
+    if (typeof obj.note === 'string' && Buffer.byteLength(obj.note) > 1024) errs.push({ type: 'FieldValueInvalid', field: 'note', message: 'Invalid value: can have at most 1024 characters' })
+    if (obj.series !== undefined && obj.series !== null) {
+      if (!(Number.isInteger(obj.series.count) && obj.series.count >= 2)) errs.push({ type: 'FieldValueInvalid', field: 'series.count', message: 'Invalid value: should be at least 2' })
+      if (!obj.series.lastObservedTime) errs.push({ type: 'FieldValueRequired', field: 'series.lastObservedTime', message: 'Required value' })
+    }
+    if (old) {
+      for (const f of EVENT_IMMUTABLE) {
+        if (stableStringify(obj[f] ?? null) !== stableStringify(old[f] ?? null)) errs.push({ type: 'FieldValueInvalid', field: f, message: 'Invalid value: field is immutable' })
+      }
+    }
+    return errs
+  },
+}
+
+// wgpolicyk8s.io/v1alpha2 PolicyReport, a CRD: served only when the test installs it
+// (FakeApiServerOptions.crds), with API discovery of its group version. The CRD's schema requires
+// results[].policy and a result among pass, fail, warn, error, skip.
+const POLICY_REPORTS: ResourceDef = {
+  group: 'wgpolicyk8s.io',
+  version: 'v1alpha2',
+  resource: 'policyreports',
+  kind: 'PolicyReport',
+  namespaced: true,
+  validate (obj) {
+    const errs: FieldError[] = []
+    for (const [i, r] of ((obj.results ?? []) as any[]).entries()) {
+      if (typeof r?.policy !== 'string' || r.policy === '') errs.push({ type: 'FieldValueRequired', field: `results[${i}].policy`, message: 'Required value' })
+      if (!['pass', 'fail', 'warn', 'error', 'skip'].includes(r?.result)) errs.push({ type: 'FieldValueInvalid', field: `results[${i}].result`, message: `Unsupported value: ${JSON.stringify(r?.result)}` })
+    }
+    return errs
   },
 }
 
@@ -220,6 +288,32 @@ const RESOURCES: ResourceDef[] = [
       return undefined
     },
   },
+  {
+    group: 'admissionregistration.k8s.io',
+    version: 'v1',
+    resource: 'validatingwebhookconfigurations',
+    kind: 'ValidatingWebhookConfiguration',
+    namespaced: false,
+    // The workload webhook's configuration: pullpin writes only caBundle here too.
+    decode (obj) {
+      for (const [i, w] of ((obj.webhooks ?? []) as any[]).entries()) {
+        const ca = w?.clientConfig?.caBundle
+        if (ca !== undefined && ca !== null && (typeof ca !== 'string' || !BASE64.test(ca))) {
+          return `ValidatingWebhookConfiguration in version "v1" cannot be handled as a ValidatingWebhookConfiguration: illegal base64 data in webhooks[${i}].clientConfig.caBundle`
+        }
+      }
+      return undefined
+    },
+  },
+  EVENTS,
+  // The workloads whose existence the PolicyReport writer checks (plain objects: tests seed them).
+  { group: 'apps', version: 'v1', resource: 'deployments', kind: 'Deployment', namespaced: true },
+  { group: 'apps', version: 'v1', resource: 'replicasets', kind: 'ReplicaSet', namespaced: true },
+  { group: 'apps', version: 'v1', resource: 'statefulsets', kind: 'StatefulSet', namespaced: true },
+  { group: 'apps', version: 'v1', resource: 'daemonsets', kind: 'DaemonSet', namespaced: true },
+  { group: 'batch', version: 'v1', resource: 'jobs', kind: 'Job', namespaced: true },
+  { group: 'batch', version: 'v1', resource: 'cronjobs', kind: 'CronJob', namespaced: true },
+  POLICY_REPORTS,
 ]
 
 function defForObject (obj: KObj): ResourceDef {
@@ -398,9 +492,11 @@ class FakeApiServerImpl implements FakeApiServer {
   private port = 0
   private listening = false
   private fails: FailRule[] = []
+  private readonly crds: Set<string>
 
   constructor (opts: FakeApiServerOptions) {
     this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000
+    this.crds = new Set(opts.crds ?? [])
     for (const d of RESOURCES) this.store.set(d, new Map())
     this.server = createServer((req, res) => { void this.handle(req, res) })
     this.server.on('connection', (s) => {
@@ -612,6 +708,11 @@ class FakeApiServerImpl implements FakeApiServer {
         // Namespaced kinds: objects only under namespaces/NS; the bare path is the all-namespaces collection.
         if (def !== undefined && (namespace !== undefined ? !def.namespaced : def.namespaced && name !== undefined)) def = undefined
       }
+    }
+    // A CRD's resources (and its group version's discovery) exist only once it is installed.
+    if (def === POLICY_REPORTS && !this.crds.has('policyreports.wgpolicyk8s.io')) def = undefined
+    if (!def && method === 'GET' && m !== undefined && m.rest.length === 0 && m.group === POLICY_REPORTS.group && m.version === POLICY_REPORTS.version && this.crds.has('policyreports.wgpolicyk8s.io')) {
+      return sendJson(res, 200, { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: 'wgpolicyk8s.io/v1alpha2', resources: [{ name: 'policyreports', singularName: 'policyreport', namespaced: true, kind: 'PolicyReport', verbs: ['delete', 'deletecollection', 'get', 'list', 'patch', 'create', 'update', 'watch'], shortNames: ['polr'] }] })
     }
     if (!def) throw new StatusError(404, 'NotFound', 'the server could not find the requested resource')
     const q = u.searchParams

@@ -1,10 +1,15 @@
-// A clock tests move by hand (src/credentials/types.ts Clock): timers fire only in advance().
-import type { Clock } from '../../src/credentials/types.js'
+// A clock tests move by hand, for the two clock contracts of src/: timers (src/credentials/types.ts
+// Clock: setTimeout/clearTimeout) and sleeps (src/cluster/events.ts Clock: sleep(ms, signal)).
+// Nothing fires until advance(), so rate bounds, refresh times, series windows and debounce delays
+// are tested without depending on the machine's speed.
+import type { Clock as TimerClock } from '../../src/credentials/types.js'
+import type { Clock as SleepClock } from '../../src/cluster/events.js'
 
-export class ManualClock implements Clock {
+export class ManualClock implements TimerClock, SleepClock {
   private t: number
   private seq = 0
   private readonly timers = new Map<number, { at: number; fn: () => void }>()
+  readonly #waiters = new Set<{ at: number, resolve: (v: boolean) => void }>()
 
   constructor (start = Date.UTC(2026, 0, 1)) { this.t = start }
 
@@ -17,6 +22,20 @@ export class ManualClock implements Clock {
 
   clearTimeout = (h: unknown): void => { this.timers.delete(h as number) }
 
+  sleep (ms: number, signal: AbortSignal): Promise<boolean> {
+    if (signal.aborted) return Promise.resolve(false)
+    if (ms <= 0) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const w = {
+        at: this.t + ms,
+        resolve: (v: boolean) => { this.#waiters.delete(w); signal.removeEventListener('abort', onAbort); resolve(v) },
+      }
+      const onAbort = (): void => w.resolve(false)
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.#waiters.add(w)
+    })
+  }
+
   /** When the next timer is due (undefined: none pending). */
   nextAt (): number | undefined {
     let min: number | undefined
@@ -24,7 +43,10 @@ export class ManualClock implements Clock {
     return min
   }
 
-  /** Move time forward by ms, firing every timer due on the way, in order. */
+  /** Sleeps waiting now (tests wait for the code under test to reach a sleep). */
+  get sleepers (): number { return this.#waiters.size }
+
+  /** Move time forward by ms, firing every timer due on the way, in order; every sleep that is due resolves. */
   advance (ms: number): void {
     const end = this.t + ms
     for (;;) {
@@ -36,5 +58,6 @@ export class ManualClock implements Clock {
       next[1].fn()
     }
     this.t = end
+    for (const w of [...this.#waiters]) if (w.at <= this.t) w.resolve(true)
   }
 }

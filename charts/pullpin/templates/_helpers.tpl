@@ -145,6 +145,9 @@ election Lease (one per release, so two releases in one namespace do not share a
 {{- if not (hasKey $cluster "webhookConfigurationName") }}
 {{- $_ := set $cluster "webhookConfigurationName" (ternary (include "pullpin.webhookConfigurationName" .) "" $selfManaged) }}
 {{- end }}
+{{- if not (hasKey $cluster "validatingWebhookConfigurationName") }}
+{{- $_ := set $cluster "validatingWebhookConfigurationName" (ternary (include "pullpin.webhookConfigurationName" .) "" (and $selfManaged .Values.webhook.workloads.enabled)) }}
+{{- end }}
 {{- if and $selfManaged (not (hasKey $cluster "certificateSecret")) }}
 {{- $_ := set $cluster "certificateSecret" (include "pullpin.tlsSecretName" .) }}
 {{- end }}
