@@ -60,7 +60,7 @@ async function mutate (w: World, body: unknown): Promise<any> {
   return res.json.response
 }
 
-const events = (w: World, ns = 'team-a'): any[] => w.server.list('events', ns)
+const events = (w: World, ns = 'team-a'): any[] => w.server.list('events', ns, 'events.k8s.io')
 const writes = (w: World, method: string): number => w.server.requests.filter(r => r.method === method && r.path.startsWith('/apis/events.k8s.io/')).length
 
 t.test('a 100-pod rollout makes one Event on the ReplicaSet, with a series count of 100', async t => {

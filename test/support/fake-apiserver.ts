@@ -65,7 +65,8 @@ export interface FakeApiServer {
   /** store an object directly, bypassing validation (defaults still apply); emits ADDED/MODIFIED to watchers */
   seed(obj: object): any
   get(path: ObjectPath): any
-  list(resource: string, namespace?: string): any[]
+  /** `group` tells apart resources of one name in two groups (core and events.k8s.io `events`). */
+  list(resource: string, namespace?: string, group?: string): any[]
   /** every request received, in order */
   requests: LoggedRequest[]
   /** current global resourceVersion */
@@ -559,14 +560,18 @@ class FakeApiServerImpl implements FakeApiServer {
   }
 
   get (path: ObjectPath): any {
-    const def = RESOURCES.find((d) => d.resource === path.resource && (path.group === undefined || d.group === path.group))
+    const defs = RESOURCES.filter((d) => d.resource === path.resource && (path.group === undefined || d.group === path.group))
+    if (defs.length > 1) throw new Error(`fake-apiserver: ${path.resource} is in several groups: name the group`)
+    const def = defs[0]
     if (!def) return undefined
     const obj = this.bucket(def).get(storeKey(def.namespaced ? (path.namespace ?? 'default') : undefined, path.name))
     return obj ? clone(obj) : undefined
   }
 
-  list (resource: string, namespace?: string): any[] {
-    const def = RESOURCES.find((d) => d.resource === resource)
+  list (resource: string, namespace?: string, group?: string): any[] {
+    const defs = RESOURCES.filter((d) => d.resource === resource && (group === undefined || d.group === group))
+    if (defs.length > 1) throw new Error(`fake-apiserver: ${resource} is in several groups (${defs.map((d) => d.group || 'core').join(', ')}): name the group`)
+    const def = defs[0]
     if (!def) throw new Error(`fake-apiserver: unknown resource ${resource}`)
     return [...this.bucket(def).entries()].sort(byKey).map(([, o]) => o).filter((o) => namespace === undefined || o.metadata.namespace === namespace).map((o) => clone(o))
   }
