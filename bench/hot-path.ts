@@ -50,7 +50,7 @@ const reader: RegistryReader = {
   },
 }
 // A long TTL: the bench measures warm-cache reviews, never a refresh.
-const cache = new TagCache({ ...tagCacheOptions(config.pinning, reader), ttlMs: 3_600_000 })
+const cache = new TagCache({ ...tagCacheOptions(config, reader), ttlMs: 3_600_000 })
 const metrics = createMetrics()
 // The same steps src/app.ts buildSteps makes for this config.
 const handle = createAdmissionHandler({
@@ -58,7 +58,7 @@ const handle = createAdmissionHandler({
   namespaces: staticNamespaceLabels(config),
   mutator: createMutator([
     ...(STEPS === 'none' ? [] : [createSecretInjectionStep(config.pullSecrets)]),
-    ...(STEPS === 'all' ? [createPinningStep({ config: config.pinning, cache, ownerPins: new OwnerPins(config.pinning.cache.ownerPins), metrics: metrics.pinning })] : []),
+    ...(STEPS === 'all' ? [createPinningStep({ config: config.pinning, registry: config.registry, cache, ownerPins: new OwnerPins(config.registry.cache.ownerPins), metrics: metrics.pinning })] : []),
   ]),
   logger: createLogger({ destination: pino.destination({ dest: '/dev/null', sync: true }) }),
   metrics: metrics.admission,

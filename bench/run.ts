@@ -340,10 +340,10 @@ async function tenThousandTags (ctx: Ctx): Promise<Record<string, unknown>> {
   const fixtureMs = performance.now() - t0
   log(`10,000 SHA tags pushed in ${(fixtureMs / 1000).toFixed(1)} s`)
 
-  const config = parseConfig(benchConfigYaml(ctx.env, '  cache: { tagListMinIntervalSeconds: 0 }'), 'bench')
+  const config = parseConfig(benchConfigYaml(ctx.env, '', '  cache: { tagListMinIntervalSeconds: 0 }'), 'bench')
   const credentials = new CredentialStore()
-  credentials.replace(await readDockerConfigFiles(config.pinning.credentials.dockerConfigFiles))
-  const stack = await createPinningStack({ config: config.pinning, credentials })
+  credentials.replace(await readDockerConfigFiles(config.registry.credentials.dockerConfigFiles))
+  const stack = await createPinningStack({ config, credentials })
   const ref = { registry: ctx.env.host, repository: repo }
   const manifestHeads = (): number => [...ctx.env.proxy.counts()].filter(([k]) => k.startsWith(`HEAD /v2/${repo}/manifests/`)).reduce((n, [, v]) => n + v, 0)
   try {

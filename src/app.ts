@@ -1,7 +1,7 @@
 // Wires pullpin together: config → policy → mutation steps → admission handler → HTTPS server.
 // Every collaborator is created here and passed down; nothing below reads the environment.
 import type { Logger } from 'pino'
-import type { Config } from './policy/config.js'
+import { usesRegistry, type Config } from './policy/config.js'
 import { createNamespacePolicy } from './policy/namespace-mode.js'
 import { checkBudgets } from './policy/budgets.js'
 import { staticNamespaceLabels } from './policy/static-namespaces.js'
@@ -35,7 +35,7 @@ export interface AppOptions {
   readonly metrics?: Metrics
   /** The mutation pipeline; by default the steps the config calls for (buildSteps). */
   readonly steps?: readonly MutationStep[]
-  /** Registry credentials for lookups; by default read from pinning.credentials.dockerConfigFiles. */
+  /** Registry credentials for lookups; by default read from registry.credentials.dockerConfigFiles. */
   readonly credentials?: CredentialStore
   /** DNS lookup for registry connections (tests). */
   readonly lookup?: PinningStackOptions['lookup']
@@ -51,7 +51,7 @@ export interface App {
   readonly server: PullpinServer
   readonly metrics: Metrics
   readonly readiness: Readiness
-  /** The registry client, tag cache and owner pins when pinning is enabled. */
+  /** The registry client, tag cache and owner pins when pinning or a check needs the registry. */
   readonly pinning: PinningStack | undefined
   /** The cluster integration when a cluster is connected. */
   readonly cluster: ClusterIntegration | undefined
@@ -68,9 +68,10 @@ export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Me
   const steps: MutationStep[] = []
   // injection: serviceaccount puts the secrets on ServiceAccounts (src/cluster), not on pods.
   if (config.injection !== 'serviceaccount') steps.push(createSecretInjectionStep(config.pullSecrets, availability !== undefined ? { availability } : {}))
-  if (pinning !== undefined) {
+  if (pinning !== undefined && config.pinning.enabled) {
     steps.push(createPinningStep({
       config: config.pinning,
+      registry: config.registry,
       cache: pinning.cache,
       ownerPins: pinning.ownerPins,
       indexHeadsPerReview: config.limits.indexHeadsPerReview,
@@ -106,10 +107,10 @@ export async function createApp (opts: AppOptions): Promise<App> {
     for (const { name, check } of cluster.readinessChecks) readiness.add(name, check)
   }
   let pinning: PinningStack | undefined
-  if (config.pinning.enabled) {
-    if (opts.credentials === undefined && cluster === undefined) credentials.replace(await readDockerConfigFiles(config.pinning.credentials.dockerConfigFiles))
+  if (usesRegistry(config)) {
+    if (opts.credentials === undefined && cluster === undefined) credentials.replace(await readDockerConfigFiles(config.registry.credentials.dockerConfigFiles))
     pinning = await createPinningStack({
-      config: config.pinning,
+      config,
       limits: config.limits,
       credentials,
       logger,

@@ -112,7 +112,7 @@ async function resolveCommand (argv: string[], io: Io): Promise<number> {
   const config = values.config !== undefined ? await loadConfig(values.config) : parseConfig('', 'defaults')
   const files = values['docker-config'] ?? (io.env.DOCKER_CONFIG !== undefined ? [join(io.env.DOCKER_CONFIG, 'config.json')] : [])
   const credentials = new CredentialStore()
-  credentials.replace(await readDockerConfigFiles([...config.pinning.credentials.dockerConfigFiles, ...files]))
+  credentials.replace(await readDockerConfigFiles([...config.registry.credentials.dockerConfigFiles, ...files]))
   const result = await resolveImage(positionals[0]!, {
     config,
     credentials,

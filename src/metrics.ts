@@ -66,13 +66,13 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
   })
   const registryRequests = new Counter({
     name: 'pullpin_registry_requests_total',
-    help: 'HTTP requests to registries by registry (the pinning.registries entry that matched, e.g. "*.pkg.dev"), operation (ping, manifest, tags, token) and status.',
+    help: 'HTTP requests to registries by registry (the registry.hosts entry that matched, e.g. "*.pkg.dev"), operation (ping, manifest, tags, token) and status.',
     labelNames: ['registry', 'op', 'status'] as const,
     registers: [registry],
   })
   const registryDuration = new Histogram({
     name: 'pullpin_registry_request_duration_seconds',
-    help: 'Registry request latency by registry (the pinning.registries entry that matched) and operation.',
+    help: 'Registry request latency by registry (the registry.hosts entry that matched) and operation.',
     labelNames: ['registry', 'op'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],

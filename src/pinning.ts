@@ -2,7 +2,7 @@
 // Shared by the server (src/app.ts) and `pullpin resolve`, so both see images the same way.
 import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
-import type { LimitsConfig, PinningConfig } from './policy/config.js'
+import type { Config, LimitsConfig } from './policy/config.js'
 import { ERR_CONFIG_READ } from './errors.js'
 import { compileRegistryGlob } from './reference/host-glob.js'
 import { RegistryClient, type RegistryEvent, type RegistryHostOptions } from './registry/client.js'
@@ -23,8 +23,11 @@ export interface PinningStack {
   close (): Promise<void>
 }
 
+/** The parts of the config the registry stack reads. */
+export type RegistryStackConfig = Pick<Config, 'registry' | 'pinning'>
+
 export interface PinningStackOptions {
-  readonly config: PinningConfig
+  readonly config: RegistryStackConfig
   /** limits.indexHeadsPerRepository bounds each SHA-tag index build; unbounded when absent. */
   readonly limits?: Pick<LimitsConfig, 'indexHeadsPerRepository'>
   readonly credentials: CredentialStore
@@ -33,7 +36,7 @@ export interface PinningStackOptions {
   readonly onCacheEvent?: (e: CacheEvent) => void
   /** Injected DNS lookup (tests resolve made-up hosts to chosen addresses). */
   readonly lookup?: RegistryClientLookup
-  /** Registries allowed without being on pinning.registries (`pullpin resolve IMAGE` asks for one explicitly). */
+  /** Registries allowed without being on registry.hosts (`pullpin resolve IMAGE` asks for one explicitly). */
   readonly alsoAllow?: readonly string[]
 }
 
@@ -41,12 +44,13 @@ type RegistryClientLookup = NonNullable<ConstructorParameters<typeof RegistryCli
 
 export async function createPinningStack (opts: PinningStackOptions): Promise<PinningStack> {
   const { config } = opts
-  const allowlist = [...config.registries, ...(opts.alsoAllow ?? [])]
+  const registry = config.registry
+  const allowlist = [...registry.hosts, ...(opts.alsoAllow ?? [])]
   const allowed = allowlist.map(compileRegistryGlob)
-  const privateAllowed = config.allowPrivateRegistries.map(compileRegistryGlob)
+  const privateAllowed = registry.allowPrivate.map(compileRegistryGlob)
   const asImage = (registry: string) => ({ registry, repository: '' })
   const hostOptions = new Map<string, RegistryHostOptions>()
-  for (const [registry, o] of Object.entries(config.registryOptions)) {
+  for (const [host, o] of Object.entries(registry.options)) {
     let caPem: string | undefined
     if (o.caFile !== undefined) {
       try {
@@ -55,12 +59,12 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
         throw new ERR_CONFIG_READ(o.caFile, (err as NodeJS.ErrnoException).code ?? 'unreadable')
       }
     }
-    hostOptions.set(registry, {
+    hostOptions.set(host, {
       ...(caPem !== undefined ? { caPem } : {}),
       timeoutMs: o.timeoutMs ?? DEFAULT_HOST_OPTIONS.timeoutMs,
       retries: o.retries ?? DEFAULT_HOST_OPTIONS.retries,
       maxConcurrency: o.maxConcurrency ?? DEFAULT_HOST_OPTIONS.maxConcurrency,
-      tokenRealmHosts: o.tokenRealmHosts ?? DEFAULT_TOKEN_REALM_HOSTS[registry] ?? [],
+      tokenRealmHosts: o.tokenRealmHosts ?? DEFAULT_TOKEN_REALM_HOSTS[host] ?? [],
     })
   }
   const defaults = (registry: string): RegistryHostOptions => ({ ...DEFAULT_HOST_OPTIONS, tokenRealmHosts: DEFAULT_TOKEN_REALM_HOSTS[registry] ?? [] })
@@ -83,18 +87,18 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
   return {
     client,
     cache,
-    ownerPins: new OwnerPins(config.cache.ownerPins),
+    ownerPins: new OwnerPins(registry.cache.ownerPins),
     credentials: opts.credentials,
     close: () => client.close(),
   }
 }
 
 /** The tag cache's options from the config (seconds → milliseconds, patterns compiled once). */
-export function tagCacheOptions (config: PinningConfig, registry: RegistryReader, onEvent?: (e: CacheEvent) => void): TagCacheOptions {
-  const c = config.cache
+export function tagCacheOptions (config: RegistryStackConfig, registry: RegistryReader, onEvent?: (e: CacheEvent) => void): TagCacheOptions {
+  const c = config.registry.cache
   return {
     registry,
-    shaTagPatterns: config.shaTagPatterns.map(p => new RegExp(p)),
+    shaTagPatterns: config.pinning.shaTagPatterns.map(p => new RegExp(p)),
     ttlMs: c.ttlSeconds * 1000,
     staleWhileRevalidateMs: c.staleWhileRevalidateSeconds * 1000,
     staleIfErrorMs: c.staleIfErrorSeconds * 1000,

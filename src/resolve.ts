@@ -1,7 +1,7 @@
 // `pullpin resolve IMAGE`: what the webhook sees for one image — the normalized reference, the
 // digest and media type of its tag, the SHA tags sharing that digest, and the pin it would write.
 // It runs the same pin step the webhook runs, on a one-container pod, so the answer cannot drift.
-import type { Config, PinningConfig } from './policy/config.js'
+import type { Config, PinningConfig, RegistryConfig } from './policy/config.js'
 import { deepFreeze } from './policy/config.js'
 import { parseImageReference, type ImageReference } from './reference/parse.js'
 import { createPinningStack } from './pinning.js'
@@ -30,22 +30,21 @@ export interface ResolveOptions {
 
 export async function resolveImage (image: string, opts: ResolveOptions): Promise<ResolveResult> {
   const ref = parseImageReference(image)
-  const base = opts.config.pinning
-  // The person asked about this image: its registry is contacted even when not on pinning.registries.
-  const pinning: PinningConfig = deepFreeze({
-    ...base,
-    enabled: true,
-    format: opts.format ?? base.format,
-    registries: [...base.registries, ref.registry],
-    allowPrivateRegistries: opts.allowPrivate === true ? [...base.allowPrivateRegistries, ref.registry] : base.allowPrivateRegistries,
-    registryOptions: opts.caFile !== undefined
-      ? { ...base.registryOptions, [ref.registry]: { ...base.registryOptions[ref.registry], caFile: opts.caFile } }
-      : base.registryOptions,
-    skipImages: [],
-  })
-  const stack = await createPinningStack({ config: pinning, credentials: opts.credentials })
+  const base = opts.config
+  // The person asked about this image: its registry is contacted even when not on registry.hosts.
+  const registry: RegistryConfig = {
+    ...base.registry,
+    hosts: [...base.registry.hosts, ref.registry],
+    allowPrivate: opts.allowPrivate === true ? [...base.registry.allowPrivate, ref.registry] : base.registry.allowPrivate,
+    options: opts.caFile !== undefined
+      ? { ...base.registry.options, [ref.registry]: { ...base.registry.options[ref.registry], caFile: opts.caFile } }
+      : base.registry.options,
+  }
+  const pinning: PinningConfig = { ...base.pinning, enabled: true, format: opts.format ?? base.pinning.format, skipImages: [] }
+  const config = deepFreeze({ registry, pinning })
+  const stack = await createPinningStack({ config, credentials: opts.credentials })
   try {
-    const mutate = createMutator([createPinningStep({ config: pinning, cache: stack.cache, ownerPins: stack.ownerPins })])
+    const mutate = createMutator([createPinningStep({ config: pinning, registry, cache: stack.cache, ownerPins: stack.ownerPins })])
     const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'resolve' }, spec: { containers: [{ name: 'image', image }] } }
     const result = await mutate({ operation: 'CREATE', namespace: '', mode: 'enforce', dryRun: true, object: pod, deadline: { signal: new AbortController().signal, ms: Infinity, remainingMs: () => Infinity } })
     const change = result.changes.find(c => c.kind === 'pin')

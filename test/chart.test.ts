@@ -330,7 +330,8 @@ const CUSTOM_CONFIG = {
   failOpen: true,
   namespaces: { optInLabel: 'pullpin.io/inject', exclude: ['kube-*', 'legacy'], labels: { default: { 'pullpin.io/inject': 'enabled' } } },
   pullSecrets: [{ name: 'ghcr-credentials', registries: ['ghcr.io'] }],
-  pinning: { enabled: false, registries: ['ghcr.io'] },
+  registry: { hosts: ['ghcr.io'] },
+  pinning: { enabled: false },
 }
 const CLUSTER_CONFIG = {
   injection: 'both',
@@ -615,9 +616,9 @@ t.test('the ConfigMap holds a config pullpin accepts, mounted where --config poi
   t.notOk(get(overridden, 'ClusterRole').rules.some((r: Obj) => r.resources.includes('mutatingwebhookconfigurations')), 'no caBundle patching: no right to')
   t.not(get(defaults, 'Deployment').spec.template.metadata.annotations['checksum/config'],
     get(certManager, 'Deployment').spec.template.metadata.annotations['checksum/config'], 'a config change rolls the pods')
-  const refused = await helm(['template', RELEASE, chart, '--set', 'config.pinning.lookupBudgetMs=10'])
+  const refused = await helm(['template', RELEASE, chart, '--set', 'config.registry.lookupBudgetMs=10'])
   t.not(refused.code, 0, 'a config the server would refuse is refused by helm')
-  t.match(refused.stderr, /\/config\/pinning\/lookupBudgetMs/)
+  t.match(refused.stderr, /\/config\/registry\/lookupBudgetMs/)
 })
 
 t.test('certificate modes', async t => {
@@ -903,19 +904,20 @@ t.test('budgets: helm refuses a webhook timeout the review budgets cannot fit (i
     t.match(r.stderr, why)
   }
   // The issue's case: timeoutSeconds 2 → a 1500 ms review deadline, shorter than the 2000 ms lookup budget.
-  await refuse({ webhook: { timeoutSeconds: 2 }, config: { pinning: { enabled: true } } },
+  await refuse({ webhook: { timeoutSeconds: 2 }, config: { registry: { hosts: ['ghcr.io'] }, pinning: { enabled: true } } },
     /webhook\.timeoutSeconds 2 gives a review deadline of 1500 ms, too short for .*lookupBudgetMs \(2000 ms/)
   // Copy creation (3 s) then lookups (2 s) in the default 4.5 s deadline.
   const source = { pullSecrets: [{ name: 'ghcr', registries: ['ghcr.io'], source: { namespace: 'platform', name: 'ghcr' } }] }
-  await refuse({ config: { ...source, pinning: { enabled: true }, cluster: { copyCreateBudgetMs: 3000 } } },
+  await refuse({ config: { ...source, registry: { hosts: ['ghcr.io'] }, cluster: { copyCreateBudgetMs: 3000 } } },
     /copyCreateBudgetMs \(3000 ms.*lookupBudgetMs \(2000 ms/)
   // What fits renders, with the deadline the server checks against.
-  const fits = await render({ webhook: { timeoutSeconds: 3 }, config: { pinning: { enabled: true } } })
+  const fits = await render({ webhook: { timeoutSeconds: 3 }, config: { registry: { hosts: ['ghcr.io'] }, pinning: { enabled: true } } })
   t.equal(flag(fits, 'review-deadline-ms'), '2500')
-  const defaultsWithCopies = await render({ config: { ...source, pinning: { enabled: true } } })
+  const defaultsWithCopies = await render({ config: { ...source, registry: { hosts: ['ghcr.io'] }, pinning: { enabled: true } } })
   t.equal(flag(defaultsWithCopies, 'review-deadline-ms'), '4500', 'the default budgets fit the default timeout')
-  const tight = await render({ webhook: { timeoutSeconds: 2 }, config: { pinning: { enabled: true, lookupBudgetMs: 1000 } } })
+  const tight = await render({ webhook: { timeoutSeconds: 2 }, config: { registry: { hosts: ['ghcr.io'], lookupBudgetMs: 1000 }, pinning: { enabled: true } } })
   t.equal(flag(tight, 'review-deadline-ms'), '1500', 'a smaller lookup budget fits a 2 s timeout')
-  // pinning off: no registry budget.
+  // No registry contacted (no hosts, or pinning and every check off): no registry budget.
   t.equal(flag(await render({ webhook: { timeoutSeconds: 2 } }), 'review-deadline-ms'), '1500')
+  t.equal(flag(await render({ webhook: { timeoutSeconds: 2 }, config: { registry: { hosts: ['ghcr.io'] }, checks: { exists: 'off', pullAccess: 'off', platforms: 'off' } } }), 'review-deadline-ms'), '1500')
 })

@@ -64,3 +64,25 @@ t.test('README config reference names every top-level key of the schema', async 
   const { configSchema } = await import('../src/policy/config-schema.js')
   for (const key of Object.keys(configSchema.properties)) t.match(readme, new RegExp('`' + key + '[`.[]'), `README documents ${key}`)
 })
+
+t.test('registry access moved to its own section: every old pinning key is refused naming the new key', async t => {
+  const moved: Array<[string, RegExp]> = [
+    ['pinning: { registries: [ghcr.io] }', /\/pinning\/registries: moved to registry\.hosts/],
+    ['pinning: { allowPrivateRegistries: [r.local] }', /\/pinning\/allowPrivateRegistries: moved to registry\.allowPrivate/],
+    ['pinning: { credentials: { dockerConfigFiles: [] } }', /\/pinning\/credentials: moved to registry\.credentials/],
+    ['pinning: { registryOptions: {} }', /\/pinning\/registryOptions: moved to registry\.options/],
+    ['pinning: { cache: { ttlSeconds: 5 } }', /\/pinning\/cache: moved to registry\.cache/],
+    ['pinning: { lookupBudgetMs: 900 }', /\/pinning\/lookupBudgetMs: moved to registry\.lookupBudgetMs/],
+    ['pinning: { onMissingImage: deny }', /\/pinning\/onMissingImage: moved to checks\.exists/],
+  ]
+  for (const [yaml, message] of moved) t.throws(() => parseConfig(yaml, 'old.yaml'), { code: 'PULLPIN_CONFIG_INVALID', message }, yaml)
+  const c = parseConfig('registry: { hosts: [ghcr.io], cache: { ttlSeconds: 5 } }\nchecks: { exists: deny, nodePlatforms: [linux/arm64, linux/arm/v7] }')
+  t.same(c.registry.hosts, ['ghcr.io'])
+  t.equal(c.registry.cache.ttlSeconds, 5)
+  t.equal(c.registry.cache.maxImmutableEntries, 10000)
+  t.same([c.checks.exists, c.checks.pullAccess, c.checks.platforms], ['deny', 'warn', 'warn'])
+  t.same(c.checks.nodePlatforms, ['linux/arm64', 'linux/arm/v7'])
+  t.equal(c.namespaces.selection, 'optIn')
+  t.throws(() => parseConfig('checks: { nodePlatforms: [arm64] }'), { message: /\/checks\/nodePlatforms\/0: must match pattern/ })
+  t.throws(() => parseConfig('checks: { pullAccess: deny }'), { message: /\/checks\/pullAccess: must be one of "warn", "off"/ })
+})

@@ -1,7 +1,7 @@
 // Faults between pullpin and the real registry (Debian docker-registry behind the fault proxy of
 // test/support/registry-proxy.ts): the connection dropped, an answer slower than the deadline, a
 // response cut in the middle, 429, 500, a garbage body, a digest header that does not match the
-// content. pullpin runs with the strictest settings (failOpen: false, onMissingImage: deny) and
+// content. pullpin runs with the strictest settings (failOpen: false, checks.exists: deny) and
 // for every fault: the pod is admitted (never wrongly denied), with its pull secret, within the
 // pinning deadline, and the fault shows as a warning on the pod and in the metrics.
 import t from 'tap'
@@ -65,7 +65,7 @@ const only = (repo: string, hook: ProxyFaultHook): ProxyFaultHook => (r) => r.pa
 t.before(async () => {
   env = await startPinningEnv()
   await Promise.all(REPOS.map(repo => env.registry.push({ seed: `fault-${repo}` }, `fault/${repo}`, ['latest', sha(repo)])))
-  p = await startPullpin(env.configYaml(`  lookupBudgetMs: ${DEADLINE_MS}\n  onMissingImage: deny\n  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0 }`, 'failOpen: false', REQUEST_TIMEOUT_MS))
+  p = await startPullpin(env.configYaml('', 'failOpen: false\nchecks: { exists: deny }', REQUEST_TIMEOUT_MS, `  lookupBudgetMs: ${DEADLINE_MS}\n  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0 }`))
   // First contact (GET /v2/, the auth scheme) happens here, before any fault.
   const warm = await review(image('stale'))
   if (warm.result.spec!.containers![0]!.image !== image('stale', sha('stale'))) throw new Error(`warm-up did not pin: ${JSON.stringify(warm.response)}`)

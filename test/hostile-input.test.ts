@@ -38,9 +38,10 @@ t.test('a review with thousands of images writes one bounded log line that says 
   // Over the default limits.maxImagesPerReview on purpose: the log line must stay bounded for any cap.
   const p = await startPullpin(BASE_CONFIG + `
 limits: { maxImagesPerReview: 10000 }
+registry:
+  hosts: [registry.example.com]
 pinning:
   enabled: true
-  registries: [registry.example.com]
 `)
   t.teardown(() => p.close())
   const pod: any = richPod()

@@ -62,11 +62,12 @@ pullSecrets:
   - { name: a, registries: ["*.example.com", ghcr.io] }
   - { name: b, registries: [docker.io] }
   - { name: c, registries: ["r.example.com/team"] }
-pinning: { enabled: true, registries: [none.invalid] }
+registry: { hosts: [none.invalid] }
+pinning: { enabled: true }
 `)
   const unreachable = { headManifest: () => Promise.reject(new Error('no I/O expected')), listTags: () => Promise.reject(new Error('no I/O expected')) }
-  const cache = new TagCache(tagCacheOptions(config.pinning, unreachable))
-  return [createSecretInjectionStep(config.pullSecrets), createPinningStep({ config: config.pinning, cache, ownerPins: new OwnerPins(10) })]
+  const cache = new TagCache(tagCacheOptions(config, unreachable))
+  return [createSecretInjectionStep(config.pullSecrets), createPinningStep({ config: config.pinning, registry: config.registry, cache, ownerPins: new OwnerPins(10) })]
 }
 
 t.test('each distinct image is parsed once per review, shared by secret selection and pinning', async t => {
@@ -141,7 +142,7 @@ t.test('a small review that arrives while a huge pod\'s patch and response are b
   const config = env.config()
   const credentials = new CredentialStore()
   credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
-  const stack = await createPinningStack({ config: config.pinning, credentials })
+  const stack = await createPinningStack({ config, credentials })
   t.teardown(() => stack.close())
   let probe: (() => void) | undefined
   // Runs after the real steps: from here on the huge review only diffs and serializes.
@@ -212,7 +213,7 @@ async function budgetRepository (t: Test, name: string, count: number) {
   await env.registry.tag(`acme/${name}`, 'latest', [target])
   const credentials = new CredentialStore()
   credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
-  const pinning = parseConfig(env.configYaml('', '', TIMEOUT_MS)).pinning
+  const pinning = parseConfig(env.configYaml('', '', TIMEOUT_MS))
   const stack: PinningStack = await createPinningStack({ config: pinning, credentials })
   t.teardown(() => stack.close())
   return { target, digest, others, pinning, stack }

@@ -44,7 +44,7 @@ t.test('resolve: a missing tag exits 1 with the reason; an invalid reference exi
   t.match(b.err.join(''), /must be lowercase.*ghcr\.io\/acme\/app:v1/)
   const c = io()
   t.equal(await main(['resolve', `${env.host}/acme/cli:latest`, ...common], c.io), 1, 'loopback refused without --allow-private')
-  t.match(c.out.join(''), /allowPrivateRegistries/)
+  t.match(c.out.join(''), /registry\.allowPrivate/)
   const d = io()
   t.equal(await main(['resolve'], d.io), 2)
   t.match(d.err.join(''), /exactly one IMAGE/)

@@ -3,7 +3,7 @@
 // the tag's digest at the registry, both through the tag cache. Registry trouble never blocks a
 // pod: past the lookup budget (pinning.lookupBudgetMs, cut to what the review deadline leaves; see
 // src/policy/budgets.ts) or on an error the image stays as written and a warning says why.
-import type { PinFormat, PinningConfig } from '../policy/config.js'
+import type { PinFormat, PinningConfig, RegistryConfig } from '../policy/config.js'
 import { ORIGINAL_IMAGES_ANNOTATION } from '../policy/annotations.js'
 import { compileGlobs } from '../policy/glob.js'
 import { compileRegistryGlob, normalizeRegistryKey } from '../reference/host-glob.js'
@@ -26,6 +26,8 @@ export interface PinMetrics {
 
 export interface PinningDeps {
   readonly config: PinningConfig
+  /** registry.hosts (the only registries looked up) and registry.lookupBudgetMs. */
+  readonly registry: Pick<RegistryConfig, 'hosts' | 'lookupBudgetMs'>
   readonly cache: TagCache
   readonly ownerPins: OwnerPins
   readonly metrics?: PinMetrics
@@ -36,7 +38,8 @@ export interface PinningDeps {
 type Decision =
   | { readonly kind: 'keep' }
   | { readonly kind: 'pin'; readonly to: string; readonly verified: boolean; readonly source: 'registry' | 'cache' | 'owner' | 'stale' }
-  | { readonly kind: 'unpinned'; readonly reason: UnpinnedReason; readonly warning: string; readonly deny?: string; readonly detail?: string }
+  // No warning: another step reports it (a missing image: the exists check) or nobody should (issue 13).
+  | { readonly kind: 'unpinned'; readonly reason: UnpinnedReason; readonly warning?: string; readonly detail?: string }
 
 /** An image pinning applies to: what the cache or the registry must answer. */
 interface Candidate { readonly kind: 'candidate'; readonly ref: ImageReference; readonly tag: string }
@@ -45,29 +48,32 @@ const KEEP: Decision = { kind: 'keep' }
 
 export function createPinningStep (deps: PinningDeps): MutationStep {
   const { config, cache, ownerPins, metrics } = deps
-  const allowed = config.registries.map(compileRegistryGlob)
+  const { hosts, lookupBudgetMs } = deps.registry
+  const allowed = hosts.map(compileRegistryGlob)
   // Matched once per distinct registry (per name when an entry has a path), not once per image:
   // a huge pod names thousands of images on a few registries.
-  const byName = config.registries.some(p => normalizeRegistryKey(p).includes('/'))
+  const byName = hosts.some(p => normalizeRegistryKey(p).includes('/'))
   const allowedFor = memoize(IMAGE_MEMO_SIZE, (_key: string, ref?: ImageReference) => ({ ok: allowed.some(m => m(ref!)) }))
   const isAllowed = (ref: ImageReference): boolean => allowedFor(byName ? ref.name : ref.registry, ref).ok
   const skipped = compileGlobs(config.skipImages)
 
   /**
-   * What the image string alone decides (parse, SHA tag, skipImages, pinning.registries), made
+   * What the image string alone decides (parse, SHA tag, skipImages, registry.hosts), made
    * once per distinct image: the pods of one Deployment repeat the same few images, and this is
    * most of a warm review's pin work otherwise (BENCHMARKS.md).
    */
   const analyze = memoize(IMAGE_MEMO_SIZE, (image: string, parsed?: ReferenceParse): Decision | Candidate => {
     // The mutator parsed every image of the review once (MutationContext.references).
     const p = parsed ?? tryParseImageReference(image)
-    if (!p.ok) return unpinned('invalid', `pullpin: ${p.message}`)
+    // The reference check reports it (with the fix), whether pinning is on or not.
+    if (!p.ok) return { kind: 'unpinned', reason: 'invalid' }
     const ref = p.ref
     if (ref.digest !== undefined) return KEEP
     const tag = ref.tag ?? 'latest'
     if (cache.isShaTag(tag)) return KEEP
     if (skipped(ref.name) || skipped(`${ref.name}:${tag}`)) return KEEP
-    if (!isAllowed(ref)) return unpinned('registry-not-allowed', `pullpin: ${image} not pinned: ${ref.registry} is not in pinning.registries`)
+    // Outside registry.hosts: left alone without a warning (every nginx pod would get one); counted.
+    if (!isAllowed(ref)) return { kind: 'unpinned', reason: 'registry-not-allowed' }
     return { kind: 'candidate', ref, tag }
   })
 
@@ -119,12 +125,10 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
         // (short: the API server cuts warnings at 120 characters).
         return unpinned('deadline', time.byReview
           ? `pullpin: ${image} not pinned: lookup cut by the review deadline (${time.reviewMs} ms)`
-          : `pullpin: ${image} not pinned: pinning.lookupBudgetMs (${time.ms} ms) ran out`)
+          : `pullpin: ${image} not pinned: registry.lookupBudgetMs (${time.ms} ms) ran out`)
       }
-      if (isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) {
-        const reason = `image ${image} not found on ${ref.registry}: this pod would hit ImagePullBackOff`
-        return { kind: 'unpinned', reason: 'not-found', warning: `pullpin: ${reason}`, ...(config.onMissingImage === 'deny' ? { deny: reason } : {}) }
-      }
+      // The exists check (checks.exists) reports a missing image, and denies it when configured.
+      if (isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) return { kind: 'unpinned', reason: 'not-found' }
       return unpinned('registry-error', `pullpin: ${image} not pinned: ${shortReason(err)}`, `${image}: ${(err as Error).message}`)
     }
   }
@@ -162,8 +166,8 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       const time = (): TimeBudget => {
         if (timeBudget !== undefined) return timeBudget
         const left = Math.max(0, Math.floor(ctx.deadline.remainingMs() - REVIEW_MARGIN_MS))
-        const ms = Math.min(config.lookupBudgetMs, left)
-        return (timeBudget = { signal: AbortSignal.timeout(ms), ms, byReview: ms < config.lookupBudgetMs, reviewMs: ctx.deadline.ms })
+        const ms = Math.min(lookupBudgetMs, left)
+        return (timeBudget = { signal: AbortSignal.timeout(ms), ms, byReview: ms < lookupBudgetMs, reviewMs: ctx.deadline.ms })
       }
       let indexBudget: IndexBudget | undefined
       const budget = (): IndexBudget => (indexBudget ??= { remaining: deps.indexHeadsPerReview ?? Infinity, incomplete: new Set() })
@@ -199,10 +203,9 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       const d = decisions.get(site.image)!
       if (d.kind === 'keep') return
       if (d.kind === 'unpinned') {
-        ctx.warnings.push(d.warning)
+        if (d.warning !== undefined) ctx.warnings.push(d.warning)
         if (d.detail !== undefined) ctx.diagnostics.push(d.detail)
         metrics?.unpinned(d.reason)
-        if (d.deny !== undefined && ctx.deny === undefined) ctx.deny = d.deny
         return
       }
       if (d.to === site.image) return
@@ -229,14 +232,14 @@ const SHORT_REASONS: Readonly<Record<string, string>> = {
   PULLPIN_REGISTRY_UNAUTHORIZED: 'refused the credentials; check the pull secret',
   PULLPIN_REGISTRY_UNAVAILABLE: 'unavailable',
   PULLPIN_REGISTRY_TIMEOUT: 'timed out',
-  PULLPIN_REGISTRY_PRIVATE_ADDRESS: 'resolves to a private address (pinning.allowPrivateRegistries)',
-  PULLPIN_REGISTRY_REALM_REFUSED: 'token realm refused (registryOptions.tokenRealmHosts)',
+  PULLPIN_REGISTRY_PRIVATE_ADDRESS: 'resolves to a private address (registry.allowPrivate)',
+  PULLPIN_REGISTRY_REALM_REFUSED: 'token realm refused (registry.options.tokenRealmHosts)',
   PULLPIN_REGISTRY_BAD_RESPONSE: 'sent a bad response',
   PULLPIN_DIGEST_MISMATCH: 'sent a digest that does not match the manifest',
-  PULLPIN_REGISTRY_NOT_ALLOWED: 'is not in pinning.registries',
+  PULLPIN_REGISTRY_NOT_ALLOWED: 'is not in registry.hosts',
 }
 
-function shortReason (err: unknown): string {
+export function shortReason (err: unknown): string {
   const code = (err as { code?: string }).code
   const short = code !== undefined ? SHORT_REASONS[code] : undefined
   return short !== undefined ? `registry ${short}` : `lookup failed: ${(err as Error).message}`
