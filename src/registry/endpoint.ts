@@ -78,6 +78,13 @@ export function manifestUrl (ep: RegistryEndpoint, repository: string, reference
   return new URL(`${ep.origin}/v2/${repository}/manifests/${reference}`)
 }
 
+/** `/v2/<name>/blobs/<digest>` (distribution-spec: "Pulling blobs"). */
+export function blobUrl (ep: RegistryEndpoint, repository: string, digest: string): URL {
+  assertRepository(ep.registry, repository)
+  if (!isValidDigest(digest)) throw new ERR_REFERENCE_INVALID(`${ep.registry}/${repository}@${digest}`, 'a blob is named by its digest')
+  return new URL(`${ep.origin}/v2/${repository}/blobs/${digest}`)
+}
+
 /** `/v2/<name>/tags/list?n=<pageSize>` (distribution-spec: "Listing Tags", the `n` parameter). */
 export function tagsListUrl (ep: RegistryEndpoint, repository: string, pageSize: number): URL {
   assertRepository(ep.registry, repository)

@@ -29,7 +29,7 @@ export interface RegistryEvent {
   registry: string
   /** The pinning.registries entry that allowed it (metrics label: bounded by the config). */
   allowlistEntry?: string
-  op: 'ping' | 'manifest' | 'tags' | 'token'
+  op: 'ping' | 'manifest' | 'blob' | 'tags' | 'token'
   method: string
   status: number | 'error'
   durationMs: number
