@@ -1,6 +1,7 @@
 // Wires pullpin together: config → policy → mutation steps → admission handler → HTTPS server.
 // Every collaborator is created here and passed down; nothing below reads the environment.
 import type { Logger } from 'pino'
+import type { Platform } from './registry/client.js'
 import { usesRegistry, type Config } from './policy/config.js'
 import { createNamespacePolicy } from './policy/namespace-mode.js'
 import { checkBudgets } from './policy/budgets.js'
@@ -8,6 +9,7 @@ import { staticNamespaceLabels } from './policy/static-namespaces.js'
 import { createMutator, type MutationStep } from './mutate/mutator.js'
 import { createSecretInjectionStep, type SecretAvailability } from './mutate/inject-secrets.js'
 import { createPinningStep } from './mutate/pin-images.js'
+import { createCheckStep } from './mutate/check-images.js'
 import { createPinningStack, type PinningStack, type PinningStackOptions } from './pinning.js'
 import { CredentialStore, readDockerConfigFiles } from './registry/credential-store.js'
 import { parseImageReference } from './reference/parse.js'
@@ -64,7 +66,24 @@ export interface App {
 
 export const DEFAULT_REVIEW_DEADLINE_MS = 9_000
 
-export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Metrics, availability?: SecretAvailability): MutationStep[] {
+/** The pull-readiness check step over the registry stack (its caches shared with pinning). */
+export function checkStep (config: Config, stack: PinningStack, metrics?: Metrics, nodePlatforms?: () => readonly Platform[]): MutationStep {
+  return createCheckStep({
+    checks: config.checks,
+    registry: config.registry,
+    pullSecrets: config.pullSecrets,
+    tags: stack.cache,
+    immutable: stack.immutable,
+    access: stack.access,
+    credentials: stack.credentials,
+    maxVerifiedTags: config.registry.cache.maxImmutableEntries,
+    negativeTtlMs: config.registry.cache.negativeTtlSeconds * 1000,
+    ...(nodePlatforms !== undefined ? { nodePlatforms } : {}),
+    ...(metrics !== undefined ? { metrics: metrics.checks } : {}),
+  })
+}
+
+export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Metrics, availability?: SecretAvailability, nodePlatforms?: () => readonly Platform[]): MutationStep[] {
   const steps: MutationStep[] = []
   // injection: serviceaccount puts the secrets on ServiceAccounts (src/cluster), not on pods.
   if (config.injection !== 'serviceaccount') steps.push(createSecretInjectionStep(config.pullSecrets, availability !== undefined ? { availability } : {}))
@@ -78,6 +97,8 @@ export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Me
       ...(metrics !== undefined ? { metrics: metrics.pinning } : {}),
     }))
   }
+  // After pinning: the checks look at the images the kubelet will pull.
+  if (pinning !== undefined) steps.push(checkStep(config, pinning, metrics, nodePlatforms))
   return steps
 }
 
@@ -116,6 +137,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
       logger,
       onRegistryEvent: (e) => metrics.registryEvent(e),
       onCacheEvent: (e) => metrics.cacheEvent(e),
+      onImmutableEvent: (e) => metrics.immutableEvent(e),
       ...(opts.lookup !== undefined ? { lookup: opts.lookup } : {}),
     })
     metrics.trackCache(() => pinning!.cache.stats())

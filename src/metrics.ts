@@ -6,6 +6,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { AdmissionMetrics, Outcome } from './admission/handler.js'
 import type { PinMetrics } from './mutate/pin-images.js'
+import type { CheckMetrics, CheckResult } from './mutate/check-images.js'
+import type { CheckName } from './mutate/findings.js'
+import type { ImmutableCacheEvent } from './cache/immutable-cache.js'
 import type { CacheEvent } from './cache/tag-cache.js'
 import type { RegistryEvent } from './registry/client.js'
 import type { ClusterMetrics } from './cluster/metrics.js'
@@ -14,7 +17,10 @@ export interface Metrics {
   readonly registry: Registry
   readonly admission: AdmissionMetrics
   readonly pinning: PinMetrics
+  /** The pull-readiness checks (pullpin_checks_total, pullpin_images_outside_hosts_total). */
+  readonly checks: CheckMetrics
   cacheEvent (e: CacheEvent): void
+  immutableEvent (e: ImmutableCacheEvent): void
   registryEvent (e: RegistryEvent): void
   /** Report the cache's size on every scrape. */
   trackCache (stats: () => { tags: number; repositories: number; shaTags: number }): void
@@ -60,7 +66,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
   })
   const cacheLookups = new Counter({
     name: 'pullpin_tag_cache_lookups_total',
-    help: 'Tag cache lookups by kind (tag, index) and result (hit, miss, stale, stale-error, negative, refresh, error).',
+    help: 'Registry cache lookups by kind (tag, index; manifest, config: by digest, kept for good) and result (hit, miss, stale, stale-error, negative, refresh, error).',
     labelNames: ['kind', 'result'] as const,
     registers: [registry],
   })
@@ -92,6 +98,25 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
       this.labels('sha_tags').set(s.shaTags)
     },
   })
+  const checkCounts = new Counter({
+    name: 'pullpin_checks_total',
+    help: 'Pull-readiness checks of distinct images per review, by check (exists, pullAccess, platforms, reference) and result (ok, warn, deny, would-warn, would-deny in audit mode, error: no answer in time).',
+    labelNames: ['check', 'result'] as const,
+    registers: [registry],
+  })
+  const outsideHosts = new Counter({
+    name: 'pullpin_images_outside_hosts_total',
+    help: 'Images not checked or pinned because their registry is not on registry.hosts (no warning is given for them).',
+    registers: [registry],
+  })
+  // The series of a check result, looked up once rather than hashed per image.
+  const checkSeries = new Map<string, { inc (): void }>()
+  const checkResult = (check: CheckName, result: CheckResult): void => {
+    const k = `${check}/${result}`
+    let child = checkSeries.get(k)
+    if (child === undefined) checkSeries.set(k, child = checkCounts.labels(check, result))
+    child.inc()
+  }
 
   const clusterWrites = new Counter({
     name: 'pullpin_cluster_writes_total',
@@ -138,6 +163,9 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
   // Pre-create the series so dashboards and alerts see zeros rather than absent metrics.
   for (const outcome of ['mutated', 'unchanged', 'audited', 'denied', 'error', 'skipped'] satisfies Outcome[]) duration.labels(outcome)
   for (const kind of ['secret', 'pin']) auditCounts.inc({ kind }, 0)
+  for (const check of ['exists', 'pullAccess', 'platforms', 'reference']) {
+    for (const result of ['ok', 'warn', 'deny', 'would-warn', 'would-deny', 'error']) checkCounts.inc({ check, result }, 0)
+  }
 
   // The duration histogram's series, looked up once per outcome instead of hashed per review.
   const durationOf = new Map<string, { observe (seconds: number): void }>()
@@ -158,7 +186,12 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
       pinned: (format, source) => pinnedCounts.inc({ format, source }),
       unpinned: (reason) => unpinnedCounts.inc({ reason }),
     },
+    checks: {
+      result: checkResult,
+      outsideHosts: () => outsideHosts.inc(),
+    },
     cacheEvent: (e) => cacheLookups.labels(e.kind, e.result).inc(),
+    immutableEvent: (e) => cacheLookups.labels(e.kind, e.result).inc(),
     registryEvent: (e) => {
       // The allowlist entry, not the host: pod authors choose hosts under a wildcard entry, and
       // a series per host would grow /metrics without bound (issue 11).

@@ -9,6 +9,8 @@ import { RegistryClient, type RegistryEvent, type RegistryHostOptions } from './
 import { CredentialStore } from './registry/credential-store.js'
 import { TagCache, type CacheEvent, type RegistryReader, type TagCacheOptions } from './cache/tag-cache.js'
 import { OwnerPins } from './cache/owner-pins.js'
+import { ImmutableCache, type ImmutableCacheEvent } from './cache/immutable-cache.js'
+import { PullAccessCache } from './cache/pull-access.js'
 
 /** Docker Hub hands out tokens from auth.docker.io, not from the registry's own host. */
 export const DEFAULT_TOKEN_REALM_HOSTS: Readonly<Record<string, readonly string[]>> = { 'docker.io': ['auth.docker.io'] }
@@ -18,6 +20,10 @@ export const DEFAULT_HOST_OPTIONS = { timeoutMs: 1500, retries: 2, maxConcurrenc
 export interface PinningStack {
   readonly client: RegistryClient
   readonly cache: TagCache
+  /** Manifests and config blobs by digest, kept for good (registry.cache.maxImmutableEntries). */
+  readonly immutable: ImmutableCache
+  /** Pull access per credential set (the pull-access check). */
+  readonly access: PullAccessCache
   readonly ownerPins: OwnerPins
   readonly credentials: CredentialStore
   close (): Promise<void>
@@ -34,6 +40,7 @@ export interface PinningStackOptions {
   readonly logger?: Logger
   readonly onRegistryEvent?: (e: RegistryEvent) => void
   readonly onCacheEvent?: (e: CacheEvent) => void
+  readonly onImmutableEvent?: (e: ImmutableCacheEvent) => void
   /** Injected DNS lookup (tests resolve made-up hosts to chosen addresses). */
   readonly lookup?: RegistryClientLookup
   /** Registries allowed without being on registry.hosts (`pullpin resolve IMAGE` asks for one explicitly). */
@@ -69,27 +76,43 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
   }
   const defaults = (registry: string): RegistryHostOptions => ({ ...DEFAULT_HOST_OPTIONS, tokenRealmHosts: DEFAULT_TOKEN_REALM_HOSTS[registry] ?? [] })
 
-  const client = new RegistryClient({
-    isAllowed: (registry) => allowed.some(m => m(asImage(registry))),
+  const clientOptions = {
+    isAllowed: (registry: string) => allowed.some(m => m(asImage(registry))),
     // The first entry that matches, in config order (the client asks once per registry state).
-    allowlistEntry: (registry) => allowlist[allowed.findIndex(m => m(asImage(registry)))] ?? registry,
-    isPrivateAllowed: (registry) => privateAllowed.some(m => m(asImage(registry))),
-    hostOptions: (registry) => hostOptions.get(registry) ?? defaults(registry),
-    credentials: (image) => opts.credentials.lookup(image),
+    allowlistEntry: (registry: string) => allowlist[allowed.findIndex(m => m(asImage(registry)))] ?? registry,
+    isPrivateAllowed: (registry: string) => privateAllowed.some(m => m(asImage(registry))),
+    hostOptions: (registry: string) => hostOptions.get(registry) ?? defaults(registry),
     ...(opts.lookup !== undefined ? { lookup: opts.lookup } : {}),
     ...(opts.onRegistryEvent !== undefined ? { onEvent: opts.onRegistryEvent } : {}),
     userAgent: 'pullpin',
-  })
+  }
+  const client = new RegistryClient({ ...clientOptions, credentials: (image) => opts.credentials.lookup(image) })
   const cache = new TagCache({
     ...tagCacheOptions(config, client, opts.onCacheEvent),
     ...(opts.limits !== undefined ? { indexHeadsPerRepository: opts.limits.indexHeadsPerRepository } : {}),
   })
+  const c = registry.cache
+  const immutable = new ImmutableCache({
+    registry: client,
+    maxEntries: c.maxImmutableEntries,
+    ...(opts.onImmutableEvent !== undefined ? { onEvent: opts.onImmutableEvent } : {}),
+  })
+  // The pull-access check asks with exactly the credentials of one pull secret: a client of its
+  // own per credential set, whose auth session knows no other credential.
+  const access = new PullAccessCache({
+    probeFor: (credentials) => new RegistryClient({ ...clientOptions, credentials: () => [...credentials] }),
+    ttlMs: c.ttlSeconds * 1000,
+    staleWhileRevalidateMs: c.staleWhileRevalidateSeconds * 1000,
+    maxEntries: c.maxImmutableEntries,
+  })
   return {
     client,
     cache,
+    immutable,
+    access,
     ownerPins: new OwnerPins(registry.cache.ownerPins),
     credentials: opts.credentials,
-    close: () => client.close(),
+    close: async () => { access.close(); await client.close() },
   }
 }
 

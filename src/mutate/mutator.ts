@@ -15,6 +15,8 @@ import { tryParseImageReference, type ReferenceParse } from '../reference/parse.
 import { CHUNK_SIZE, forEachChunked, nextTurn } from './chunks.js'
 import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
 import { CONTAINER_FIELDS, listImages, type ContainerField, type ImageSite, type Pod } from './pod.js'
+import type { Finding } from './findings.js'
+import { SKIP_CONTAINERS_ANNOTATION } from '../policy/annotations.js'
 
 export type AdmissionOperation = 'CREATE' | 'UPDATE'
 
@@ -29,6 +31,8 @@ export type Change =
     readonly to: string
     /** true when the SHA tag's digest was compared with the tag's digest at the registry. */
     readonly verified: boolean
+    /** The digest `to` names, when the registry was asked this review (the checks need not ask again). */
+    readonly digest?: string
   }
 
 export interface MutationContext {
@@ -56,11 +60,13 @@ export interface MutationContext {
   /** The review's deadline: steps doing I/O must give up when its signal aborts and leave the pod as it is. */
   readonly deadline: Deadline
   readonly changes: Change[]
+  /** What the pull-readiness checks found, as data (findings.ts); also told in `warnings`. */
+  readonly findings: Finding[]
   /** Human-facing findings: each becomes an admission warning (and a log field). */
   readonly warnings: string[]
   /** The full story behind short warnings (registry error messages…): logged, never sent to the client. */
   readonly diagnostics: string[]
-  /** Set by a step to deny the pod (for example onMissingImage: deny). */
+  /** Set by a step to deny the pod (for example checks.exists: deny). */
   deny: string | undefined
 }
 
@@ -103,6 +109,7 @@ export interface MutationResult {
   readonly pod: Pod
   readonly patch: Operation[]
   readonly changes: readonly Change[]
+  readonly findings: readonly Finding[]
   readonly warnings: readonly string[]
   readonly diagnostics: readonly string[]
   readonly deny: string | undefined
@@ -128,7 +135,7 @@ export function createMutator (steps: readonly MutationStep[], opts: MutatorOpti
   // Across reviews too: the pods of one Deployment repeat the same few images.
   const parse = memoize(IMAGE_MEMO_SIZE, opts.parse ?? tryParseImageReference)
   return async function mutate (input) {
-    const images = listImages(input.object)
+    const images = withoutSkipped(input.object, listImages(input.object))
     const distinct = new Map<string, ReferenceParse | undefined>()
     for (const site of images) {
       if (distinct.has(site.image)) continue
@@ -149,6 +156,7 @@ export function createMutator (steps: readonly MutationStep[], opts: MutatorOpti
       references: distinct as Map<string, ReferenceParse>,
       deadline: input.deadline,
       changes: [],
+      findings: [],
       warnings: [],
       diagnostics: [],
       deny: undefined,
@@ -165,6 +173,17 @@ export function createMutator (steps: readonly MutationStep[], opts: MutatorOpti
   }
 }
 
+/**
+ * The images left once the pod's pullpin.io/skip-containers names are taken out: no step sees
+ * them (no secret chosen for them, no pin, no check), as with sidecars injected by a mesh.
+ */
+function withoutSkipped (pod: Pod, images: ImageSite[]): ImageSite[] {
+  const value = pod.metadata?.annotations?.[SKIP_CONTAINERS_ANNOTATION]
+  if (typeof value !== 'string' || value === '') return images
+  const skipped = new Set(value.split(',').map(s => s.trim()).filter(s => s !== ''))
+  return skipped.size === 0 ? images : images.filter(site => !skipped.has(site.container))
+}
+
 /** The review's deadline has passed: a huge pod's remaining work is dropped (the handler has answered). */
 export function deadlineReason (ctx: MutationContext): Error | undefined {
   const signal = ctx.deadline.signal
@@ -177,6 +196,7 @@ function overLimit (input: MutationInput, max: number, failOpen: boolean): Mutat
     pod: input.object,
     patch: [],
     changes: [],
+    findings: [],
     warnings: [`pullpin: ${reason}; pod ${failOpen ? 'admitted unchanged' : 'denied (failOpen is false)'}`],
     diagnostics: [],
     deny: failOpen ? undefined : reason,
@@ -186,7 +206,7 @@ function overLimit (input: MutationInput, max: number, failOpen: boolean): Mutat
 async function finish (ctx: MutationContext): Promise<MutationResult> {
   // Audit mode reports the changes and never sends a patch: no diff to make.
   const patch = ctx.deny !== undefined || ctx.mode !== 'enforce' ? [] : await podPatch(ctx.original, ctx.pod, () => deadlineReason(ctx))
-  return { pod: ctx.pod, patch, changes: ctx.changes, warnings: ctx.warnings, diagnostics: ctx.diagnostics, deny: ctx.deny }
+  return { pod: ctx.pod, patch, changes: ctx.changes, findings: ctx.findings, warnings: ctx.warnings, diagnostics: ctx.diagnostics, deny: ctx.deny }
 }
 
 function isObject (v: unknown): v is Record<string, unknown> {

@@ -37,7 +37,7 @@ export interface PinningDeps {
 
 type Decision =
   | { readonly kind: 'keep' }
-  | { readonly kind: 'pin'; readonly to: string; readonly verified: boolean; readonly source: 'registry' | 'cache' | 'owner' | 'stale' }
+  | { readonly kind: 'pin'; readonly to: string; readonly verified: boolean; readonly source: 'registry' | 'cache' | 'owner' | 'stale'; readonly digest?: string }
   // No warning: another step reports it (a missing image: the exists check) or nobody should (issue 13).
   | { readonly kind: 'unpinned'; readonly reason: UnpinnedReason; readonly warning?: string; readonly detail?: string }
 
@@ -137,14 +137,14 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
     const sha = shaTags[0]
     switch (config.format) {
       case 'digest':
-        return { kind: 'pin', to: formatImageReference(ref, { digest: resolved.digest }), verified: true, source }
+        return { kind: 'pin', to: formatImageReference(ref, { digest: resolved.digest }), verified: true, source, digest: resolved.digest }
       case 'tag+digest':
-        return { kind: 'pin', to: formatImageReference(ref, sha !== undefined ? { tag: sha, digest: resolved.digest } : { digest: resolved.digest }), verified: true, source }
+        return { kind: 'pin', to: formatImageReference(ref, sha !== undefined ? { tag: sha, digest: resolved.digest } : { digest: resolved.digest }), verified: true, source, digest: resolved.digest }
       case 'tag':
         if (sha === undefined) {
           return unpinned('no-sha-tag', `pullpin: ${image} not pinned: no SHA tag has its digest ${resolved.digest.slice(0, 19)}…`)
         }
-        return { kind: 'pin', to: formatImageReference(ref, { tag: sha }), verified: true, source }
+        return { kind: 'pin', to: formatImageReference(ref, { tag: sha }), verified: true, source, digest: resolved.digest }
     }
   }
 
@@ -212,7 +212,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       containerAt(ctx.pod, site).image = d.to
       // No prototype: a container named "__proto__" (webhooks run before validation) stays a key.
       ;(originals ??= Object.create(null) as Record<string, string>)[site.container] = site.image
-      ctx.changes.push({ kind: 'pin', field: site.field, container: site.container, from: site.image, to: d.to, verified: d.verified })
+      ctx.changes.push({ kind: 'pin', field: site.field, container: site.container, from: site.image, to: d.to, verified: d.verified, ...(d.digest !== undefined && d.source !== 'stale' ? { digest: d.digest } : {}) })
       metrics?.pinned(config.format, d.source)
       if (d.source === 'stale') ctx.warnings.push(`pullpin: ${site.image} pinned from the last known digest; the registry did not answer`)
       // Remember the first pin per owner, but not for what audit mode or a dry run only looked at.
