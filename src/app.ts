@@ -145,7 +145,7 @@ export async function createApp (opts: AppOptions): Promise<App> {
   const handler = createAdmissionHandler({
     policy: createNamespacePolicy(config, opts.ownNamespace),
     namespaces: opts.namespaces ?? cluster?.namespaces ?? staticNamespaceLabels(config),
-    mutator: createMutator(opts.steps ?? buildSteps(config, pinning, metrics, cluster?.availability), { maxImagesPerReview: config.limits.maxImagesPerReview, failOpen: config.failOpen }),
+    mutator: createMutator(opts.steps ?? buildSteps(config, pinning, metrics, cluster?.availability, cluster?.nodePlatforms), { maxImagesPerReview: config.limits.maxImagesPerReview, failOpen: config.failOpen }),
     logger,
     metrics: metrics.admission,
     failOpen: config.failOpen,

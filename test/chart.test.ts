@@ -328,9 +328,10 @@ const flag = (objs: Obj[], name: string): string | undefined => flags(container(
 const CUSTOM_CONFIG = {
   mode: 'enforce',
   failOpen: true,
-  namespaces: { optInLabel: 'pullpin.io/inject', exclude: ['kube-*', 'legacy'], labels: { default: { 'pullpin.io/inject': 'enabled' } } },
+  namespaces: { selection: 'optIn', optInLabel: 'pullpin.io/inject', exclude: ['kube-*', 'legacy'], labels: { default: { 'pullpin.io/inject': 'enabled' } } },
   pullSecrets: [{ name: 'ghcr-credentials', registries: ['ghcr.io'] }],
   registry: { hosts: ['ghcr.io'] },
+  checks: { exists: 'warn', pullAccess: 'warn', platforms: 'warn' },
   pinning: { enabled: false },
 }
 const CLUSTER_CONFIG = {

@@ -16,7 +16,8 @@ t.teardown(() => env.stop())
 
 /** Pinning off unless asked: the checks work without it. */
 async function pullpin (t: Test, top = '', pinning = false): Promise<RunningPullpin> {
-  const yaml = env.configYaml('', top)
+  // A lookup budget a loaded machine cannot run out of: these tests are about answers, not time.
+  const yaml = env.configYaml('', top, undefined, '  lookupBudgetMs: 8000')
   const p = await startPullpin(pinning ? yaml : yaml.replace('pinning:\n  enabled: true', 'pinning:\n  enabled: false'))
   t.teardown(() => p.close())
   return p

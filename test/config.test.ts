@@ -85,4 +85,6 @@ t.test('registry access moved to its own section: every old pinning key is refus
   t.equal(c.namespaces.selection, 'optIn')
   t.throws(() => parseConfig('checks: { nodePlatforms: [arm64] }'), { message: /\/checks\/nodePlatforms\/0: must match pattern/ })
   t.throws(() => parseConfig('checks: { pullAccess: deny }'), { message: /\/checks\/pullAccess: must be one of "warn", "off"/ })
+  // Helm (YAML 1.1) turns a bare `off` into false before pullpin reads the rendered ConfigMap.
+  t.same(parseConfig('checks: { exists: false, pullAccess: false, platforms: off }').checks, { exists: 'off', pullAccess: 'off', platforms: 'off', nodePlatforms: ['linux/amd64'] })
 })

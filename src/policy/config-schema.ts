@@ -131,17 +131,18 @@ export const configSchema = {
       properties: {
         exists: {
           description: 'A tag, SHA tag or digest the registry says does not exist: warn, deny the pod (only on a definite "not found", never on a timeout), or off.',
-          enum: ['warn', 'deny', 'off'],
+          // false: a bare `off` as YAML 1.1 readers (Helm) read it; normalised to 'off'.
+          enum: ['warn', 'deny', 'off', false],
           default: 'warn',
         },
         pullAccess: {
           description: 'Warn when the credential the pod will use (the pull secret pullpin injects) is refused by the registry, or when an image needs credentials and no pull secret matches it.',
-          enum: ['warn', 'off'],
+          enum: ['warn', 'off', false],
           default: 'warn',
         },
         platforms: {
           description: 'Warn when an image has no build for the os/architecture of the nodes the pod can land on.',
-          enum: ['warn', 'off'],
+          enum: ['warn', 'off', false],
           default: 'warn',
         },
         nodePlatforms: {

@@ -170,6 +170,9 @@ export function validateConfig (doc: unknown, source = 'config'): Config {
     throw new ERR_CONFIG_INVALID(source, (validate.errors ?? []).map(describeAjvError).join('; '))
   }
   const config = copy as unknown as Config
+  // Helm reads a bare `off` as false (YAML 1.1): both mean off, and only 'off' goes further.
+  const checks = config.checks as unknown as Record<string, unknown>
+  for (const k of ['exists', 'pullAccess', 'platforms']) if (checks[k] === false) checks[k] = 'off'
   const seen = new Set<string>()
   for (const [i, rule] of config.pullSecrets.entries()) {
     if (seen.has(rule.name)) throw new ERR_CONFIG_INVALID(source, `/pullSecrets/${i}/name: duplicate secret name "${rule.name}"`)

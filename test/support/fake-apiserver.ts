@@ -1,7 +1,7 @@
 // In-test Kubernetes API server for the cluster code's tests: no kube-apiserver can run on the test
 // machines, so this speaks the real REST paths, list/watch protocol and optimistic-concurrency rules,
 // but only for what pullpin's src/cluster and its tests call (the list is in test/fake-apiserver.test.ts):
-//   namespaces, secrets, serviceaccounts, leases, mutatingwebhookconfigurations;
+//   namespaces, secrets, serviceaccounts, nodes, leases, mutatingwebhookconfigurations;
 //   get, create, replace, delete with preconditions, JSON patch and JSON merge patch;
 //   paged lists with equality field/label selectors; watches from a resourceVersion with
 //   bookmarks, timeoutSeconds and 410 Expired once the history is compacted.
@@ -157,6 +157,7 @@ const RESOURCES: ResourceDef[] = [
     },
   },
   { group: '', version: 'v1', resource: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
+  { group: '', version: 'v1', resource: 'nodes', kind: 'Node', namespaced: false },
   {
     group: 'coordination.k8s.io',
     version: 'v1',

@@ -116,7 +116,12 @@ review deadline derived from webhook.timeoutSeconds. */}}
 {{- $cluster := $config.cluster | default dict }}
 {{- $lookup := 0 }}
 {{- /* usesRegistry (src/policy/config.ts): hosts to contact, and pinning or a check that contacts them. */}}
-{{- $checking := or (ne ($checks.exists | default "warn") "off") (ne ($checks.pullAccess | default "warn") "off") (ne ($checks.platforms | default "warn") "off") }}
+{{- /* A bare `off` in values is read as false by Helm's YAML 1.1: both mean off. */}}
+{{- $checking := false }}
+{{- range $k := list "exists" "pullAccess" "platforms" }}
+{{- $v := toString (hasKey $checks $k | ternary (index $checks $k) "warn") }}
+{{- if not (has $v (list "off" "false")) }}{{ $checking = true }}{{ end }}
+{{- end }}
 {{- if and ($registry.hosts | default list) (or $pinning.enabled $checking) }}{{ $lookup = int (hasKey $registry "lookupBudgetMs" | ternary $registry.lookupBudgetMs 2000) }}{{ end }}
 {{- $copy := 0 }}
 {{- if ne ($config.injection | default "pod") "serviceaccount" }}
