@@ -103,7 +103,7 @@ const CASES: FaultCase[] = [
     name: 'an answer slower than the deadline',
     repo: 'slow',
     fault: only('slow', () => ({ action: 'delay', ms: SLOW_MS })),
-    warning: new RegExp(`fault/slow:latest not pinned: pinning\\.lookupBudgetMs \\(${DEADLINE_MS} ms\\) ran out$`),
+    warning: new RegExp(`fault/slow:latest not pinned: registry\\.lookupBudgetMs \\(${DEADLINE_MS} ms\\) ran out$`),
     reason: 'deadline',
     // The shared lookup is not cancelled by the pod's deadline: it ends at the per-request timeout.
     registry: { op: 'manifest', status: 'error' },
@@ -136,7 +136,7 @@ const CASES: FaultCase[] = [
     name: '429 asking to come back after the deadline',
     repo: 'throttled-long',
     fault: only('throttled-long', () => ({ action: 'status', status: 429, headers: { 'retry-after': '5' } })),
-    warning: new RegExp(`fault/throttled-long:latest not pinned: pinning\\.lookupBudgetMs \\(${DEADLINE_MS} ms\\) ran out$`),
+    warning: new RegExp(`fault/throttled-long:latest not pinned: registry\\.lookupBudgetMs \\(${DEADLINE_MS} ms\\) ran out$`),
     reason: 'deadline',
     registry: { op: 'manifest', status: '429' },
   },

@@ -10,6 +10,8 @@ import { testHandler } from './support/handler.js'
 import { createSecretInjectionStep } from '../src/mutate/inject-secrets.js'
 import { createPinningStep } from '../src/mutate/pin-images.js'
 import { OwnerPins } from '../src/cache/owner-pins.js'
+import { ImmutableCache } from '../src/cache/immutable-cache.js'
+import { createCheckStep } from '../src/mutate/check-images.js'
 import { TagCache, type CacheEvent } from '../src/cache/tag-cache.js'
 import { createPinningStack, tagCacheOptions, type PinningStack } from '../src/pinning.js'
 import { CredentialStore, readDockerConfigFiles } from '../src/registry/credential-store.js'
@@ -67,7 +69,12 @@ pinning: { enabled: true }
 `)
   const unreachable = { headManifest: () => Promise.reject(new Error('no I/O expected')), listTags: () => Promise.reject(new Error('no I/O expected')) }
   const cache = new TagCache(tagCacheOptions(config, unreachable))
-  return [createSecretInjectionStep(config.pullSecrets), createPinningStep({ config: config.pinning, registry: config.registry, cache, ownerPins: new OwnerPins(10) })]
+  const immutable = new ImmutableCache({ registry: { getManifest: () => Promise.reject(new Error('no I/O expected')), getConfig: () => Promise.reject(new Error('no I/O expected')) }, maxEntries: 10 })
+  return [
+    createSecretInjectionStep(config.pullSecrets),
+    createPinningStep({ config: config.pinning, registry: config.registry, cache, ownerPins: new OwnerPins(10) }),
+    createCheckStep({ checks: config.checks, registry: config.registry, pullSecrets: config.pullSecrets, tags: cache, immutable }),
+  ]
 }
 
 t.test('each distinct image is parsed once per review, shared by secret selection and pinning', async t => {
@@ -79,7 +86,8 @@ t.test('each distinct image is parsed once per review, shared by secret selectio
   const result = await mutate(input(podWith([...images, ...images, ...images])))
   t.same([...parsed.entries()].sort(), images.map(i => [i, 1]).sort(), 'one parse per distinct image')
   t.same((result.pod.spec!.imagePullSecrets ?? []).map(s => s.name), ['a', 'b', 'c'])
-  t.equal(result.warnings.filter(w => w.includes('"bad image"')).length, 3, 'the invalid image still warns per container')
+  t.equal(result.findings.filter(f => f.image === 'bad image' && f.reason === 'ReferenceInvalid').length, 3, 'the invalid image still warns per container')
+  t.equal(result.warnings.filter(w => w.includes('invalid image reference')).length, 3)
 })
 
 t.test('a huge pod gives the event loop back while it is reviewed; a small one does not', async t => {
@@ -97,6 +105,7 @@ t.test('a huge pod gives the event loop back while it is reviewed; a small one d
   answered = true
   t.ok(turns > 1, `other work ran ${turns} times during the review`)
   t.equal(big.warnings.filter(w => w.includes('invalid image reference')).length, 10_000, 'every invalid image still warns')
+  t.equal(big.findings.length, 10_000)
   t.same((big.pod.spec!.imagePullSecrets ?? []).map(s => s.name), ['a'])
 })
 
@@ -269,7 +278,8 @@ t.test('index budget end to end: the pod gets a warning and the metric counts it
   await env.registry.push({ seed: 'budget-e2e' }, 'acme/budget2', ['latest', sha])
   await env.registry.push({ seed: 'budget-e2e-other' }, 'acme/budget2', ['old'])
   await env.registry.tag('acme/budget2', 'old', Array.from({ length: 30 }, (_, i) => gitSha(`budget2-${i}`)))
-  const p = await pullpin(t, '', 'limits: { indexHeadsPerRepository: 5, indexHeadsPerReview: 5 }')
+  // No pull-access probe: its HEAD of the tag's digest would count as an index HEAD here.
+  const p = await pullpin(t, '', 'limits: { indexHeadsPerRepository: 5, indexHeadsPerReview: 5 }\nchecks: { pullAccess: off }')
   env.proxy.resetCounts()
   const { response } = await review(p, podWith([`${env.host}/acme/budget2:latest`]))
   const heads = [...env.proxy.counts()].filter(([k]) => k.startsWith('HEAD /v2/acme/budget2/manifests/') && !k.endsWith('/latest')).reduce((n, [, c]) => n + c, 0)

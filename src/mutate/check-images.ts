@@ -23,7 +23,7 @@ import type { PullAccess, PullAccessCache } from '../cache/pull-access.js'
 import type { ManifestDocument, Platform } from '../registry/client.js'
 import type { RegistryCredential } from '../registry/keyring.js'
 import { isCodedError } from '../errors.js'
-import { REVIEW_MARGIN_MS } from '../policy/budgets.js'
+import { lookupTime } from './lookup-budget.js'
 import { LRUCache } from 'lru-cache'
 import { applyFindings, middle, WARNING_MAX_CHARS, type CheckName, type Finding, type FindingReason } from './findings.js'
 import { deadlineReason, type MutationContext, type MutationStep } from './mutator.js'
@@ -65,8 +65,10 @@ interface Problem {
   readonly check: CheckName
   readonly reason: FindingReason
   readonly deny: boolean
-  /** The warning text after "pullpin: <container>: ". */
+  /** The warning text after "pullpin: <container>: "; NAME stands for `name`. */
   readonly text: string
+  /** The image's normalized name (or the string itself when it does not parse). */
+  readonly name: string
   readonly detail?: string
 }
 
@@ -95,7 +97,7 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
     const text = fix !== null
       ? `use ${fix[1]!}: repository names are lowercase`
       : `invalid image reference: ${p.reason}`
-    return { check: 'reference', reason: 'ReferenceInvalid', deny: false, text, detail: p.message }
+    return { check: 'reference', reason: 'ReferenceInvalid', deny: false, text, name: p.input, detail: p.message }
   }
 
   /** The digest the image names or its tag points at; "not found" is a finding, other errors no answer. */
@@ -139,11 +141,11 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
     const tag = ref.tag ?? 'latest'
     const deny = checks.exists === 'deny'
     if (ref.digest !== undefined) {
-      return { check: 'exists', reason: 'ImageNotFound', deny, text: `digest ${ref.digest.slice(0, 19)}… not found in ${NAME} — deleted, or never pushed?`, detail: err.message }
+      return { check: 'exists', reason: 'ImageNotFound', deny, text: `digest ${ref.digest.slice(0, 19)}… not found in ${NAME} — deleted, or never pushed?`, name: ref.name, detail: err.message }
     }
     const short = tag.length > 20 ? `${tag.slice(0, 7)}…` : tag
     const cause = tags.isShaTag(tag) ? 'not pushed by CI?' : 'never pushed, or deleted?'
-    return { check: 'exists', reason: 'ImageNotFound', deny, text: `tag ${short} not found in ${NAME} — ${cause}`, detail: err.message }
+    return { check: 'exists', reason: 'ImageNotFound', deny, text: `tag ${short} not found in ${NAME} — ${cause}`, name: ref.name, detail: err.message }
   }
 
   /** The platform check, from the manifest (and for a single image its config), both by digest. */
@@ -164,6 +166,7 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
       reason: 'PlatformMissing',
       deny: false,
       text: `${NAME} has no ${want} build (has ${has})`,
+      name: ref.name,
       detail: `image ${ref.name}@${digest} offers ${has}; the pod can land on nodes of ${want}`,
     }
   }
@@ -196,6 +199,7 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
         reason: 'NoPullSecret',
         deny: false,
         text: `${NAME} needs credentials; no pull secret matches ${ref.registry}: kubelet gets 401`,
+        name: ref.name,
         detail: `anonymous pull of ${ref.name} answered ${a.status}; add a pullSecrets entry for ${ref.registry}`,
       }
     }
@@ -215,6 +219,7 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
       reason: 'PullAccessDenied',
       deny: false,
       text: `pull secret ${denied.name} cannot read ${NAME} (${denied.answer.status}): ${fix}`,
+      name: ref.name,
       detail: `registry answered ${denied.answer.status} for ${ref.name} with the credentials of pull secret ${denied.name}; see docs/registry-auth.md#pull-access-denied`,
     }
   }
@@ -260,13 +265,8 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
     async run (ctx) {
       const targets = targetsOf(ctx)
       if (targets.length === 0) return
-      // Lookups stop REVIEW_MARGIN_MS before the review's deadline at the latest (as pinning's).
-      let timeSignal: AbortSignal | undefined
-      const signal = (): AbortSignal => {
-        if (timeSignal !== undefined) return timeSignal
-        const left = Math.max(0, Math.floor(ctx.deadline.remainingMs() - REVIEW_MARGIN_MS))
-        return (timeSignal = AbortSignal.timeout(Math.min(deps.registry.lookupBudgetMs, left)))
-      }
+      // The review's one lookup budget, shared with pinning (lookup-budget.ts).
+      const signal = (): AbortSignal => lookupTime(ctx, deps.registry.lookupBudgetMs).signal
       let wanted: readonly Platform[] | undefined
       const problems = new Map<string, Problem[] | Promise<Problem[]>>()
       const pending: Array<Promise<void>> = []
@@ -274,7 +274,8 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
       const one = (i: number): void => {
         const { image, digest } = targets[i]!
         if (problems.has(image)) return
-        const p = parse(image)
+        // An image as written was parsed once for the whole review (MutationContext.references).
+        const p = ctx.references.get(image) ?? parse(image)
         if (!p.ok) {
           problems.set(image, [referenceProblem(p)])
           return
@@ -295,9 +296,11 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
       const findings: Finding[] = []
       const audit = ctx.mode !== 'enforce'
       const counted = new Set<Problem>()
-      for (const { site, image } of targets) {
+      // A huge pod's findings are told in slices too (chunks.ts).
+      await forEachChunked(targets.length, (i) => {
+        const { site, image } = targets[i]!
         const found = problems.get(image)
-        if (found === undefined || !Array.isArray(found)) continue
+        if (found === undefined || !Array.isArray(found)) return
         for (const pr of found) {
           if (!counted.has(pr)) {
             counted.add(pr)
@@ -305,7 +308,7 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
           }
           findings.push(toFinding(site, image, pr))
         }
-      }
+      }, () => deadlineReason(ctx))
       ctx.diagnostics.push(...diagnostics)
       if (findings.length === 0) return
       ctx.findings.push(...findings)
@@ -320,7 +323,7 @@ const NAME = '\u0000'
 /** The finding for one site: the container named, the image name shortened to fit 120 characters. */
 function toFinding (site: ImageSite, image: string, p: Problem): Finding {
   const container = middle(site.container, 40)
-  const ref = tryName(image)
+  const ref = p.name
   const fixed = `pullpin: ${container}: ${p.text}`
   const room = Math.max(12, WARNING_MAX_CHARS - (fixed.length - (p.text.includes(NAME) ? 1 : 0)))
   const text = p.text.replace(NAME, middle(ref, room))
@@ -335,11 +338,6 @@ function toFinding (site: ImageSite, image: string, p: Problem): Finding {
     message: message.length + 9 > WARNING_MAX_CHARS ? message.slice(0, WARNING_MAX_CHARS - 10) + '…' : message,
     ...(p.detail !== undefined ? { detail: p.detail } : {}),
   }
-}
-
-function tryName (image: string): string {
-  const p = tryParseImageReference(image)
-  return p.ok ? p.ref.name : image
 }
 
 /**

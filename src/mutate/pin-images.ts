@@ -11,7 +11,7 @@ import { formatImageReference, tryParseImageReference, type ImageReference, type
 import type { IndexBudget, TagCache, TagResolution } from '../cache/tag-cache.js'
 import type { OwnerPins } from '../cache/owner-pins.js'
 import { ERR_REGISTRY_BAD_RESPONSE, isCodedError } from '../errors.js'
-import { REVIEW_MARGIN_MS } from '../policy/budgets.js'
+import { lookupTime, type LookupTime } from './lookup-budget.js'
 import { deadlineReason, type MutationContext, type MutationStep } from './mutator.js'
 import { forEachChunked } from './chunks.js'
 import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
@@ -78,7 +78,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
   })
 
   /** The time a review's lookups got: which budget it was decides whom a timeout warning names. */
-  interface TimeBudget { readonly signal: AbortSignal; readonly ms: number; readonly byReview: boolean; readonly reviewMs: number }
+  type TimeBudget = LookupTime
 
   /** Decide from what is already known (no I/O), or return the candidate the registry must answer. */
   function decide (image: string, parsed: ReferenceParse | undefined, ownerUid: string | undefined): Decision | Candidate {
@@ -162,13 +162,8 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       // The lookups stop REVIEW_MARGIN_MS before the review's deadline at the latest, so that a slow
       // registry ends as an unpinned image with a warning, never as the review's deadline (which
       // failOpen: false turns into a denial). The start-time check makes this cut the exception.
-      let timeBudget: TimeBudget | undefined
-      const time = (): TimeBudget => {
-        if (timeBudget !== undefined) return timeBudget
-        const left = Math.max(0, Math.floor(ctx.deadline.remainingMs() - REVIEW_MARGIN_MS))
-        const ms = Math.min(lookupBudgetMs, left)
-        return (timeBudget = { signal: AbortSignal.timeout(ms), ms, byReview: ms < lookupBudgetMs, reviewMs: ctx.deadline.ms })
-      }
+      // One budget for the review, shared with the checks (lookup-budget.ts).
+      const time = (): TimeBudget => lookupTime(ctx, lookupBudgetMs)
       let indexBudget: IndexBudget | undefined
       const budget = (): IndexBudget => (indexBudget ??= { remaining: deps.indexHeadsPerReview ?? Infinity, incomplete: new Set() })
       // One decision per distinct image: the containers of a pod repeat images. Those the cache
