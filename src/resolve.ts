@@ -8,6 +8,8 @@ import { createPinningStack } from './pinning.js'
 import type { CredentialStore } from './registry/credential-store.js'
 import { createPinningStep } from './mutate/pin-images.js'
 import { createMutator } from './mutate/mutator.js'
+import { createCheckStep } from './mutate/check-images.js'
+import type { Finding } from './mutate/findings.js'
 
 export interface ResolveResult {
   readonly image: string
@@ -17,6 +19,8 @@ export interface ResolveResult {
   readonly shaTags: readonly string[]
   /** The image as the webhook would rewrite it, when it would. */
   readonly pinned?: string
+  /** What the webhook's checks find about the image (README "Checks"); [] when all pass. */
+  readonly findings: ReadonlyArray<Pick<Finding, 'check' | 'reason' | 'message'>>
   readonly warnings: readonly string[]
 }
 
@@ -44,7 +48,20 @@ export async function resolveImage (image: string, opts: ResolveOptions): Promis
   const config = deepFreeze({ registry, pinning })
   const stack = await createPinningStack({ config, credentials: opts.credentials })
   try {
-    const mutate = createMutator([createPinningStep({ config: pinning, registry, cache: stack.cache, ownerPins: stack.ownerPins })])
+    const mutate = createMutator([
+      createPinningStep({ config: pinning, registry, cache: stack.cache, ownerPins: stack.ownerPins }),
+      // The webhook's checks too, with the config's settings and its pull secrets' credentials.
+      createCheckStep({
+        checks: base.checks,
+        registry,
+        // Without pull secrets in the config, the credentials given (--docker-config) stand for the pod's.
+        pullSecrets: base.pullSecrets.length > 0 ? base.pullSecrets : [{ name: '--docker-config' }],
+        tags: stack.cache,
+        immutable: stack.immutable,
+        access: stack.access,
+        credentials: stack.credentials,
+      }),
+    ])
     const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'resolve' }, spec: { containers: [{ name: 'image', image }] } }
     const result = await mutate({ operation: 'CREATE', namespace: '', mode: 'enforce', dryRun: true, object: pod, deadline: { signal: new AbortController().signal, ms: Infinity, remainingMs: () => Infinity } })
     const change = result.changes.find(c => c.kind === 'pin')
@@ -68,6 +85,7 @@ export async function resolveImage (image: string, opts: ResolveOptions): Promis
       ...(mediaType !== undefined ? { mediaType } : {}),
       shaTags,
       ...(change !== undefined && change.kind === 'pin' ? { pinned: change.to } : {}),
+      findings: result.findings.map(f => ({ check: f.check, reason: f.reason, message: f.message })),
       warnings,
     }
   } finally {
@@ -85,6 +103,7 @@ export function formatResolveResult (r: ResolveResult): string {
     ['media type', r.mediaType ?? '-'],
     ['SHA tags', r.shaTags.length > 0 ? r.shaTags.join(', ') : '-'],
     ['pinned', r.pinned ?? '(unchanged)'],
+    ['checks', r.findings.length === 0 ? 'ok' : r.findings.map(f => `${f.check}: ${f.reason}`).join(', ')],
   ]
   const width = Math.max(...rows.map(([k]) => k.length))
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n') + '\n' + r.warnings.map(w => `warning: ${w}\n`).join('')

@@ -581,6 +581,23 @@ t.test('the namespace selector takes opted-in namespaces and never the release n
   t.ok(selects(e, nsLabels('kube-flannel', { 'example.com/pullpin': 'enabled' })), 'globs stay with pullpin (selectors have no wildcard)')
 })
 
+t.test('namespaces.selection: all sends every namespace but the disabled and excluded ones', async t => {
+  const all = await render({ config: { namespaces: { selection: 'all' }, registry: { hosts: ['ghcr.io'] }, checks: { platforms: 'off' } } })
+  validateAll(t, all, NS)
+  const sel = get(all, 'MutatingWebhookConfiguration').webhooks[0].namespaceSelector
+  const ns = (name: string, extra: Record<string, string> = {}): Record<string, string> => ({ 'kubernetes.io/metadata.name': name, ...extra })
+  t.ok(selects(sel, ns('team-a')), 'an unlabelled namespace is sent')
+  t.ok(selects(sel, ns('team-a', { 'pullpin.io/inject': 'audit' })), 'audit is sent')
+  t.notOk(selects(sel, ns('team-a', { 'pullpin.io/inject': 'disabled' })), 'disabled opts out')
+  t.notOk(selects(sel, ns('kube-system')), 'kube-system is never sent')
+  t.notOk(selects(sel, ns(NS)), 'nor the release namespace')
+  const rules = get(all, 'ClusterRole').rules
+  t.notOk(rules.some((r: Obj) => r.resources.includes('nodes')), 'checks.platforms off: no right to read Nodes')
+  t.ok(get(defaults, 'ClusterRole').rules.every((r: Obj) => !r.resources.includes('nodes')), 'no registry.hosts: none either')
+  const platforms = await render({ config: { registry: { hosts: ['ghcr.io'] } } })
+  t.same(get(platforms, 'ClusterRole').rules.find((r: Obj) => r.resources.includes('nodes')), { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] }, 'the platform check reads Nodes')
+})
+
 t.test('the ConfigMap holds a config pullpin accepts, mounted where --config points', async t => {
   const defaultValues = parseYaml(readFileSync(join(chart, 'values.yaml'), 'utf8')).config
   const lease = (objs: Obj[]): string => get(objs, 'Role', `${RELEASE}-pullpin`).rules.find((r: Obj) => r.resources.includes('leases') && r.resourceNames !== undefined).resourceNames[0]

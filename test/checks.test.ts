@@ -14,10 +14,12 @@ let env: PinningEnv
 t.before(async () => { env = await startPinningEnv() })
 t.teardown(() => env.stop())
 
+/** A lookup budget a loaded machine cannot run out of: these tests are about answers, not time. */
+const BUDGET = '  lookupBudgetMs: 8000'
+
 /** Pinning off unless asked: the checks work without it. */
 async function pullpin (t: Test, top = '', pinning = false): Promise<RunningPullpin> {
-  // A lookup budget a loaded machine cannot run out of: these tests are about answers, not time.
-  const yaml = env.configYaml('', top, undefined, '  lookupBudgetMs: 8000')
+  const yaml = env.configYaml('', top, undefined, BUDGET)
   const p = await startPullpin(pinning ? yaml : yaml.replace('pinning:\n  enabled: true', 'pinning:\n  enabled: false'))
   t.teardown(() => p.close())
   return p
@@ -131,7 +133,7 @@ t.test('a pull secret whose token the registry scopes to another repository: a p
   await tokenEnv.registry.push({ seed: 'private-1' }, 'acme/private', ['v1'])
   const scopedFile = join(tokenEnv.dir, 'scoped.json')
   await writeFile(scopedFile, dockerConfigJsonFor(tokenEnv.host, 'scoped', 'scoped-password'))
-  const p = await startPullpin(tokenEnv.configYaml().replace(tokenEnv.dockerConfigFile, scopedFile).replace('pinning:\n  enabled: true', 'pinning:\n  enabled: false'))
+  const p = await startPullpin(tokenEnv.configYaml('', '', undefined, BUDGET).replace(tokenEnv.dockerConfigFile, scopedFile).replace('pinning:\n  enabled: true', 'pinning:\n  enabled: false'))
   t.teardown(() => p.close())
   const { response } = await review(p, podWith([`${tokenEnv.host}/acme/private:v1`]))
   t.equal(response.allowed, true)
@@ -146,7 +148,7 @@ t.test('a pull secret whose token the registry scopes to another repository: a p
 
 t.test('a private image and no pull secret for its registry: the kubelet would get 401', async t => {
   await env.registry.push({ seed: 'nosecret-1' }, 'acme/nosecret', ['v1'])
-  const yaml = env.configYaml().replace('pinning:\n  enabled: true', 'pinning:\n  enabled: false').replace(/pullSecrets:\n {2}- name: local-registry\n {4}registries: \[.*\]\n/, 'pullSecrets: []\n')
+  const yaml = env.configYaml('', '', undefined, BUDGET).replace('pinning:\n  enabled: true', 'pinning:\n  enabled: false').replace(/pullSecrets:\n {2}- name: local-registry\n {4}registries: \[.*\]\n/, 'pullSecrets: []\n')
   const p = await startPullpin(yaml)
   t.teardown(() => p.close())
   const { response, result } = await review(p, podWith([`${env.host}/acme/nosecret:v1`]))
@@ -202,4 +204,20 @@ t.test('a warm review with every check on makes no registry request', async t =>
   t.equal(env.proxy.log.length, before)
   const text = (await p.get('/metrics')).text
   t.ok(metric(text, 'exists', 'ok') >= 2 && metric(text, 'platforms', 'ok') >= 2 && metric(text, 'pullAccess', 'ok') >= 2, 'every check answered')
+})
+
+t.test('namespaces.selection: all reviews unlabelled namespaces; pullpin.io/inject=disabled opts one out', async t => {
+  await env.registry.push({ seed: 'sel-1' }, 'acme/sel', ['v1'])
+  const yaml = env.configYaml('', '', undefined, BUDGET).replace('namespaces:\n  labels:\n', 'namespaces:\n  selection: all\n  labels:\n    team-c: { pullpin.io/inject: disabled }\n')
+  const p = await startPullpin(yaml)
+  t.teardown(() => p.close())
+  const image = `${env.host}/acme/sel:v1`
+  const other = await review(p, podWith([image], 'other'))
+  t.same(other.result.spec!.imagePullSecrets, [{ name: 'local-registry' }], 'an unlabelled namespace gets its secret')
+  const off = await review(p, podWith([image], 'team-c'))
+  t.equal(off.response.patch, undefined, 'a disabled namespace is left alone')
+  t.equal(off.response.warnings, undefined)
+  const audit = await review(p, podWith([`${env.host}/acme/sel:nope`], 'team-b'))
+  t.equal(audit.response.patch, undefined, 'audit still means audit')
+  t.match(audit.response.warnings.join('\n'), /tag nope not found/)
 })

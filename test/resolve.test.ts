@@ -49,3 +49,23 @@ t.test('resolve: a missing tag exits 1 with the reason; an invalid reference exi
   t.equal(await main(['resolve'], d.io), 2)
   t.match(d.err.join(''), /exactly one IMAGE/)
 })
+
+t.test('resolve reports the webhook\'s checks: a SHA tag never pushed, an index without the nodes\' platform', async t => {
+  await env.registry.push({ kind: 'index', seed: 'resolve-amd', platforms: [{ os: 'linux', architecture: 'amd64' }] }, 'acme/amd', ['v1'])
+  const common = ['--docker-config', env.dockerConfigFile, '--ca-file', env.registry.caFile, '--allow-private']
+  const clean = io()
+  t.equal(await main(['resolve', `${env.host}/acme/amd:v1`, ...common], clean.io), 0)
+  t.match(clean.out.join(''), /^checks\s+ok$/m)
+  const dir = env.dir
+  const { writeFile } = await import('node:fs/promises')
+  const { join } = await import('node:path')
+  const cfg = join(dir, 'resolve-arm.yaml')
+  await writeFile(cfg, 'checks: { nodePlatforms: [linux/arm64] }\n')
+  const arm = io()
+  t.equal(await main(['resolve', `${env.host}/acme/amd:v1`, ...common, '--config', cfg, '--json'], arm.io), 0)
+  t.same(JSON.parse(arm.out.join('')).findings, [{ check: 'platforms', reason: 'PlatformMissing', message: `image: ${env.host}/acme/amd has no linux/arm64 build (has linux/amd64)` }])
+  const never = io()
+  t.equal(await main(['resolve', `${env.host}/acme/amd:${gitSha('never')}`, ...common], never.io), 1)
+  t.match(never.out.join(''), /^checks\s+exists: ImageNotFound$/m)
+  t.match(never.out.join(''), /not pushed by CI\?/)
+})
