@@ -1,5 +1,7 @@
 // `pullpin resolve` against the real registry.
 import t from 'tap'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { main } from '../src/cli.js'
 import { gitSha, startPinningEnv, type PinningEnv } from './support/pinning-env.js'
 
@@ -56,10 +58,7 @@ t.test('resolve reports the webhook\'s checks: a SHA tag never pushed, an index 
   const clean = io()
   t.equal(await main(['resolve', `${env.host}/acme/amd:v1`, ...common], clean.io), 0)
   t.match(clean.out.join(''), /^checks\s+ok$/m)
-  const dir = env.dir
-  const { writeFile } = await import('node:fs/promises')
-  const { join } = await import('node:path')
-  const cfg = join(dir, 'resolve-arm.yaml')
+  const cfg = join(env.dir, 'resolve-arm.yaml')
   await writeFile(cfg, 'checks: { nodePlatforms: [linux/arm64] }\n')
   const arm = io()
   t.equal(await main(['resolve', `${env.host}/acme/amd:v1`, ...common, '--config', cfg, '--json'], arm.io), 0)
