@@ -221,3 +221,41 @@ t.test('namespaces.selection: all reviews unlabelled namespaces; pullpin.io/inje
   t.equal(audit.response.patch, undefined, 'audit still means audit')
   t.match(audit.response.warnings.join('\n'), /tag nope not found/)
 })
+
+t.test('an image volume (Kubernetes 1.31+) gets its secret, its check and its pin', async t => {
+  const sha = gitSha('vol-1')
+  await env.registry.push({ seed: 'vol-1' }, 'acme/vol', ['latest', sha])
+  const p = await pullpin(t, '', true)
+  const pod = podWith(['nginx'])
+  pod.spec!.volumes = [
+    { name: 'config', configMap: { name: 'web' } },
+    { name: 'models', image: { reference: `${env.host}/acme/vol:latest`, pullPolicy: 'IfNotPresent' } },
+    { name: 'gone', image: { reference: `${env.host}/acme/vol:${gitSha('vol-never')}` } },
+  ]
+  const { response, result } = await review(p, pod)
+  t.same(result.spec!.imagePullSecrets, [{ name: 'local-registry' }], 'the secret, for the volume\'s registry')
+  t.same(result.spec!.volumes, [
+    { name: 'config', configMap: { name: 'web' } },
+    { name: 'models', image: { reference: `${env.host}/acme/vol:${sha}`, pullPolicy: 'IfNotPresent' } },
+    { name: 'gone', image: { reference: `${env.host}/acme/vol:${gitSha('vol-never')}` } },
+  ], 'pinned in place, nothing else touched')
+  t.same(response.warnings, [`pullpin: gone: tag ${gitSha('vol-never').slice(0, 7)}… not found in ${env.host}/acme/vol — not pushed by CI?`])
+  t.same(JSON.parse(result.metadata!.annotations!['pullpin.io/original-images']!), { models: `${env.host}/acme/vol:latest` })
+  // skip-containers names image volumes too.
+  const skipped = structuredClone(pod)
+  skipped.metadata!.annotations = { 'pullpin.io/skip-containers': 'models,gone' }
+  const s = await review(p, skipped)
+  t.equal(s.response.patch, undefined, 'no secret, pin or warning for skipped volumes')
+  t.equal(s.response.warnings, undefined)
+})
+
+t.test('odd volumes are reviewed, not refused, and never patched', async t => {
+  const p = await pullpin(t, '', true)
+  const pod = podWith(['nginx']) as any
+  pod.spec.volumes = [null, 'text', { name: 'a', image: 'text' }, { name: 'b', image: { reference: 42 } }, { name: 'c', image: null }, { name: 'd', image: { reference: '' } }, { image: { reference: 'Bad/Ref' } }]
+  const res = await p.post('/mutate', admissionReview(pod))
+  t.equal(res.status, 200)
+  t.equal(res.json.response.allowed, true)
+  t.same(res.json.response.warnings, ['pullpin: volumes[6]: use bad/ref: repository names are lowercase'])
+  t.same(applyResponsePatch(pod, res.json.response).spec.volumes, pod.spec.volumes)
+})

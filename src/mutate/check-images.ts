@@ -30,7 +30,7 @@ import { deadlineReason, type MutationContext, type MutationStep } from './mutat
 import { forEachChunked } from './chunks.js'
 import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
 import { formatPlatform, imagePlatforms, missingPlatforms, parsePlatform, podPlatforms } from './platforms.js'
-import type { ImageSite, Pod } from './pod.js'
+import { imageAt, type ImageSite, type Pod } from './pod.js'
 
 export type CheckResult = 'ok' | 'warn' | 'deny' | 'would-warn' | 'would-deny' | 'error'
 
@@ -359,10 +359,12 @@ function targetsOf (ctx: MutationContext): Target[] {
   }
   for (const site of ctx.images) {
     if (ctx.operation === 'UPDATE') {
+      // Image volumes cannot change on UPDATE: they were checked when the pod was created.
+      if (site.field === 'volumes') continue
       if (ctx.subResource === 'ephemeralcontainers' && site.field !== 'ephemeralContainers') continue
       if (old.get(`${site.field}/${site.container}`) === site.image) continue
     }
-    const now = ctx.pod.spec?.[site.field]?.[site.index]?.image
+    const now = imageAt(ctx.pod, site)
     const digest = pinned?.get(`${site.field}/${site.container}`)
     out.push({ site, image: typeof now === 'string' && now !== '' ? now : site.image, ...(digest !== undefined ? { digest } : {}) })
   }

@@ -2,7 +2,7 @@
 // The checks only record findings; one place (applyFindings) turns them into admission warnings, a
 // denial and diagnostics, so that other consumers (a review CLI, Events, PolicyReports, a
 // validating webhook) read the same structured list rather than parse warning strings.
-import type { ContainerField } from './pod.js'
+import type { ImageField } from './pod.js'
 
 export type CheckName = 'exists' | 'pullAccess' | 'platforms' | 'reference'
 
@@ -13,8 +13,7 @@ export type FindingReason =
   | 'PlatformMissing'
   | 'ReferenceInvalid'
 
-/** Where an image stands in the pod: a container list, or an image volume (spec.volumes[].image). */
-export type ImageField = ContainerField | 'volumes'
+export type { ImageField }
 
 export interface Finding {
   readonly check: CheckName

@@ -3,8 +3,8 @@
 // patch can only ever express changes that were really made, and applying it to the request's
 // object gives exactly the draft.
 //
-// Steps may change three things, and only these are copied and diffed: metadata.annotations,
-// spec.imagePullSecrets and the containers' `image`. The draft shares every other part with the
+// Steps may change four things, and only these are copied and diffed: metadata.annotations,
+// spec.imagePullSecrets, the containers' `image` and image volumes' `image.reference`. The draft shares every other part with the
 // request's object, and the diff compares only the projection of both onto those fields, so a
 // patch cannot touch anything else whatever a step does (and the draft costs a fraction of a
 // whole-pod copy: BENCHMARKS.md, "Profile findings", bench/pieces.ts).
@@ -14,7 +14,7 @@ import type { Mode } from '../policy/config.js'
 import { tryParseImageReference, type ReferenceParse } from '../reference/parse.js'
 import { CHUNK_SIZE, forEachChunked, nextTurn } from './chunks.js'
 import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
-import { CONTAINER_FIELDS, listImages, type ContainerField, type ImageSite, type Pod } from './pod.js'
+import { CONTAINER_FIELDS, listImages, type ContainerField, type ImageField, type ImageSite, type Pod } from './pod.js'
 import type { Finding } from './findings.js'
 import { SKIP_CONTAINERS_ANNOTATION } from '../policy/annotations.js'
 
@@ -25,7 +25,7 @@ export type Change =
   | { readonly kind: 'secret'; readonly secret: string }
   | {
     readonly kind: 'pin'
-    readonly field: ContainerField
+    readonly field: ImageField
     readonly container: string
     readonly from: string
     readonly to: string
@@ -232,6 +232,12 @@ export function draftOf (pod: Pod): Pod {
       const list = spec[field]
       if (Array.isArray(list)) s[field] = list.map(c => isObject(c) ? { ...c } : c)
     }
+    // Image volumes (Kubernetes 1.31+) only when the pod has one: most pods have none, and then
+    // the volumes are neither copied nor diffed.
+    const volumes = spec.volumes
+    if (Array.isArray(volumes) && volumes.some(v => isObject(v) && isObject(v.image))) {
+      s.volumes = volumes.map(v => isObject(v) && isObject(v.image) ? { ...v, image: { ...v.image } } : v)
+    }
   }
   return draft
 }
@@ -247,7 +253,8 @@ export async function podPatch (original: Pod, draft: Pod, stop?: () => Error | 
   const lists = pairedLists(original, draft)
   const ops: Operation[] = []
   const rest = (): Operation[] => {
-    for (const op of fastJsonPatch.compare(projection(original, lists), projection(draft, lists))) ops.push(op)
+    const volumes = isObject(original.spec) && isObject(draft.spec) && original.spec.volumes !== draft.spec.volumes
+    for (const op of fastJsonPatch.compare(projection(original, lists, volumes), projection(draft, lists, volumes))) ops.push(op)
     return ops
   }
   let total = 0
@@ -306,7 +313,7 @@ function containerOps (field: ContainerField, i: number, o: unknown, d: unknown,
  * annotations map or imagePullSecrets list diffs as one "add" of the whole value. The container
  * lists in `paired` are left out (containerOps diffs them).
  */
-function projection (pod: Pod, paired: readonly ListPair[]): Record<string, unknown> {
+function projection (pod: Pod, paired: readonly ListPair[], volumes: boolean): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   const meta = pod.metadata
   if (isObject(meta)) out.metadata = meta.annotations !== undefined ? { annotations: meta.annotations } : {}
@@ -319,6 +326,8 @@ function projection (pod: Pod, paired: readonly ListPair[]): Record<string, unkn
       const list = spec[field]
       if (list !== undefined && !paired.some(p => p.field === field)) s[field] = Array.isArray(list) ? list.map(imageOnly) : list
     }
+    // Only when draftOf copied them (the pod has an image volume).
+    if (volumes && Array.isArray(spec.volumes)) s.volumes = spec.volumes.map(volumeImageOnly)
     out.spec = s
   } else if (spec !== undefined) out.spec = spec
   return out
@@ -326,6 +335,14 @@ function projection (pod: Pod, paired: readonly ListPair[]): Record<string, unkn
 
 function isStructured (v: unknown): boolean {
   return v !== null && typeof v === 'object'
+}
+
+function volumeImageOnly (v: unknown): unknown {
+  if (!isObject(v)) return v
+  const image = v.image
+  if (image === undefined) return {}
+  if (!isObject(image)) return { image }
+  return { image: image.reference !== undefined ? { reference: image.reference } : {} }
 }
 
 function imageOnly (c: unknown): unknown {

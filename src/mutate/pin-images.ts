@@ -15,7 +15,7 @@ import { lookupTime, type LookupTime } from './lookup-budget.js'
 import { deadlineReason, type MutationContext, type MutationStep } from './mutator.js'
 import { forEachChunked } from './chunks.js'
 import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
-import type { Container, ImageSite, Pod } from './pod.js'
+import { setImageAt, type ImageSite, type Pod } from './pod.js'
 
 export type UnpinnedReason = 'invalid' | 'registry-not-allowed' | 'no-sha-tag' | 'not-found' | 'registry-error' | 'deadline'
 
@@ -204,7 +204,7 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
         return
       }
       if (d.to === site.image) return
-      containerAt(ctx.pod, site).image = d.to
+      setImageAt(ctx.pod, site, d.to)
       // No prototype: a container named "__proto__" (webhooks run before validation) stays a key.
       ;(originals ??= Object.create(null) as Record<string, string>)[site.container] = site.image
       ctx.changes.push({ kind: 'pin', field: site.field, container: site.container, from: site.image, to: d.to, verified: d.verified, ...(d.digest !== undefined && d.source !== 'stale' ? { digest: d.digest } : {}) })
@@ -251,21 +251,18 @@ function unpinned (reason: UnpinnedReason, warning: string, detail?: string): De
  */
 function sitesToPin (ctx: MutationContext): readonly ImageSite[] {
   if (ctx.operation === 'CREATE') return ctx.images
+  // On UPDATE image volumes cannot change (the API server refuses volume changes): none to pin.
   const old = new Map<string, string | undefined>()
   for (const field of ['initContainers', 'containers', 'ephemeralContainers'] as const) {
     for (const c of ctx.oldObject?.spec?.[field] ?? []) old.set(`${field}/${c.name}`, c.image)
   }
-  return ctx.images.filter(site =>
+  return ctx.images.filter(site => site.field !== 'volumes' &&
     (ctx.subResource !== 'ephemeralcontainers' || site.field === 'ephemeralContainers') &&
     old.get(`${site.field}/${site.container}`) !== site.image)
 }
 
 function controllerUid (pod: Pod): string | undefined {
   return pod.metadata?.ownerReferences?.find(o => o.controller === true)?.uid
-}
-
-function containerAt (pod: Pod, site: ImageSite): Container {
-  return pod.spec![site.field]![site.index]!
 }
 
 /**
