@@ -102,8 +102,20 @@ export class PullAccessCache {
   }
 }
 
+// A credential's identity is a hash of its secret: worked out once per credential object (the
+// keyring hands out the same objects until a rotation replaces them), not on every review.
+const identities = new WeakMap<RegistryCredential, string>()
+
 function identityOf (credentials: readonly RegistryCredential[]): string {
-  return credentials.length === 0 ? 'anonymous' : credentials.map(credentialIdentity).join('+')
+  if (credentials.length === 0) return 'anonymous'
+  if (credentials.length === 1) return identity(credentials[0]!)
+  return credentials.map(identity).join('+')
+}
+
+function identity (c: RegistryCredential): string {
+  let id = identities.get(c)
+  if (id === undefined) identities.set(c, id = credentialIdentity(c))
+  return id
 }
 
 function entryKey (ref: RepositoryRef, identity: string): string {

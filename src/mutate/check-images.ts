@@ -20,7 +20,7 @@ import { tryParseImageReference, type ImageReference, type ReferenceParse } from
 import type { TagCache } from '../cache/tag-cache.js'
 import type { ImmutableCache } from '../cache/immutable-cache.js'
 import type { PullAccess, PullAccessCache } from '../cache/pull-access.js'
-import type { ManifestDocument, Platform } from '../registry/client.js'
+import type { ImageConfig, ManifestDocument, Platform } from '../registry/client.js'
 import type { RegistryCredential } from '../registry/keyring.js'
 import { isCodedError } from '../errors.js'
 import { lookupTime } from './lookup-budget.js'
@@ -87,6 +87,9 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
   const staticPlatforms = checks.nodePlatforms.map(parsePlatform).filter((p): p is Platform => p !== undefined)
   const nodePlatforms = deps.nodePlatforms ?? (() => staticPlatforms)
   const rules = deps.pullSecrets.map(r => ({ rule: r, globs: r.registries?.map(compileRegistryGlob) }))
+  // Which pull secrets an image's registry (or name, when a glob has a path) calls for, once per key.
+  const rulesByName = deps.pullSecrets.some(r => r.registries?.some(p => normalizeRegistryKey(p).includes('/')) === true)
+  const rulesFor = memoize(IMAGE_MEMO_SIZE, (_key: string, ref?: ImageReference) => ({ list: rules.filter(({ globs }) => globs === undefined || globs.some(m => m(ref!))).map(r => r.rule) }))
   const verified = new LRUCache<string, string>({ max: Math.max(1, deps.maxVerifiedTags ?? 10_000) })
   const missingDigests = new LRUCache<string, Error>({ max: 10_000, ttl: Math.max(1, deps.negativeTtlMs ?? 10_000) })
   const lookups = checks.exists !== 'off' || checks.platforms !== 'off' || (checks.pullAccess !== 'off' && access !== undefined)
@@ -155,28 +158,16 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
     const config = manifest.kind === 'image' && manifest.config !== undefined
       ? immutable.peekConfig(ref, manifest.config.digest) ?? await immutable.config(ref, manifest.config.digest, signal)
       : undefined
-    const offered = imagePlatforms(manifest, config)
-    if (offered === undefined) return undefined
-    const missing = missingPlatforms(offered, wanted)
-    if (missing.length === 0) return undefined
-    const want = missing.map(formatPlatform).join(', ')
-    const has = offered.map(formatPlatform).join(', ')
-    return {
-      check: 'platforms',
-      reason: 'PlatformMissing',
-      deny: false,
-      text: `${NAME} has no ${want} build (has ${has})`,
-      name: ref.name,
-      detail: `image ${ref.name}@${digest} offers ${has}; the pod can land on nodes of ${want}`,
-    }
+    return platformOf(ref, digest, manifest, config, wanted)
   }
 
   /** The pull secrets the pod will use for `ref` (those pullpin injects, and the credentials each holds). */
   function secretsFor (ref: ImageReference): Array<{ readonly name: string; readonly credentials: RegistryCredential[] }> {
     const out: Array<{ name: string; credentials: RegistryCredential[] }> = []
-    for (const { rule, globs } of rules) {
-      if (globs !== undefined && !globs.some(m => m(ref))) continue
-      const held = deps.credentials?.lookup(ref) ?? []
+    const matched = rulesFor(rulesByName ? ref.name : ref.registry, ref).list
+    if (matched.length === 0) return out
+    const held = deps.credentials?.lookup(ref) ?? []
+    for (const rule of matched) {
       // With a source, exactly that Secret's credentials (src/cluster labels them "namespace/name");
       // standalone, the registry.credentials files stand for the secrets.
       const source = rule.source !== undefined ? `${rule.source.namespace}/${rule.source.name}` : undefined
@@ -194,14 +185,7 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
       if (Array.isArray(own) && own.length > 0) return undefined
       const a = access.peek(ref, []) ?? await access.check(ref, reference, [], signal)
       if (a.access === 'ok') return undefined
-      return {
-        check: 'pullAccess',
-        reason: 'NoPullSecret',
-        deny: false,
-        text: `${NAME} needs credentials; no pull secret matches ${ref.registry}: kubelet gets 401`,
-        name: ref.name,
-        detail: `anonymous pull of ${ref.name} answered ${a.status}; add a pullSecrets entry for ${ref.registry}`,
-      }
+      return noSecretProblem(ref, a)
     }
     let denied: { name: string; answer: Extract<PullAccess, { access: 'denied' }> } | undefined
     for (const s of secrets) {
@@ -213,15 +197,91 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
       denied ??= { name: s.name, answer: a }
     }
     if (denied === undefined) return undefined
-    const fix = ref.registry === GHCR ? 'token needs read:packages (and SSO)' : 'check its scope'
-    return {
-      check: 'pullAccess',
-      reason: 'PullAccessDenied',
-      deny: false,
-      text: `pull secret ${denied.name} cannot read ${NAME} (${denied.answer.status}): ${fix}`,
-      name: ref.name,
-      detail: `registry answered ${denied.answer.status} for ${ref.name} with the credentials of pull secret ${denied.name}; see docs/registry-auth.md#pull-access-denied`,
+    return deniedProblem(ref, denied.name, denied.answer)
+  }
+
+  // ---- the warm path: every answer from the caches, no promise, no timer ----
+
+  /** Platform problems per image digest and set of node platforms (pure, so memoized). */
+  const platformMemo = new Map<string, Problem | null>()
+  const nodesKeys = new WeakMap<readonly Platform[], string>()
+  const keyOfPlatforms = (list: readonly Platform[]): string => {
+    let k = nodesKeys.get(list)
+    if (k === undefined) nodesKeys.set(list, k = list.map(formatPlatform).join(','))
+    return k
+  }
+
+  function peekResolve (ref: ImageReference, pinned: string | undefined): { digest: string } | Problem | undefined {
+    const digest = ref.digest
+    if (digest !== undefined) {
+      const gone = missingDigests.get(`${ref.registry}/${ref.repository}@${digest}`)
+      if (gone !== undefined) return notFound(ref, gone)
+      if (pinned === digest || immutable.peekManifest(ref, digest) !== undefined) return { digest }
+      return undefined
     }
+    const tag = ref.tag ?? 'latest'
+    if (tags.isShaTag(tag)) {
+      const key = `${ref.registry}/${ref.repository}:${tag}`
+      const known = verified.get(key)
+      if (known !== undefined) return { digest: known }
+      if (pinned !== undefined) { verified.set(key, pinned); return { digest: pinned } }
+    }
+    const hit = tags.peekTag(ref, tag)
+    return hit !== undefined ? { digest: hit.digest } : undefined
+  }
+
+  function peekPlatform (ref: ImageReference, digest: string, wanted: readonly Platform[]): Problem | null | undefined {
+    if (wanted.length === 0) return null
+    const key = `${ref.name}@${digest}\u0000${keyOfPlatforms(wanted)}`
+    const memo = platformMemo.get(key)
+    if (memo !== undefined) return memo
+    const manifest = immutable.peekManifest(ref, digest)
+    if (manifest === undefined) return undefined
+    const config = manifest.kind === 'image' && manifest.config !== undefined ? immutable.peekConfig(ref, manifest.config.digest) : undefined
+    if (manifest.kind === 'image' && manifest.config !== undefined && config === undefined) return undefined
+    const found = platformOf(ref, digest, manifest, config, wanted) ?? null
+    if (platformMemo.size >= IMAGE_MEMO_SIZE) platformMemo.clear()
+    platformMemo.set(key, found)
+    return found
+  }
+
+  function peekAccess (ref: ImageReference, pod: Pod): Problem | null | undefined {
+    if (access === undefined) return null
+    const secrets = secretsFor(ref)
+    if (secrets.length === 0) {
+      const own = pod.spec?.imagePullSecrets
+      if (Array.isArray(own) && own.length > 0) return null
+      const a = access.peek(ref, [])
+      return a === undefined ? undefined : a.access === 'ok' ? null : noSecretProblem(ref, a)
+    }
+    let denied: { name: string; answer: Extract<PullAccess, { access: 'denied' }> } | undefined
+    for (const s of secrets) {
+      if (s.credentials.length === 0) return null
+      const a = access.peek(ref, s.credentials)
+      if (a === undefined) return undefined
+      if (a.access === 'ok') return null
+      denied ??= { name: s.name, answer: a }
+    }
+    return denied === undefined ? null : deniedProblem(ref, denied.name, denied.answer)
+  }
+
+  /** Every check of one image from the caches alone; undefined when one of them needs the registry. */
+  function peekImage (ref: ImageReference, pinned: string | undefined, pod: Pod, wanted: readonly Platform[]): Problem[] | undefined {
+    const resolved = peekResolve(ref, pinned)
+    if (resolved === undefined) return undefined
+    if ('check' in resolved) return checks.exists !== 'off' ? [resolved] : []
+    const platforms = checks.platforms !== 'off' ? peekPlatform(ref, resolved.digest, wanted) : null
+    if (platforms === undefined) return undefined
+    const pull = checks.pullAccess !== 'off' ? peekAccess(ref, pod) : null
+    if (pull === undefined) return undefined
+    if (checks.exists !== 'off') metrics?.result('exists', 'ok')
+    if (checks.platforms !== 'off' && platforms === null) metrics?.result('platforms', 'ok')
+    if (checks.pullAccess !== 'off' && pull === null) metrics?.result('pullAccess', 'ok')
+    if (platforms === null && pull === null) return NONE
+    const out: Problem[] = []
+    if (platforms !== null) out.push(platforms)
+    if (pull !== null) out.push(pull)
+    return out
   }
 
   /** Every check of one distinct image; errors and timeouts are no answer (diagnostics). */
@@ -287,6 +347,8 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
         }
         if (!lookups) { problems.set(image, []); return }
         wanted ??= checks.platforms !== 'off' ? podPlatforms(ctx.pod, nodePlatforms()) : []
+        const quick = peekImage(p.ref, digest, ctx.pod, wanted)
+        if (quick !== undefined) { problems.set(image, quick); return }
         const running = checkImage(p.ref, digest, ctx.pod, wanted, signal(), diagnostics)
         problems.set(image, running)
         pending.push(running.then(found => { problems.set(image, found) }))
@@ -314,6 +376,49 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
       ctx.findings.push(...findings)
       applyFindings(findings, ctx)
     },
+  }
+}
+
+const NONE: Problem[] = []
+
+/** The platform check's answer from the documents (undefined: nothing missing, or nothing to tell). */
+function platformOf (ref: ImageReference, digest: string, manifest: ManifestDocument, config: ImageConfig | undefined, wanted: readonly Platform[]): Problem | undefined {
+  const offered = imagePlatforms(manifest, config)
+  if (offered === undefined) return undefined
+  const missing = missingPlatforms(offered, wanted)
+  if (missing.length === 0) return undefined
+  const want = missing.map(formatPlatform).join(', ')
+  const has = offered.map(formatPlatform).join(', ')
+  return {
+    check: 'platforms',
+    reason: 'PlatformMissing',
+    deny: false,
+    text: `${NAME} has no ${want} build (has ${has})`,
+    name: ref.name,
+    detail: `image ${ref.name}@${digest} offers ${has}; the pod can land on nodes of ${want}`,
+  }
+}
+
+function noSecretProblem (ref: ImageReference, a: Extract<PullAccess, { access: 'denied' }>): Problem {
+  return {
+    check: 'pullAccess',
+    reason: 'NoPullSecret',
+    deny: false,
+    text: `${NAME} needs credentials; no pull secret matches ${ref.registry}: kubelet gets 401`,
+    name: ref.name,
+    detail: `anonymous pull of ${ref.name} answered ${a.status}; add a pullSecrets entry for ${ref.registry}`,
+  }
+}
+
+function deniedProblem (ref: ImageReference, secret: string, a: Extract<PullAccess, { access: 'denied' }>): Problem {
+  const fix = ref.registry === GHCR ? 'token needs read:packages (and SSO)' : 'check its scope'
+  return {
+    check: 'pullAccess',
+    reason: 'PullAccessDenied',
+    deny: false,
+    text: `pull secret ${secret} cannot read ${NAME} (${a.status}): ${fix}`,
+    name: ref.name,
+    detail: `registry answered ${a.status} for ${ref.name} with the credentials of pull secret ${secret}; see docs/registry-auth.md#pull-access-denied`,
   }
 }
 
