@@ -349,7 +349,15 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
         wanted ??= checks.platforms !== 'off' ? podPlatforms(ctx.pod, nodePlatforms()) : []
         const quick = peekImage(p.ref, digest, ctx.pod, wanted)
         if (quick !== undefined) { problems.set(image, quick); return }
-        const running = checkImage(p.ref, digest, ctx.pod, wanted, signal(), diagnostics)
+        const s = signal()
+        // The review's lookup budget is spent (pinning waited for a slow registry): no new
+        // request is started, for an answer nobody would wait for.
+        if (s.aborted) {
+          diagnostics.push(`checks of ${p.ref.name}: registry.lookupBudgetMs ran out`)
+          problems.set(image, [])
+          return
+        }
+        const running = checkImage(p.ref, digest, ctx.pod, wanted, s, diagnostics)
         problems.set(image, running)
         pending.push(running.then(found => { problems.set(image, found) }))
       }
