@@ -58,7 +58,7 @@ export function benchReview (host: string, namespace: string, ownerUid?: string)
  * pullpin's config for the benchmarks: team-a enforces, team-b audits, two pull secrets that both
  * match the local registry, pinning on for it with the webhook's defaults otherwise.
  */
-export function benchConfigYaml (env: PinningEnv, pinningExtra = ''): string {
+export function benchConfigYaml (env: PinningEnv, pinningExtra = '', registryExtra = '', top = ''): string {
   return `
 namespaces:
   labels:
@@ -69,13 +69,16 @@ pullSecrets:
     registries: ["${env.host}"]
   - name: mirror-credentials
     registries: ["${env.host}", "*.pkg.dev"]
+${top}
+registry:
+  hosts: ["${env.host}"]
+  allowPrivate: ["${env.host}"]
+  credentials: { dockerConfigFiles: ["${env.dockerConfigFile}"] }
+  options:
+    "${env.host}": { caFile: "${env.registry.caFile}" }
+${registryExtra}
 pinning:
   enabled: true
-  registries: ["${env.host}"]
-  allowPrivateRegistries: ["${env.host}"]
-  credentials: { dockerConfigFiles: ["${env.dockerConfigFile}"] }
-  registryOptions:
-    "${env.host}": { caFile: "${env.registry.caFile}" }
 ${pinningExtra}
 `
 }

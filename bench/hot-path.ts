@@ -5,10 +5,11 @@
 // /dev/null through pino's own synchronous destination, so its serialization is measured and the
 // disk is not. This is the number `bench/profile.ts` findings are checked against.
 //
-//   node --import tsx bench/hot-path.ts [--steps all|secrets|none] [--alloc-sites team-a|team-b]
+//   node --import tsx bench/hot-path.ts [--steps checks|all|secrets|none] [--alloc-sites team-a|team-b]
 //     → one JSON line: µs of CPU per review, best and median of 5 rounds, and bytes allocated per
-//       review (JSON.parse included: the server does it too). --steps leaves the pin step (secrets)
-//       or both steps (none) out, to see what each costs. --alloc-sites prints, on stderr, the
+//       review (JSON.parse included: the server does it too). --steps checks adds the pull-readiness
+//       checks (every check on, answered from warm caches: src/app.ts's default), all is secrets and
+//       pins without checks, secrets leaves the pin step out, none both, to see what each costs. --alloc-sites prints, on stderr, the
 //       functions that allocate most for that namespace's review.
 import { createHash } from 'node:crypto'
 import { parseArgs } from 'node:util'
@@ -25,13 +26,16 @@ import { createMetrics } from '../src/metrics.js'
 import { TagCache, type RegistryReader } from '../src/cache/tag-cache.js'
 import { RolloutPins } from '../src/cache/rollout-pins.js'
 import { tagCacheOptions } from '../src/pinning.js'
+import { ImmutableCache } from '../src/cache/immutable-cache.js'
+import { PullAccessCache } from '../src/cache/pull-access.js'
+import { createCheckStep } from '../src/mutate/check-images.js'
 import { allocatedPerCall, allocationSites } from './alloc.js'
 import { BENCH_REPOSITORIES, benchConfigYaml, benchReview } from './fixtures.js'
 import { gitSha, type PinningEnv } from '../test/support/pinning-env.js'
 
 const { values: args } = parseArgs({ options: { steps: { type: 'string', default: 'all' }, 'alloc-sites': { type: 'string' } } })
-const STEPS = args.steps as 'all' | 'secrets' | 'none'
-if (!['all', 'secrets', 'none'].includes(STEPS)) throw new Error('--steps must be all, secrets or none')
+const STEPS = args.steps as 'checks' | 'all' | 'secrets' | 'none'
+if (!['checks', 'all', 'secrets', 'none'].includes(STEPS)) throw new Error('--steps must be checks, all, secrets or none')
 const HOST = 'registry.bench.local:5000'
 const REVIEWS = 10_000
 const ROUNDS = 5
@@ -50,15 +54,29 @@ const reader: RegistryReader = {
   },
 }
 // A long TTL: the bench measures warm-cache reviews, never a refresh.
-const cache = new TagCache({ ...tagCacheOptions(config.pinning, reader), ttlMs: 3_600_000 })
+const cache = new TagCache({ ...tagCacheOptions(config, reader), ttlMs: 3_600_000 })
 const metrics = createMetrics()
-// The same steps src/app.ts buildSteps makes for this config.
+// The checks' caches, over synthetic answers: every image a single linux/amd64 image the pull
+// secret's credential may read.
+const immutable = new ImmutableCache({
+  registry: {
+    getManifest: (_ref, digest) => Promise.resolve({ digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', kind: 'image', annotations: {}, manifests: [], config: { digest: digestOf(`config ${digest}`), mediaType: 'application/vnd.oci.image.config.v1+json', annotations: {} } }),
+    getConfig: () => Promise.resolve({ os: 'linux', architecture: 'amd64', labels: {} }),
+  },
+  maxEntries: 10_000,
+})
+const access = new PullAccessCache({ probeFor: () => ({ headManifest: () => Promise.resolve({}) }), ttlMs: 3_600_000, staleWhileRevalidateMs: 0, maxEntries: 10_000 })
+const credential = { username: 'bench', password: 'bench', source: '/dev/null', key: HOST }
+// The same steps src/app.ts buildSteps makes for this config (--steps checks: all of them).
 const handle = createAdmissionHandler({
   policy: createNamespacePolicy(config, 'pullpin-system'),
   namespaces: staticNamespaceLabels(config),
   mutator: createMutator([
     ...(STEPS === 'none' ? [] : [createSecretInjectionStep(config.pullSecrets)]),
-    ...(STEPS === 'all' ? [createPinningStep({ config: config.pinning, cache, rolloutPins: new RolloutPins({ max: config.pinning.cache.ownerPins }), metrics: metrics.pinning })] : []),
+    ...(STEPS === 'all' || STEPS === 'checks' ? [createPinningStep({ config: config.pinning, registry: config.registry, cache, rolloutPins: new RolloutPins({ max: config.registry.cache.ownerPins }), metrics: metrics.pinning })] : []),
+    ...(STEPS === 'checks'
+      ? [createCheckStep({ checks: config.checks, registry: config.registry, pullSecrets: config.pullSecrets, tags: cache, immutable, access, credentials: { lookup: () => [credential] }, metrics: metrics.checks })]
+      : []),
   ]),
   logger: createLogger({ destination: pino.destination({ dest: '/dev/null', sync: true }) }),
   metrics: metrics.admission,

@@ -156,6 +156,10 @@ interface ThroughputResult {
 async function throughput (ctx: Ctx): Promise<ThroughputResult> {
   const floor = await startFloor(ctx)
   const pullpin = await startPullpin(ctx, 'pullpin-throughput')
+  // The same config with every pull-readiness check off (issue 13: checks must cost ≤ 10 % warm).
+  const noChecksFile = join(ctx.dir, 'pullpin-nochecks.yaml')
+  await writeFile(noChecksFile, benchConfigYaml(ctx.env, '', '', 'checks: { exists: off, pullAccess: off, platforms: off }'))
+  const noChecks = await startPullpin(ctx, 'pullpin-nochecks', noChecksFile)
   const before = COMPARE !== undefined ? await startPullpin(ctx, 'pullpin-before', ctx.configFile, [], [], COMPARE) : undefined
   try {
     const enforceBody = benchReview(ctx.env.host, 'team-a')
@@ -175,6 +179,8 @@ async function throughput (ctx: Ctx): Promise<ThroughputResult> {
       { name: 'floor', url: floor.url, pid: floor.pid, body: enforceBody },
       { name: 'enforce', url: pullpin.url, pid: pullpin.pid, body: enforceBody },
       { name: 'audit', url: pullpin.url, pid: pullpin.pid, body: auditBody },
+      { name: 'enforce-nochecks', url: noChecks.url, pid: noChecks.pid, body: enforceBody },
+      { name: 'audit-nochecks', url: noChecks.url, pid: noChecks.pid, body: auditBody },
     ]
     if (before !== undefined) {
       targets.push(
@@ -220,6 +226,7 @@ async function throughput (ctx: Ctx): Promise<ThroughputResult> {
   } finally {
     await floor.stop()
     await pullpin.stop()
+    await noChecks.stop()
     await before?.stop()
   }
 }
@@ -340,10 +347,10 @@ async function tenThousandTags (ctx: Ctx): Promise<Record<string, unknown>> {
   const fixtureMs = performance.now() - t0
   log(`10,000 SHA tags pushed in ${(fixtureMs / 1000).toFixed(1)} s`)
 
-  const config = parseConfig(benchConfigYaml(ctx.env, '  cache: { tagListMinIntervalSeconds: 0 }'), 'bench')
+  const config = parseConfig(benchConfigYaml(ctx.env, '', '  cache: { tagListMinIntervalSeconds: 0 }'), 'bench')
   const credentials = new CredentialStore()
-  credentials.replace(await readDockerConfigFiles(config.pinning.credentials.dockerConfigFiles))
-  const stack = await createPinningStack({ config: config.pinning, credentials })
+  credentials.replace(await readDockerConfigFiles(config.registry.credentials.dockerConfigFiles))
+  const stack = await createPinningStack({ config, credentials })
   const ref = { registry: ctx.env.host, repository: repo }
   const manifestHeads = (): number => [...ctx.env.proxy.counts()].filter(([k]) => k.startsWith(`HEAD /v2/${repo}/manifests/`)).reduce((n, [, v]) => n + v, 0)
   try {
@@ -528,6 +535,13 @@ function table (results: Record<string, any>): string {
       const ratio = tp.ratios[name]
       const label = name === 'floor' ? 'floor (bare Fastify)' : name.endsWith('-before') ? `before (--compare): pullpin ${name.slice(0, -7)}` : `pullpin ${name}, warm cache`
       out.push(`| ${label} | ${m.rps.toFixed(0)} | ${ms(m.p50)} | ${ms(m.p99)} | ${ms(m.p999)} | ${m.errors} | ${ratio === undefined ? '1.00×' : `${ratio.rps.toFixed(2)}×`} | ${ratio === undefined ? '1.00×' : `${ratio.p99.toFixed(2)}×`} | ${m.serverCpu?.toFixed(2) ?? '-'} | ${m.serverCpu !== undefined ? `${(m.serverCpu * 1e6 / m.rps).toFixed(0)} µs` : '-'} | ${m.loadCpu.toFixed(2)} |`)
+    }
+    for (const mode of ['enforce', 'audit']) {
+      const on = tp.median[mode]
+      const off = tp.median[`${mode}-nochecks`]
+      if (on === undefined || off === undefined) continue
+      const cpu = (m: LoadResult): number => m.serverCpu !== undefined ? m.serverCpu * 1e6 / m.rps : NaN
+      out.push('', `Checks on (\`pullpin ${mode}\`) vs off (\`${mode}-nochecks\`): ${(on.rps / off.rps).toFixed(2)}× req/s, ${(cpu(on) / cpu(off)).toFixed(2)}× server CPU per review.`)
     }
     out.push('', `Images pinned from the cache: ${String(tp.checks.pinnedFromCache)}. Registry requests during the runs: ${String(tp.checks.registryRequestsDuringRuns)} (the background refreshes of the 4 tags each time their 60 s TTL ends; reviews meanwhile get the cached answer).`, '')
   }

@@ -1,13 +1,15 @@
 // Wires pullpin together: config → policy → mutation steps → admission handler → HTTPS server.
 // Every collaborator is created here and passed down; nothing below reads the environment.
 import type { Logger } from 'pino'
-import type { Config } from './policy/config.js'
+import type { Platform } from './registry/client.js'
+import { usesRegistry, type Config } from './policy/config.js'
 import { createNamespacePolicy } from './policy/namespace-mode.js'
 import { checkBudgets } from './policy/budgets.js'
 import { staticNamespaceLabels } from './policy/static-namespaces.js'
 import { createMutator, type MutationStep } from './mutate/mutator.js'
 import { createSecretInjectionStep, type CredentialFreshness, type SecretAvailability } from './mutate/inject-secrets.js'
 import { createPinningStep } from './mutate/pin-images.js'
+import { createCheckStep } from './mutate/check-images.js'
 import { createPinningStack, type PinningStack, type PinningStackOptions } from './pinning.js'
 import { CredentialStore, readDockerConfigFiles } from './registry/credential-store.js'
 import { CredentialSources, type CredentialSourcesOptions } from './credentials/sources.js'
@@ -38,7 +40,7 @@ export interface AppOptions {
   readonly metrics?: Metrics
   /** The mutation pipeline; by default the steps the config calls for (buildSteps). */
   readonly steps?: readonly MutationStep[]
-  /** Registry credentials for lookups; by default read from pinning.credentials.dockerConfigFiles. */
+  /** Registry credentials for lookups; by default read from registry.credentials.dockerConfigFiles. */
   readonly credentials?: CredentialStore
   /** DNS lookup for registry connections (tests). */
   readonly lookup?: PinningStackOptions['lookup']
@@ -59,7 +61,7 @@ export interface App {
   readonly server: PullpinServer
   readonly metrics: Metrics
   readonly readiness: Readiness
-  /** The registry client, tag cache and rollout pins when pinning is enabled. */
+  /** The registry client, tag cache and rollout pins when pinning or a check needs the registry. */
   readonly pinning: PinningStack | undefined
   /** The cluster integration when a cluster is connected. */
   readonly cluster: ClusterIntegration | undefined
@@ -74,13 +76,42 @@ export interface App {
 
 export const DEFAULT_REVIEW_DEADLINE_MS = 9_000
 
-export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Metrics, availability?: SecretAvailability, freshness?: CredentialFreshness): MutationStep[] {
+/** The pull-readiness check step over the registry stack (its caches shared with pinning). */
+export function checkStep (config: Config, stack: PinningStack, metrics?: Metrics, nodePlatforms?: () => readonly Platform[]): MutationStep {
+  return createCheckStep({
+    checks: config.checks,
+    registry: config.registry,
+    pullSecrets: config.pullSecrets,
+    tags: stack.cache,
+    immutable: stack.immutable,
+    access: stack.access,
+    credentials: stack.credentials,
+    maxVerifiedTags: config.registry.cache.maxImmutableEntries,
+    negativeTtlMs: config.registry.cache.negativeTtlSeconds * 1000,
+    ...(nodePlatforms !== undefined ? { nodePlatforms } : {}),
+    ...(metrics !== undefined ? { metrics: metrics.checks } : {}),
+  })
+}
+
+/** What the steps read from a cluster or from fetched credentials, when there are any. */
+export interface StepSources {
+  /** Whether a pull secret's copy exists in a namespace (src/cluster). */
+  readonly availability?: SecretAvailability | undefined
+  /** How fresh a fetched (source.ecr / source.exec) pull secret is (src/credentials). */
+  readonly freshness?: CredentialFreshness | undefined
+  /** The os/arch of the cluster's Nodes (src/cluster/node-platforms.ts); else checks.nodePlatforms. */
+  readonly nodePlatforms?: (() => readonly Platform[]) | undefined
+}
+
+export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Metrics, sources: StepSources = {}): MutationStep[] {
+  const { availability, freshness, nodePlatforms } = sources
   const steps: MutationStep[] = []
   // injection: serviceaccount puts the secrets on ServiceAccounts (src/cluster), not on pods.
   if (config.injection !== 'serviceaccount') steps.push(createSecretInjectionStep(config.pullSecrets, { ...(availability !== undefined ? { availability } : {}), ...(freshness !== undefined ? { freshness } : {}) }))
-  if (pinning !== undefined) {
+  if (pinning !== undefined && config.pinning.enabled) {
     steps.push(createPinningStep({
       config: config.pinning,
+      registry: config.registry,
       cache: pinning.cache,
       rolloutPins: pinning.rolloutPins,
       revisions: pinning.revisions,
@@ -88,6 +119,8 @@ export function buildSteps (config: Config, pinning?: PinningStack, metrics?: Me
       ...(metrics !== undefined ? { metrics: metrics.pinning } : {}),
     }))
   }
+  // After pinning: the checks look at the images the kubelet will pull.
+  if (pinning !== undefined) steps.push(checkStep(config, pinning, metrics, nodePlatforms))
   return steps
 }
 
@@ -122,22 +155,23 @@ export async function createApp (opts: AppOptions): Promise<App> {
     for (const { name, check } of cluster.readinessChecks) readiness.add(name, check)
   }
   let pinning: PinningStack | undefined
-  if (config.pinning.enabled) {
+  if (usesRegistry(config)) {
     if (opts.credentials === undefined && cluster === undefined) {
       // Standalone: the files, plus whatever the fetched sources hold now (they renew themselves).
-      const files: DockerConfigSource[] = await readDockerConfigFiles(config.pinning.credentials.dockerConfigFiles)
+      const files: DockerConfigSource[] = await readDockerConfigFiles(config.registry.credentials.dockerConfigFiles)
       const feed = (): void => credentials.replace([...files, ...fetched.dockerConfigs()])
       feed()
       fetched.onChange(feed)
     }
     pinning = await createPinningStack({
-      config: config.pinning,
+      config,
       limits: config.limits,
       credentials,
       logger,
       onRegistryEvent: (e) => metrics.registryEvent(e),
       onCacheEvent: (e) => metrics.cacheEvent(e),
       onRevisionEvent: (e) => metrics.revisionEvent(e),
+      onImmutableEvent: (e) => metrics.immutableEvent(e),
       ...(opts.lookup !== undefined ? { lookup: opts.lookup } : {}),
       // With a cluster, replicas share the pins of a rollout through the pods they admitted.
       ...(opts.cluster !== undefined ? { admittedPins: (await import('./cluster/admitted-pins.js')).createAdmittedPinsReader(opts.cluster) } : {}),
@@ -146,7 +180,11 @@ export async function createApp (opts: AppOptions): Promise<App> {
   }
   const policy = createNamespacePolicy(config, opts.ownNamespace)
   const namespaces = opts.namespaces ?? cluster?.namespaces ?? staticNamespaceLabels(config)
-  const mutator = createMutator(opts.steps ?? buildSteps(config, pinning, metrics, cluster?.availability, fetched.size > 0 && (pinning !== undefined || cluster !== undefined) ? (name) => fetched.freshness(name) : undefined), { maxImagesPerReview: config.limits.maxImagesPerReview, failOpen: config.failOpen })
+  const mutator = createMutator(opts.steps ?? buildSteps(config, pinning, metrics, {
+    availability: cluster?.availability,
+    freshness: fetched.size > 0 && (pinning !== undefined || cluster !== undefined) ? (name) => fetched.freshness(name) : undefined,
+    nodePlatforms: cluster?.nodePlatforms,
+  }), { maxImagesPerReview: config.limits.maxImagesPerReview, failOpen: config.failOpen })
   const handler = createAdmissionHandler({
     policy,
     namespaces,

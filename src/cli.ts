@@ -88,11 +88,12 @@ Secret of --namespace.
 const RESOLVE_HELP = `Usage: pullpin resolve IMAGE [options]
 
 Resolves IMAGE the way the webhook does: the normalized reference, the digest and media type of its
-tag, the SHA tags that share that digest, and the image as pullpin would pin it.
+tag, the SHA tags that share that digest, the image as pullpin would pin it, and what the webhook's
+checks find (exists, pull access, platforms, reference).
 
 Options:
   --docker-config FILE     dockerconfigjson with registry credentials (repeatable) [env DOCKER_CONFIG dir's config.json]
-  --config FILE            read pinning settings (formats, SHA patterns, registry options) from a pullpin config
+  --config FILE            read registry, checks and pinning settings from a pullpin config
   --format F               tag | digest | tag+digest (default: the config's, else tag)
   --ca-file FILE           CA of a registry behind a private CA
   --allow-private          allow the registry to resolve to a private or loopback address
@@ -174,7 +175,7 @@ const REVIEW_OPTIONS = {
  */
 async function credentialsFor (config: Config, dockerConfigs: readonly string[] | undefined, io: Io): Promise<CredentialStore> {
   const files = dockerConfigs ?? (io.env.DOCKER_CONFIG !== undefined ? [join(io.env.DOCKER_CONFIG, 'config.json')] : [])
-  const fromFiles = await readDockerConfigFiles([...config.pinning.credentials.dockerConfigFiles, ...files])
+  const fromFiles = await readDockerConfigFiles([...config.registry.credentials.dockerConfigFiles, ...files])
   const fetched = new CredentialSources({ rules: config.pullSecrets, logger: createLogger({ level: 'silent' }), execEnv: io.env })
   fetched.start()
   await fetched.firstAttempts()

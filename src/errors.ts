@@ -25,8 +25,8 @@ export const ERR_REQUEST_INVALID = createError('PULLPIN_REQUEST_INVALID', 'inval
 export const ERR_REFERENCE_INVALID = createError('PULLPIN_REFERENCE_INVALID', 'invalid image reference %s: %s', 400)
 
 // ---- registry access (issue 3: src/registry) ----
-export const ERR_REGISTRY_NOT_ALLOWED = createError('PULLPIN_REGISTRY_NOT_ALLOWED', 'registry %s is not on pinning.registries', 403)
-export const ERR_REGISTRY_PRIVATE_ADDRESS = createError('PULLPIN_REGISTRY_PRIVATE_ADDRESS', 'registry %s resolves to %s (%s); list it in pinning.allowPrivateRegistries to allow it', 403)
+export const ERR_REGISTRY_NOT_ALLOWED = createError('PULLPIN_REGISTRY_NOT_ALLOWED', 'registry %s is not on registry.hosts', 403)
+export const ERR_REGISTRY_PRIVATE_ADDRESS = createError('PULLPIN_REGISTRY_PRIVATE_ADDRESS', 'registry %s resolves to %s (%s); list it in registry.allowPrivate to allow it', 403)
 export const ERR_REGISTRY_REALM_REFUSED = createError('PULLPIN_REGISTRY_REALM_REFUSED', 'token realm %s refused for registry %s: %s', 502)
 export const ERR_REGISTRY_UNAUTHORIZED = createError('PULLPIN_REGISTRY_UNAUTHORIZED', 'registry %s answered %s for %s: check the pull credentials', 502)
 export const ERR_REGISTRY_NOT_FOUND = createError('PULLPIN_REGISTRY_NOT_FOUND', '%s not found on %s', 404)

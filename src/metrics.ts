@@ -6,6 +6,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { AdmissionMetrics, Outcome } from './admission/handler.js'
 import type { PinMetrics } from './mutate/pin-images.js'
+import type { CheckMetrics, CheckResult } from './mutate/check-images.js'
+import type { CheckName } from './mutate/findings.js'
+import type { ImmutableCacheEvent } from './cache/immutable-cache.js'
 import type { CacheEvent } from './cache/tag-cache.js'
 import type { PinSource } from './cache/rollout-pins.js'
 import type { RevisionEvent } from './cache/revision-pins.js'
@@ -19,7 +22,10 @@ export interface Metrics {
   readonly registry: Registry
   readonly admission: AdmissionMetrics
   readonly pinning: PinMetrics
+  /** The pull-readiness checks (pullpin_checks_total, pullpin_images_outside_hosts_total). */
+  readonly checks: CheckMetrics
   cacheEvent (e: CacheEvent): void
+  immutableEvent (e: ImmutableCacheEvent): void
   registryEvent (e: RegistryEvent): void
   /** The revision cold path (src/cache/revision-pins.ts). */
   revisionEvent (e: RevisionEvent): void
@@ -81,7 +87,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
   })
   const cacheLookups = new Counter({
     name: 'pullpin_tag_cache_lookups_total',
-    help: 'Tag cache lookups by kind (tag, index) and result (hit, miss, stale, stale-error, negative, refresh, error).',
+    help: 'Registry cache lookups by kind (tag, index; manifest, config: by digest, kept for good) and result (hit, miss, stale, stale-error, negative, refresh, error).',
     labelNames: ['kind', 'result'] as const,
     registers: [registry],
   })
@@ -93,13 +99,13 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
   })
   const registryRequests = new Counter({
     name: 'pullpin_registry_requests_total',
-    help: 'HTTP requests to registries by registry (the pinning.registries entry that matched, e.g. "*.pkg.dev"), operation (ping, manifest, tags, token) and status.',
+    help: 'HTTP requests to registries by registry (the registry.hosts entry that matched, e.g. "*.pkg.dev"), operation (ping, manifest, tags, token) and status.',
     labelNames: ['registry', 'op', 'status'] as const,
     registers: [registry],
   })
   const registryDuration = new Histogram({
     name: 'pullpin_registry_request_duration_seconds',
-    help: 'Registry request latency by registry (the pinning.registries entry that matched) and operation.',
+    help: 'Registry request latency by registry (the registry.hosts entry that matched) and operation.',
     labelNames: ['registry', 'op'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
@@ -108,7 +114,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
   // alert can fire before the quota runs out rather than after the first 429.
   const rateLimitRemaining = new Gauge({
     name: 'pullpin_registry_ratelimit_remaining',
-    help: 'Requests left in the registry\'s rate-limit window as its last answer said (Docker Hub ratelimit-remaining, x-ratelimit-remaining), by registry (the pinning.registries entry that matched).',
+    help: 'Requests left in the registry\'s rate-limit window as its last answer said (Docker Hub ratelimit-remaining, x-ratelimit-remaining), by registry (the registry.hosts entry that matched).',
     labelNames: ['registry'] as const,
     registers: [registry],
   })
@@ -133,6 +139,25 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
       this.labels('sha_tags').set(s.shaTags)
     },
   })
+  const checkCounts = new Counter({
+    name: 'pullpin_checks_total',
+    help: 'Pull-readiness checks of distinct images per review, by check (exists, pullAccess, platforms, reference) and result (ok, warn, deny, would-warn, would-deny in audit mode, error: no answer in time).',
+    labelNames: ['check', 'result'] as const,
+    registers: [registry],
+  })
+  const outsideHosts = new Counter({
+    name: 'pullpin_images_outside_hosts_total',
+    help: 'Images not checked or pinned because their registry is not on registry.hosts (no warning is given for them).',
+    registers: [registry],
+  })
+  // The series of a check result, looked up once rather than hashed per image.
+  const checkSeries = new Map<string, { inc (): void }>()
+  const checkResult = (check: CheckName, result: CheckResult): void => {
+    const k = `${check}/${result}`
+    let child = checkSeries.get(k)
+    if (child === undefined) checkSeries.set(k, child = checkCounts.labels(check, result))
+    child.inc()
+  }
 
   const clusterWrites = new Counter({
     name: 'pullpin_cluster_writes_total',
@@ -222,6 +247,9 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
   for (const outcome of ['mutated', 'unchanged', 'audited', 'denied', 'error', 'skipped'] satisfies Outcome[]) duration.zero({ outcome })
   for (const kind of ['secret', 'pin']) auditCounts.inc({ kind }, 0)
   for (const source of ['memory', 'cluster', 'first', 'registry'] satisfies PinSource[]) pinsCounts.inc({ source }, 0)
+  for (const check of ['exists', 'pullAccess', 'platforms', 'reference']) {
+    for (const result of ['ok', 'warn', 'deny', 'would-warn', 'would-deny', 'error']) checkCounts.inc({ check, result }, 0)
+  }
 
   // The duration histogram's series, looked up once per outcome instead of hashed per review.
   const durationOf = new Map<string, { observe (seconds: number): void }>()
@@ -243,8 +271,13 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
       unpinned: (reason) => unpinnedCounts.inc({ reason }),
       pins: (source) => pinsCounts.inc({ source }),
     },
+    checks: {
+      result: checkResult,
+      outsideHosts: () => outsideHosts.inc(),
+    },
     cacheEvent: (e) => cacheLookups.labels(e.kind, e.result).inc(),
     revisionEvent: (e) => revisionLookups.labels(e.result, e.from ?? '').inc(),
+    immutableEvent: (e) => cacheLookups.labels(e.kind, e.result).inc(),
     registryEvent: (e) => {
       // The allowlist entry, not the host: pod authors choose hosts under a wildcard entry, and
       // a series per host would grow /metrics without bound (issue 11).

@@ -2,14 +2,15 @@
 // Shared by the server (src/app.ts) and `pullpin resolve`, so both see images the same way.
 import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
-import type { LimitsConfig, PinningConfig } from './policy/config.js'
+import type { Config, LimitsConfig } from './policy/config.js'
 import { ERR_CONFIG_READ } from './errors.js'
 import { compileRegistryGlob, normalizeRegistryKey } from './reference/host-glob.js'
 import { RegistryClient, type RegistryEvent, type RegistryHostOptions } from './registry/client.js'
 import { CredentialStore } from './registry/credential-store.js'
 import { TagCache, type CacheEvent, type RegistryReader, type TagCacheOptions } from './cache/tag-cache.js'
 import { RolloutPins, type AdmittedPinsReader, type RolloutPinsOptions } from './cache/rollout-pins.js'
-import { ImmutableCache } from './cache/immutable-cache.js'
+import { ImmutableCache, type ImmutableCacheEvent } from './cache/immutable-cache.js'
+import { PullAccessCache } from './cache/pull-access.js'
 import { RevisionPins, type RevisionEvent } from './cache/revision-pins.js'
 import { candidateTags, compileShaTagTemplate, type ShaTagTemplate } from './policy/sha-tag-templates.js'
 
@@ -21,9 +22,11 @@ export const DEFAULT_HOST_OPTIONS = { timeoutMs: 1500, retries: 2, maxConcurrenc
 export interface PinningStack {
   readonly client: RegistryClient
   readonly cache: TagCache
+  /** Manifests and config blobs by digest, kept for good (registry.cache.maxImmutableEntries). */
+  readonly immutable: ImmutableCache
+  /** Pull access per credential set (the pull-access check). */
+  readonly access: PullAccessCache
   readonly rolloutPins: RolloutPins
-  /** Manifests and configs by digest, kept for good (LRU). */
-  readonly documents: ImmutableCache
   /** The revision cold path; asked before the SHA-tag index. */
   readonly revisions: RevisionPins
   readonly credentials: CredentialStore
@@ -33,21 +36,22 @@ export interface PinningStack {
 /** How often due background refreshes are started (a tag is refreshed at most this late). */
 const REFRESH_TICK_MS = 1000
 
-/** Manifests and configs kept by digest (until the registry.cache key for it lands). */
-export const IMMUTABLE_CACHE_ENTRIES = 4096
+/** The parts of the config the registry stack reads. */
+export type RegistryStackConfig = Pick<Config, 'registry' | 'pinning'>
 
 export interface PinningStackOptions {
-  readonly config: PinningConfig
+  readonly config: RegistryStackConfig
   /** limits.indexHeadsPerRepository bounds each SHA-tag index build; unbounded when absent. */
   readonly limits?: Pick<LimitsConfig, 'indexHeadsPerRepository'>
   readonly credentials: CredentialStore
   readonly logger?: Logger
   readonly onRegistryEvent?: (e: RegistryEvent) => void
   readonly onCacheEvent?: (e: CacheEvent) => void
+  readonly onImmutableEvent?: (e: ImmutableCacheEvent) => void
   readonly onRevisionEvent?: (e: RevisionEvent) => void
   /** Injected DNS lookup (tests resolve made-up hosts to chosen addresses). */
   readonly lookup?: RegistryClientLookup
-  /** Registries allowed without being on pinning.registries (`pullpin resolve IMAGE` asks for one explicitly). */
+  /** Registries allowed without being on registry.hosts (`pullpin resolve IMAGE` asks for one explicitly). */
   readonly alsoAllow?: readonly string[]
   /** Pins of pods already admitted, from the cluster (src/cluster/admitted-pins.ts); memory only without. */
   readonly admittedPins?: AdmittedPinsReader
@@ -57,15 +61,16 @@ type RegistryClientLookup = NonNullable<ConstructorParameters<typeof RegistryCli
 
 export async function createPinningStack (opts: PinningStackOptions): Promise<PinningStack> {
   const { config } = opts
-  const allowlist = [...config.registries, ...(opts.alsoAllow ?? [])]
+  const registry = config.registry
+  const allowlist = [...registry.hosts, ...(opts.alsoAllow ?? [])]
   const allowed = allowlist.map(compileRegistryGlob)
   // Connection state and metrics are per host: an entry with a path ("registry.example.com/team")
   // names its host for them, while requests are allowed by the whole entry (the repository too).
   const allowedHosts = allowlist.map(p => compileRegistryGlob(normalizeRegistryKey(p).split('/')[0]!))
-  const privateAllowed = config.allowPrivateRegistries.map(compileRegistryGlob)
+  const privateAllowed = registry.allowPrivate.map(compileRegistryGlob)
   const asImage = (registry: string) => ({ registry, repository: '' })
   const hostOptions = new Map<string, RegistryHostOptions>()
-  for (const [registry, o] of Object.entries(config.registryOptions)) {
+  for (const [host, o] of Object.entries(registry.options)) {
     let caPem: string | undefined
     if (o.caFile !== undefined) {
       try {
@@ -74,40 +79,53 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
         throw new ERR_CONFIG_READ(o.caFile, (err as NodeJS.ErrnoException).code ?? 'unreadable')
       }
     }
-    hostOptions.set(registry, {
+    hostOptions.set(host, {
       ...(caPem !== undefined ? { caPem } : {}),
       timeoutMs: o.timeoutMs ?? DEFAULT_HOST_OPTIONS.timeoutMs,
       retries: o.retries ?? DEFAULT_HOST_OPTIONS.retries,
       maxConcurrency: o.maxConcurrency ?? DEFAULT_HOST_OPTIONS.maxConcurrency,
-      tokenRealmHosts: o.tokenRealmHosts ?? DEFAULT_TOKEN_REALM_HOSTS[registry] ?? [],
+      tokenRealmHosts: o.tokenRealmHosts ?? DEFAULT_TOKEN_REALM_HOSTS[host] ?? [],
     })
   }
   const defaults = (registry: string): RegistryHostOptions => ({ ...DEFAULT_HOST_OPTIONS, tokenRealmHosts: DEFAULT_TOKEN_REALM_HOSTS[registry] ?? [] })
 
-  const client = new RegistryClient({
-    isAllowed: (registry, repository) => allowed.some(m => m({ registry, repository })),
+  const clientOptions = {
+    isAllowed: (registry: string, repository: string) => allowed.some(m => m({ registry, repository })),
     // The first entry whose host matches, in config order (the client asks once per registry state).
-    allowlistEntry: (registry) => allowlist[allowedHosts.findIndex(m => m(asImage(registry)))] ?? registry,
-    isPrivateAllowed: (registry) => privateAllowed.some(m => m(asImage(registry))),
-    hostOptions: (registry) => hostOptions.get(registry) ?? defaults(registry),
-    credentials: (image) => opts.credentials.lookup(image),
+    allowlistEntry: (registry: string) => allowlist[allowedHosts.findIndex(m => m(asImage(registry)))] ?? registry,
+    isPrivateAllowed: (registry: string) => privateAllowed.some(m => m(asImage(registry))),
+    hostOptions: (registry: string) => hostOptions.get(registry) ?? defaults(registry),
     ...(opts.lookup !== undefined ? { lookup: opts.lookup } : {}),
     ...(opts.onRegistryEvent !== undefined ? { onEvent: opts.onRegistryEvent } : {}),
     userAgent: 'pullpin',
-  })
+  }
+  const client = new RegistryClient({ ...clientOptions, credentials: (image) => opts.credentials.lookup(image) })
   const cache = new TagCache({
     ...tagCacheOptions(config, client, opts.onCacheEvent),
     ...(opts.limits !== undefined ? { indexHeadsPerRepository: opts.limits.indexHeadsPerRepository } : {}),
   })
-  const documents = new ImmutableCache({ registry: client, maxEntries: IMMUTABLE_CACHE_ENTRIES })
-  const patterns = config.shaTagPatterns.map(p => new RegExp(p))
+  const c = registry.cache
+  const immutable = new ImmutableCache({
+    registry: client,
+    maxEntries: c.maxImmutableEntries,
+    ...(opts.onImmutableEvent !== undefined ? { onEvent: opts.onImmutableEvent } : {}),
+  })
+  // The pull-access check asks with exactly the credentials of one pull secret: a client of its
+  // own per credential set, whose auth session knows no other credential.
+  const access = new PullAccessCache({
+    probeFor: (credentials) => new RegistryClient({ ...clientOptions, credentials: () => [...credentials] }),
+    ttlMs: c.ttlSeconds * 1000,
+    staleWhileRevalidateMs: c.staleWhileRevalidateSeconds * 1000,
+    maxEntries: c.maxImmutableEntries,
+  })
+  const patterns = config.pinning.shaTagPatterns.map(p => new RegExp(p))
   // Checked at start (src/policy/config.ts): every template compiles here.
-  const templates = config.shaTagTemplates.map(s => compileShaTagTemplate(s, patterns)).filter((f): f is ShaTagTemplate => typeof f !== 'string')
+  const templates = config.pinning.shaTagTemplates.map(t => compileShaTagTemplate(t, patterns)).filter((f): f is ShaTagTemplate => typeof f !== 'string')
   const revisions = new RevisionPins({
     tags: cache,
-    documents,
+    documents: immutable,
     candidates: (revision) => candidateTags(revision, templates, patterns),
-    maxEntries: config.cache.maxEntries,
+    maxEntries: c.maxEntries,
     ...(opts.onRevisionEvent !== undefined ? { onEvent: opts.onRevisionEvent } : {}),
   })
   // Background refreshes of the tags pods named lately (TagCache.refreshActive); unref'd: it never
@@ -117,17 +135,19 @@ export async function createPinningStack (opts: PinningStackOptions): Promise<Pi
   return {
     client,
     cache,
+    immutable,
+    access,
     rolloutPins: new RolloutPins({
-      max: config.cache.ownerPins,
+      max: c.ownerPins,
       ...(opts.admittedPins !== undefined ? { reader: opts.admittedPins } : {}),
       ...unreachableLog(opts.logger),
     }),
-    documents,
     revisions,
     credentials: opts.credentials,
-    close: () => {
+    close: async () => {
       clearInterval(refresher)
-      return client.close()
+      access.close()
+      await client.close()
     },
   }
 }
@@ -150,11 +170,11 @@ function unreachableLog (logger: Logger | undefined): Pick<RolloutPinsOptions, '
 }
 
 /** The tag cache's options from the config (seconds → milliseconds, patterns compiled once). */
-export function tagCacheOptions (config: PinningConfig, registry: RegistryReader, onEvent?: (e: CacheEvent) => void): TagCacheOptions {
-  const c = config.cache
+export function tagCacheOptions (config: RegistryStackConfig, registry: RegistryReader, onEvent?: (e: CacheEvent) => void): TagCacheOptions {
+  const c = config.registry.cache
   return {
     registry,
-    shaTagPatterns: config.shaTagPatterns.map(p => new RegExp(p)),
+    shaTagPatterns: config.pinning.shaTagPatterns.map(p => new RegExp(p)),
     ttlMs: c.ttlSeconds * 1000,
     staleWhileRevalidateMs: c.staleWhileRevalidateSeconds * 1000,
     staleIfErrorMs: c.staleIfErrorSeconds * 1000,

@@ -1,6 +1,6 @@
 // The time budgets of a review as one model (issue 11 item 6, issue 12 "deadlineMs names two
 // budgets"): the whole-review deadline (--review-deadline-ms, from the webhook's timeoutSeconds),
-// the registry lookup budget (pinning.lookupBudgetMs) and the first-pod copy creation budget
+// the registry lookup budget (registry.lookupBudgetMs) and the first-pod copy creation budget
 // (cluster.copyCreateBudgetMs). Each contradiction of the issue is reproduced here.
 import t from 'tap'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -30,10 +30,10 @@ t.test('failOpen: false + a short review deadline: a slow registry never denies 
   await env.registry.push({ seed: 'budget-slow' }, 'acme/budget-slow', ['latest', gitSha('budget-slow')])
   // The handler as app.ts builds it, but without the start-time check (which would refuse this
   // pair): the step itself must not let the registry use up the review's deadline.
-  const config = env.config('  lookupBudgetMs: 2000', 'failOpen: false')
+  const config = env.config('', 'failOpen: false', '  lookupBudgetMs: 2000')
   const credentials = new CredentialStore()
-  credentials.replace(await readDockerConfigFiles(config.pinning.credentials.dockerConfigFiles))
-  const pinning = await createPinningStack({ config: config.pinning, credentials })
+  credentials.replace(await readDockerConfigFiles(config.registry.credentials.dockerConfigFiles))
+  const pinning = await createPinningStack({ config, credentials })
   t.teardown(() => pinning.close())
   const logs = new LogCapture()
   const handle = createAdmissionHandler({
@@ -53,14 +53,14 @@ t.test('failOpen: false + a short review deadline: a slow registry never denies 
   t.equal(out.response.allowed, true, 'admitted: a slow registry is not an internal error')
   t.equal(out.response.status, undefined)
   t.equal(out.response.warnings?.length, 1, JSON.stringify(out.response.warnings))
-  // The warning names the budget that ran out: here the review deadline, not pinning.lookupBudgetMs.
+  // The warning names the budget that ran out: here the review deadline, not registry.lookupBudgetMs.
   t.match(out.response.warnings?.[0], /acme\/budget-slow:latest not pinned: lookup cut by the review deadline \(1000 ms\)/)
   t.notMatch(out.response.warnings?.[0], /2000/)
 })
 
-t.test('a registry budget that runs out names pinning.lookupBudgetMs', async t => {
+t.test('a registry budget that runs out names registry.lookupBudgetMs', async t => {
   await env.registry.push({ seed: 'budget-own' }, 'acme/budget-own', ['latest', gitSha('budget-own')])
-  const p = await startPullpin(env.configYaml('  lookupBudgetMs: 300', 'failOpen: false'), { reviewDeadlineMs: 5000 })
+  const p = await startPullpin(env.configYaml('', 'failOpen: false', undefined, '  lookupBudgetMs: 300'), { reviewDeadlineMs: 5000 })
   t.teardown(() => p.close())
   env.proxy.fault = (r) => r.path.includes('/acme/budget-own/') ? { action: 'delay', ms: 3000 } : undefined
   t.teardown(() => { env.proxy.fault = undefined })
@@ -68,16 +68,16 @@ t.test('a registry budget that runs out names pinning.lookupBudgetMs', async t =
   pod.spec!.containers = [{ ...pod.spec!.containers![0]!, image: `${env.host}/acme/budget-own:latest` }]
   const res = await p.post('/mutate', admissionReview(pod))
   t.equal(res.json.response.allowed, true)
-  t.match(res.json.response.warnings, [/acme\/budget-own:latest not pinned: pinning\.lookupBudgetMs \(300 ms\) ran out/])
+  t.match(res.json.response.warnings, [/acme\/budget-own:latest not pinned: registry\.lookupBudgetMs \(300 ms\) ran out/])
 })
 
 t.test('a lookup budget that does not fit in the review deadline is refused at start, with key and reason', async t => {
   await t.rejects(startPullpin(env.configYaml('', 'failOpen: false'), { reviewDeadlineMs: 1000 }), {
     code: 'PULLPIN_CONFIG_INVALID',
-    message: /\/pinning\/lookupBudgetMs: 2000 ms .* does not fit in the review deadline of 1000 ms/,
+    message: /\/registry\/lookupBudgetMs: 2000 ms .* does not fit in the review deadline of 1000 ms/,
   })
-  // Pinning off: no registry budget to fit.
-  const off = await startPullpin('pinning: { enabled: false }', { reviewDeadlineMs: 1000 })
+  // Pinning and the checks off: no registry budget to fit.
+  const off = await startPullpin(env.configYaml('', 'checks: { exists: off, pullAccess: off, platforms: off }').replace('enabled: true', 'enabled: false'), { reviewDeadlineMs: 1000 })
   await off.close()
 })
 
@@ -85,17 +85,17 @@ t.test('pullpin serve: the same contradiction exits 2 naming the key', async t =
   const dir = await mkdtemp(join(tmpdir(), 'pullpin-budget-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const file = join(dir, 'config.yaml')
-  await writeFile(file, 'pinning: { enabled: true, registries: [ghcr.io] }\n')
+  await writeFile(file, 'registry: { hosts: [ghcr.io] }\npinning: { enabled: true }\n')
   const errors: string[] = []
   const io = { out: () => undefined, err: (s: string) => errors.push(s), env: {} as NodeJS.ProcessEnv }
   t.equal(await main(['serve', '--standalone', '--config', file, '--port', '0', '--certs-dir', dir, '--review-deadline-ms', '1000'], io), 2)
-  t.match(errors.join('\n'), /pinning\/lookupBudgetMs/)
+  t.match(errors.join('\n'), /registry\/lookupBudgetMs/)
 })
 
 t.test('the old pinning.deadlineMs key is refused with the new name', async t => {
   t.throws(() => parseConfig('pinning: { deadlineMs: 2000 }', 'old.yaml'), {
     code: 'PULLPIN_CONFIG_INVALID',
-    message: /old\.yaml: \/pinning\/deadlineMs: renamed to pinning\.lookupBudgetMs/,
+    message: /old\.yaml: \/pinning\/deadlineMs: moved to registry\.lookupBudgetMs/,
   })
 })
 
@@ -103,18 +103,19 @@ t.test('cluster: the copy creation and the lookups run in sequence, and both mus
   const yaml = (copy = '') => `
 pullSecrets:
   - { name: ghcr, registries: [ghcr.io], source: { namespace: platform, name: ghcr } }
-pinning: { enabled: true, registries: [ghcr.io] }
+registry: { hosts: [ghcr.io] }
+pinning: { enabled: true }
 cluster: { ${copy} }
 `
   // The issue's case: 3 s of copy creation + 2 s of lookups in a 4.5 s review deadline.
   t.throws(() => checkBudgets(parseConfig(yaml('copyCreateBudgetMs: 3000')), { reviewDeadlineMs: 4500, cluster: true }), {
     code: 'PULLPIN_CONFIG_INVALID',
-    message: /\/cluster\/copyCreateBudgetMs: 3000 ms .* \+ pinning\.lookupBudgetMs 2000 ms .* does not fit in the review deadline of 4500 ms/,
+    message: /\/cluster\/copyCreateBudgetMs: 3000 ms .* \+ registry\.lookupBudgetMs 2000 ms .* does not fit in the review deadline of 4500 ms/,
   })
   // The defaults fit the chart's default deadline (timeoutSeconds 5 → 4500 ms).
   t.doesNotThrow(() => checkBudgets(parseConfig(yaml()), { reviewDeadlineMs: 4500, cluster: true }))
   const defaults = parseConfig(yaml())
-  t.ok(defaults.cluster.copyCreateBudgetMs + defaults.pinning.lookupBudgetMs + REVIEW_MARGIN_MS <= 4500)
+  t.ok(defaults.cluster.copyCreateBudgetMs + defaults.registry.lookupBudgetMs + REVIEW_MARGIN_MS <= 4500)
   // Standalone: no copy is created at admission, so only the lookups count.
   t.doesNotThrow(() => checkBudgets(parseConfig(yaml('copyCreateBudgetMs: 3000')), { reviewDeadlineMs: 4500, cluster: false }))
   // serviceaccount injection creates no copy during a review either.

@@ -364,9 +364,11 @@ const flag = (objs: Obj[], name: string): string | undefined => flags(container(
 const CUSTOM_CONFIG = {
   mode: 'enforce',
   failOpen: true,
-  namespaces: { optInLabel: 'pullpin.io/inject', exclude: ['kube-*', 'legacy'], labels: { default: { 'pullpin.io/inject': 'enabled' } } },
+  namespaces: { selection: 'optIn', optInLabel: 'pullpin.io/inject', exclude: ['kube-*', 'legacy'], labels: { default: { 'pullpin.io/inject': 'enabled' } } },
   pullSecrets: [{ name: 'ghcr-credentials', registries: ['ghcr.io'] }],
-  pinning: { enabled: false, registries: ['ghcr.io'] },
+  registry: { hosts: ['ghcr.io'] },
+  checks: { exists: 'warn', pullAccess: 'warn', platforms: 'warn' },
+  pinning: { enabled: false },
 }
 const CLUSTER_CONFIG = {
   injection: 'both',
@@ -643,6 +645,23 @@ t.test('the namespace selector takes opted-in namespaces and never the release n
   t.ok(selects(e, nsLabels('kube-flannel', { 'example.com/pullpin': 'enabled' })), 'globs stay with pullpin (selectors have no wildcard)')
 })
 
+t.test('namespaces.selection: all sends every namespace but the disabled and excluded ones', async t => {
+  const all = await render({ config: { namespaces: { selection: 'all' }, registry: { hosts: ['ghcr.io'] }, checks: { platforms: 'off' } } })
+  validateAll(t, all, NS)
+  const sel = get(all, 'MutatingWebhookConfiguration').webhooks[0].namespaceSelector
+  const ns = (name: string, extra: Record<string, string> = {}): Record<string, string> => ({ 'kubernetes.io/metadata.name': name, ...extra })
+  t.ok(selects(sel, ns('team-a')), 'an unlabelled namespace is sent')
+  t.ok(selects(sel, ns('team-a', { 'pullpin.io/inject': 'audit' })), 'audit is sent')
+  t.notOk(selects(sel, ns('team-a', { 'pullpin.io/inject': 'disabled' })), 'disabled opts out')
+  t.notOk(selects(sel, ns('kube-system')), 'kube-system is never sent')
+  t.notOk(selects(sel, ns(NS)), 'nor the release namespace')
+  const rules = get(all, 'ClusterRole').rules
+  t.notOk(rules.some((r: Obj) => r.resources.includes('nodes')), 'checks.platforms off: no right to read Nodes')
+  t.ok(get(defaults, 'ClusterRole').rules.every((r: Obj) => !r.resources.includes('nodes')), 'no registry.hosts: none either')
+  const platforms = await render({ config: { registry: { hosts: ['ghcr.io'] } } })
+  t.same(get(platforms, 'ClusterRole').rules.find((r: Obj) => r.resources.includes('nodes')), { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] }, 'the platform check reads Nodes')
+})
+
 t.test('the ConfigMap holds a config pullpin accepts, mounted where --config points', async t => {
   const defaultValues = parseYaml(readFileSync(join(chart, 'values.yaml'), 'utf8')).config
   const lease = (objs: Obj[]): string => get(objs, 'Role', `${RELEASE}-pullpin`).rules.find((r: Obj) => r.resources.includes('leases') && r.resourceNames !== undefined).resourceNames[0]
@@ -679,9 +698,9 @@ t.test('the ConfigMap holds a config pullpin accepts, mounted where --config poi
   t.notOk(get(overridden, 'ClusterRole').rules.some((r: Obj) => r.resources.includes('mutatingwebhookconfigurations')), 'no caBundle patching: no right to')
   t.not(get(defaults, 'Deployment').spec.template.metadata.annotations['checksum/config'],
     get(certManager, 'Deployment').spec.template.metadata.annotations['checksum/config'], 'a config change rolls the pods')
-  const refused = await helm(['template', RELEASE, chart, '--set', 'config.pinning.lookupBudgetMs=10'])
+  const refused = await helm(['template', RELEASE, chart, '--set', 'config.registry.lookupBudgetMs=10'])
   t.not(refused.code, 0, 'a config the server would refuse is refused by helm')
-  t.match(refused.stderr, /\/config\/pinning\/lookupBudgetMs/)
+  t.match(refused.stderr, /\/config\/registry\/lookupBudgetMs/)
 })
 
 t.test('certificate modes', async t => {
@@ -979,21 +998,22 @@ t.test('budgets: helm refuses a webhook timeout the review budgets cannot fit (i
     t.match(r.stderr, why)
   }
   // The issue's case: timeoutSeconds 2 → a 1500 ms review deadline, shorter than the 2000 ms lookup budget.
-  await refuse({ webhook: { timeoutSeconds: 2 }, config: { pinning: { enabled: true } } },
+  await refuse({ webhook: { timeoutSeconds: 2 }, config: { registry: { hosts: ['ghcr.io'] }, pinning: { enabled: true } } },
     /webhook\.timeoutSeconds 2 gives a review deadline of 1500 ms, too short for .*lookupBudgetMs \(2000 ms/)
   // Copy creation (3 s) then lookups (2 s) in the default 4.5 s deadline.
   const source = { pullSecrets: [{ name: 'ghcr', registries: ['ghcr.io'], source: { namespace: 'platform', name: 'ghcr' } }] }
-  await refuse({ config: { ...source, pinning: { enabled: true }, cluster: { copyCreateBudgetMs: 3000 } } },
+  await refuse({ config: { ...source, registry: { hosts: ['ghcr.io'] }, cluster: { copyCreateBudgetMs: 3000 } } },
     /copyCreateBudgetMs \(3000 ms.*lookupBudgetMs \(2000 ms/)
   // What fits renders, with the deadline the server checks against.
-  const fits = await render({ webhook: { timeoutSeconds: 3 }, config: { pinning: { enabled: true } } })
+  const fits = await render({ webhook: { timeoutSeconds: 3 }, config: { registry: { hosts: ['ghcr.io'] }, pinning: { enabled: true } } })
   t.equal(flag(fits, 'review-deadline-ms'), '2500')
-  const defaultsWithCopies = await render({ config: { ...source, pinning: { enabled: true } } })
+  const defaultsWithCopies = await render({ config: { ...source, registry: { hosts: ['ghcr.io'] }, pinning: { enabled: true } } })
   t.equal(flag(defaultsWithCopies, 'review-deadline-ms'), '4500', 'the default budgets fit the default timeout')
-  const tight = await render({ webhook: { timeoutSeconds: 2 }, config: { pinning: { enabled: true, lookupBudgetMs: 1000 } } })
+  const tight = await render({ webhook: { timeoutSeconds: 2 }, config: { registry: { hosts: ['ghcr.io'], lookupBudgetMs: 1000 }, pinning: { enabled: true } } })
   t.equal(flag(tight, 'review-deadline-ms'), '1500', 'a smaller lookup budget fits a 2 s timeout')
-  // pinning off: no registry budget.
+  // No registry contacted (no hosts, or pinning and every check off): no registry budget.
   t.equal(flag(await render({ webhook: { timeoutSeconds: 2 } }), 'review-deadline-ms'), '1500')
+  t.equal(flag(await render({ webhook: { timeoutSeconds: 2 }, config: { registry: { hosts: ['ghcr.io'] }, checks: { exists: 'off', pullAccess: 'off', platforms: 'off' } } }), 'review-deadline-ms'), '1500')
 })
 
 t.test('fetched credentials (issue 17): ecr/exec sources get copy rights but no source Role; IRSA, Workload Identity, plugin volume', async t => {

@@ -25,10 +25,10 @@ function requests (): Record<string, number> {
 }
 const total = (): number => [...env.proxy.counts().values()].reduce((a, b) => a + b, 0)
 
-/** pullpin for the test registry; `registries` replaces the pinning.registries entry (the host). */
-async function pullpin (t: Test, extra = '', registries?: string[], top = ''): Promise<RunningPullpin> {
-  let yaml = env.configYaml(extra, top)
-  if (registries !== undefined) yaml = yaml.replace(`\n  registries: ["${env.host}"]`, `\n  registries: ${JSON.stringify(registries)}`)
+/** pullpin for the test registry; `registries` replaces the registry.hosts entry (the host). */
+async function pullpin (t: Test, extra = '', registries?: string[], top = '', registryExtra = ''): Promise<RunningPullpin> {
+  let yaml = env.configYaml(extra, top, undefined, registryExtra)
+  if (registries !== undefined) yaml = yaml.replace(`\n  hosts: ["${env.host}"]`, `\n  hosts: ${JSON.stringify(registries)}`)
   const p = await startPullpin(yaml)
   t.teardown(() => p.close())
   return p
@@ -53,7 +53,7 @@ t.test('an allowlist entry with a path pins the images under it, and only those'
   const p = await pullpin(t, '', [`${env.host}/team`])
   const { response, result } = await review(p, podWith([`${env.host}/team/app:latest`, `${env.host}/other/app:latest`]))
   t.same(result.spec!.containers!.map(c => c.image), [`${env.host}/team/app:${sha}`, `${env.host}/other/app:latest`])
-  t.match(response.warnings, [/other\/app:latest not pinned: .* is not in pinning.registries/])
+  t.match(response.warnings, [/other\/app:latest not pinned: .* is not in registry.hosts/])
   t.equal(env.proxy.count('HEAD /v2/other/app/manifests/latest'), 0, 'nothing asked about the image outside the entry')
 })
 
@@ -132,7 +132,7 @@ t.test('no revision in a 2,000-tag repository: the index, within its budget, and
   const target = builds.reduce((a, b) => (a.tag > b.tag ? a : b))
   await putManifest(env.registry, 'big/plain', target.manifest, ['latest'])
   // A lookup budget for a loaded machine: this test is about the HEAD budget.
-  const p = await pullpin(t, '  lookupBudgetMs: 8000', undefined, 'limits: { indexHeadsPerRepository: 50 }')
+  const p = await pullpin(t, '', undefined, 'limits: { indexHeadsPerRepository: 50 }', '  lookupBudgetMs: 8000')
   env.proxy.resetCounts()
   const { response, result } = await review(p, podWith([`${env.host}/big/plain:latest`]))
   t.equal(result.spec!.containers![0]!.image, `${env.host}/big/plain:latest`, 'not pinned')

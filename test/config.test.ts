@@ -73,3 +73,27 @@ t.test('pullSecrets[].source: errors speak of the shape written (Secret, ecr or 
   t.equal(message('pullSecrets: [{name: a, source: {exec: {command: p, images: [x]}}}]'), 'invalid config config: /pullSecrets/0/source/exec/command: must match pattern "^/"')
   t.equal(message('pullSecrets: [{name: a, source: 3}]'), 'invalid config config: /pullSecrets/0/source: must be object')
 })
+
+t.test('registry access moved to its own section: every old pinning key is refused naming the new key', async t => {
+  const moved: Array<[string, RegExp]> = [
+    ['pinning: { registries: [ghcr.io] }', /\/pinning\/registries: moved to registry\.hosts/],
+    ['pinning: { allowPrivateRegistries: [r.local] }', /\/pinning\/allowPrivateRegistries: moved to registry\.allowPrivate/],
+    ['pinning: { credentials: { dockerConfigFiles: [] } }', /\/pinning\/credentials: moved to registry\.credentials/],
+    ['pinning: { registryOptions: {} }', /\/pinning\/registryOptions: moved to registry\.options/],
+    ['pinning: { cache: { ttlSeconds: 5 } }', /\/pinning\/cache: moved to registry\.cache/],
+    ['pinning: { lookupBudgetMs: 900 }', /\/pinning\/lookupBudgetMs: moved to registry\.lookupBudgetMs/],
+    ['pinning: { onMissingImage: deny }', /\/pinning\/onMissingImage: moved to checks\.exists/],
+  ]
+  for (const [yaml, message] of moved) t.throws(() => parseConfig(yaml, 'old.yaml'), { code: 'PULLPIN_CONFIG_INVALID', message }, yaml)
+  const c = parseConfig('registry: { hosts: [ghcr.io], cache: { ttlSeconds: 5 } }\nchecks: { exists: deny, nodePlatforms: [linux/arm64, linux/arm/v7] }')
+  t.same(c.registry.hosts, ['ghcr.io'])
+  t.equal(c.registry.cache.ttlSeconds, 5)
+  t.equal(c.registry.cache.maxImmutableEntries, 10000)
+  t.same([c.checks.exists, c.checks.pullAccess, c.checks.platforms], ['deny', 'warn', 'warn'])
+  t.same(c.checks.nodePlatforms, ['linux/arm64', 'linux/arm/v7'])
+  t.equal(c.namespaces.selection, 'optIn')
+  t.throws(() => parseConfig('checks: { nodePlatforms: [arm64] }'), { message: /\/checks\/nodePlatforms\/0: must match pattern/ })
+  t.throws(() => parseConfig('checks: { pullAccess: deny }'), { message: /\/checks\/pullAccess: must be one of "warn", "off"/ })
+  // Helm (YAML 1.1) turns a bare `off` into false before pullpin reads the rendered ConfigMap.
+  t.same(parseConfig('checks: { exists: false, pullAccess: false, platforms: off }').checks, { exists: 'off', pullAccess: 'off', platforms: 'off', nodePlatforms: ['linux/amd64'] })
+})

@@ -48,7 +48,7 @@ t.test('credential files', async t => {
 
   t.test('docker config file: not JSON', async t => {
     const dc = await file('docker.json', `{\n  "auths": {\n    "r.example.com": { "auth": ${SECRET} }\n  }\n}\n`)
-    const cfg = await file('config-dc.yaml', `namespaces:\n  labels: {}\npinning:\n  enabled: true\n  registries: [r.example.com]\n  credentials:\n    dockerConfigFiles: [${dc}]\n`)
+    const cfg = await file('config-dc.yaml', `namespaces:\n  labels: {}\npinning:\n  enabled: true\nregistry:\n  hosts: [r.example.com]\n  credentials:\n    dockerConfigFiles: [${dc}]\n`)
     const { code, stderr, stdout } = await serve(['--config', cfg, '--standalone', '--certs-dir', join(dir, 'certs')])
     t.equal(code, 2)
     t.match(stderr, dc)

@@ -59,9 +59,10 @@ function pinningYaml (registry: RegistryFixture): string {
   return `
 pinning:
   enabled: true
-  registries: ["${registry.host}"]
-  allowPrivateRegistries: ["${registry.host}"]
-  registryOptions:
+registry:
+  hosts: ["${registry.host}"]
+  allowPrivate: ["${registry.host}"]
+  options:
     "${registry.host}": { caFile: "${registry.caFile}", timeoutMs: 10000, retries: 1 }
 `
 }
@@ -194,7 +195,8 @@ pullSecrets:
   - name: broken-credentials
     registries: ["r.example"]
     source: { exec: { command: /nonexistent/plugin } }
-pinning: { enabled: true, registries: ["r.example"] }
+pinning: { enabled: true }
+registry: { hosts: ["r.example"] }
 `)
   t.teardown(() => p.close())
   await p.app.fetchedCredentials.firstAttempts()

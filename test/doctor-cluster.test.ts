@@ -65,10 +65,10 @@ namespaces:
 pullSecrets:
   - name: local-registry
     registries: ["${r.host}"]
-pinning:
-  registries: ["${r.host}"]
-  allowPrivateRegistries: ["${r.host}"]
-  registryOptions:
+registry:
+  hosts: ["${r.host}"]
+  allowPrivate: ["${r.host}"]
+  options:
     "${r.host}": { ${opts.ca === false ? '' : `caFile: "${r.caFile}", `}timeoutMs: 10000 }
 ${opts.top ?? ''}`)
   return ['--config', config, '--docker-config', docker]

@@ -1,7 +1,7 @@
 // Faults between pullpin and the real registry (Debian docker-registry behind the fault proxy of
 // test/support/registry-proxy.ts): the connection dropped, an answer slower than the deadline, a
 // response cut in the middle, 429, 500, a garbage body, a digest header that does not match the
-// content. pullpin runs with the strictest settings (failOpen: false, onMissingImage: deny) and
+// content. pullpin runs with the strictest settings (failOpen: false, checks.exists: deny) and
 // for every fault: the pod is admitted (never wrongly denied), with its pull secret, within the
 // pinning deadline, and the fault shows as a warning on the pod and in the metrics.
 import t from 'tap'
@@ -68,7 +68,7 @@ t.before(async () => {
   await Promise.all(REPOS.map(repo => env.registry.push({ seed: `fault-${repo}` }, `fault/${repo}`, ['latest', sha(repo)])))
   // activeSeconds 0: a tag past its 1 s TTL must stay expired (the stale-if-error case), not be
   // kept fresh by background refreshes (test/tag-refresh.test.ts covers those).
-  p = await startPullpin(env.configYaml(`  lookupBudgetMs: ${DEADLINE_MS}\n  onMissingImage: deny\n  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0, activeSeconds: 0 }`, 'failOpen: false', REQUEST_TIMEOUT_MS))
+  p = await startPullpin(env.configYaml('', 'failOpen: false\nchecks: { exists: deny }', REQUEST_TIMEOUT_MS, `  lookupBudgetMs: ${DEADLINE_MS}\n  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0, activeSeconds: 0 }`))
   // First contact (GET /v2/, the auth scheme) happens here, before any fault.
   const warm = await review(image('stale'))
   if (warm.result.spec!.containers![0]!.image !== image('stale', sha('stale'))) throw new Error(`warm-up did not pin: ${JSON.stringify(warm.response)}`)
@@ -108,7 +108,7 @@ const CASES: FaultCase[] = [
     name: 'an answer slower than the deadline',
     repo: 'slow',
     fault: only('slow', () => ({ action: 'delay', ms: SLOW_MS })),
-    warning: new RegExp(`fault/slow:latest not pinned: pinning\\.lookupBudgetMs \\(${DEADLINE_MS} ms\\) ran out$`),
+    warning: new RegExp(`fault/slow:latest not pinned: registry\\.lookupBudgetMs \\(${DEADLINE_MS} ms\\) ran out$`),
     reason: 'deadline',
     // The shared lookup is not cancelled by the pod's deadline: it ends at the per-request timeout.
     registry: { op: 'manifest', status: 'error' },
@@ -141,7 +141,7 @@ const CASES: FaultCase[] = [
     name: '429 asking to come back after the deadline',
     repo: 'throttled-long',
     fault: only('throttled-long', () => ({ action: 'status', status: 429, headers: { 'retry-after': '5' } })),
-    warning: new RegExp(`fault/throttled-long:latest not pinned: pinning\\.lookupBudgetMs \\(${DEADLINE_MS} ms\\) ran out$`),
+    warning: new RegExp(`fault/throttled-long:latest not pinned: registry\\.lookupBudgetMs \\(${DEADLINE_MS} ms\\) ran out$`),
     reason: 'deadline',
     registry: { op: 'manifest', status: '429' },
     // A 429 pauses the whole registry for its Retry-After (src/registry/transport.ts): the shared

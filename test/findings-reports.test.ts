@@ -31,7 +31,7 @@ async function world (t: Test, reports: string, crds: string[] = []): Promise<Wo
   const credentials = new CredentialStore()
   credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
   // A lookup budget a loaded machine does not run out of: a slow lookup would be another finding.
-  const p = await startPullpin(env.configYaml('  lookupBudgetMs: 6000', `reports:\n${reports}`), {
+  const p = await startPullpin(env.configYaml('', `reports:\n${reports}`, undefined, '  lookupBudgetMs: 6000'), {
     cluster: connectCluster({ kubeConfig: server.kubeConfig() }),
     identity: IDENTITY,
     credentials,

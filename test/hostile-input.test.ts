@@ -36,20 +36,23 @@ t.test('prototype-named keys anywhere: the review is answered and the patch appl
 
 t.test('a review with thousands of images writes one bounded log line that says what it left out', async t => {
   // Over the default limits.maxImagesPerReview on purpose: the log line must stay bounded for any cap.
+  // A valid image near the reference's length limits, on registry.hosts (a name that does not
+  // resolve): its "not pinned" warning is longer than a log item may be.
+  const host = `${'h'.repeat(60)}.${'o'.repeat(60)}.${'s'.repeat(60)}.example.com`
   const p = await startPullpin(BASE_CONFIG + `
 limits: { maxImagesPerReview: 10000 }
+registry:
+  hosts: [registry.example.com, "${host}"]
 pinning:
   enabled: true
-  registries: [registry.example.com]
 `)
   t.teardown(() => p.close())
   const pod: any = richPod()
   const images = 5000
-  pod.spec.containers = Array.from({ length: images }, (_, i) => ({ name: `c${i}`, image: `quay.io/org/image-number-${i}:latest` }))
+  // Uppercase owners: each gets the reference check's warning (whatever its registry).
+  pod.spec.containers = Array.from({ length: images }, (_, i) => ({ name: `c${i}`, image: `quay.io/Org/image-number-${i}:latest` }))
   // One absurdly long image name too: a single item must not make a line huge either.
   pod.spec.containers.unshift({ name: 'huge', image: `quay.io/org/${'x'.repeat(200_000)}:latest` })
-  // And a valid image near the reference's length limits, whose warning is longer than a log item may be.
-  const host = `${'h'.repeat(60)}.${'o'.repeat(60)}.${'s'.repeat(60)}.example.com`
   pod.spec.containers.unshift({ name: 'long', image: `${host}/${'r'.repeat(200)}:${'t'.repeat(120)}` })
   const res = await p.post('/mutate', admissionReview(pod, { uid: 'u-big' }))
   t.equal(res.status, 200)
@@ -58,13 +61,15 @@ pinning:
   t.ok(line, 'the review logged its line')
   t.ok(line!.length < 32 * 1024, `the line is ${line!.length} characters, under 32 KiB`)
   const record = JSON.parse(line!)
-  // One warning per image: the 5,002 containers' and the init container's.
-  t.equal(record.warningsTotal, images + 3, 'the line says how many warnings there were')
-  t.equal(record.warningsLeftOut, images + 3 - record.warnings.length, 'and how many it left out')
+  // One warning per container: the long image's (not pinned), the huge one's and the 5,000
+  // uppercase ones' (reference check); the init container's image is on no registry.hosts.
+  t.equal(record.warningsTotal, images + 2, 'the line says how many warnings there were')
+  t.equal(record.warningsLeftOut, images + 2 - record.warnings.length, 'and how many it left out')
   t.ok(record.warnings.length > 0, 'the first warnings are in the line')
-  t.match(record.warnings[1], /^pullpin: h{60}\.o{60}.*…\(\d+ more characters\)$/, 'a long warning is cut and says so')
-  t.ok(record.warnings[1].length < 600)
-  t.match(record.warnings[3], /image-number-0:latest not pinned: quay.io is not in pinning.registries/)
+  t.match(record.warnings[0], /^pullpin: h{60}\.o{60}.*…\(\d+ more characters\)$/, 'a long warning is cut and says so')
+  t.ok(record.warnings[0].length < 600)
+  t.match(record.warnings[1], /^pullpin: huge: invalid image reference/)
+  t.match(record.warnings[2], /^pullpin: c0: use quay\.io\/org\/image-number-0:latest: repository names are lowercase$/)
 })
 
 t.test('a refused review echoes none of a huge field, in the answer or the log', async t => {

@@ -10,6 +10,8 @@ import { testHandler } from './support/handler.js'
 import { createSecretInjectionStep } from '../src/mutate/inject-secrets.js'
 import { createPinningStep } from '../src/mutate/pin-images.js'
 import { RolloutPins } from '../src/cache/rollout-pins.js'
+import { ImmutableCache } from '../src/cache/immutable-cache.js'
+import { createCheckStep } from '../src/mutate/check-images.js'
 import { TagCache, type CacheEvent } from '../src/cache/tag-cache.js'
 import { createPinningStack, tagCacheOptions, type PinningStack } from '../src/pinning.js'
 import { CredentialStore, readDockerConfigFiles } from '../src/registry/credential-store.js'
@@ -62,11 +64,17 @@ pullSecrets:
   - { name: a, registries: ["*.example.com", ghcr.io] }
   - { name: b, registries: [docker.io] }
   - { name: c, registries: ["r.example.com/team"] }
-pinning: { enabled: true, registries: [none.invalid] }
+registry: { hosts: [none.invalid] }
+pinning: { enabled: true }
 `)
   const unreachable = { headManifest: () => Promise.reject(new Error('no I/O expected')), listTags: () => Promise.reject(new Error('no I/O expected')) }
-  const cache = new TagCache(tagCacheOptions(config.pinning, unreachable))
-  return [createSecretInjectionStep(config.pullSecrets), createPinningStep({ config: config.pinning, cache, rolloutPins: new RolloutPins({ max: 10 }) })]
+  const cache = new TagCache(tagCacheOptions(config, unreachable))
+  const immutable = new ImmutableCache({ registry: { getManifest: () => Promise.reject(new Error('no I/O expected')), getConfig: () => Promise.reject(new Error('no I/O expected')) }, maxEntries: 10 })
+  return [
+    createSecretInjectionStep(config.pullSecrets),
+    createPinningStep({ config: config.pinning, registry: config.registry, cache, rolloutPins: new RolloutPins({ max: 10 }) }),
+    createCheckStep({ checks: config.checks, registry: config.registry, pullSecrets: config.pullSecrets, tags: cache, immutable }),
+  ]
 }
 
 t.test('each distinct image is parsed once per review, shared by secret selection and pinning', async t => {
@@ -78,7 +86,8 @@ t.test('each distinct image is parsed once per review, shared by secret selectio
   const result = await mutate(input(podWith([...images, ...images, ...images])))
   t.same([...parsed.entries()].sort(), images.map(i => [i, 1]).sort(), 'one parse per distinct image')
   t.same((result.pod.spec!.imagePullSecrets ?? []).map(s => s.name), ['a', 'b', 'c'])
-  t.equal(result.warnings.filter(w => w.includes('"bad image"')).length, 3, 'the invalid image still warns per container')
+  t.equal(result.findings.filter(f => f.image === 'bad image' && f.reason === 'ReferenceInvalid').length, 3, 'the invalid image still warns per container')
+  t.equal(result.warnings.filter(w => w.includes('invalid image reference')).length, 3)
 })
 
 t.test('a huge pod gives the event loop back while it is reviewed; a small one does not', async t => {
@@ -96,6 +105,7 @@ t.test('a huge pod gives the event loop back while it is reviewed; a small one d
   answered = true
   t.ok(turns > 1, `other work ran ${turns} times during the review`)
   t.equal(big.warnings.filter(w => w.includes('invalid image reference')).length, 10_000, 'every invalid image still warns')
+  t.equal(big.findings.length, 10_000)
   t.same((big.pod.spec!.imagePullSecrets ?? []).map(s => s.name), ['a'])
 })
 
@@ -141,7 +151,7 @@ t.test('a small review that arrives while a huge pod\'s patch and response are b
   const config = env.config()
   const credentials = new CredentialStore()
   credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
-  const stack = await createPinningStack({ config: config.pinning, credentials })
+  const stack = await createPinningStack({ config, credentials })
   t.teardown(() => stack.close())
   let probe: (() => void) | undefined
   // Runs after the real steps: from here on the huge review only diffs and serializes.
@@ -212,7 +222,7 @@ async function budgetRepository (t: Test, name: string, count: number) {
   await env.registry.tag(`acme/${name}`, 'latest', [target])
   const credentials = new CredentialStore()
   credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
-  const pinning = parseConfig(env.configYaml('', '', TIMEOUT_MS)).pinning
+  const pinning = parseConfig(env.configYaml('', '', TIMEOUT_MS))
   const stack: PinningStack = await createPinningStack({ config: pinning, credentials })
   t.teardown(() => stack.close())
   return { target, digest, others, pinning, stack }
@@ -269,8 +279,10 @@ t.test('index budget end to end: the pod gets a warning and the metric counts it
   await env.registry.push({ seed: 'budget-e2e-other' }, 'acme/budget2', ['old'])
   await env.registry.tag('acme/budget2', 'old', Array.from({ length: 30 }, (_, i) => gitSha(`budget2-${i}`)))
   // This test is about the HEAD budget: a lookup budget a loaded machine cannot run out of (the
-  // revision lookup reads the manifest and config before the index is asked).
-  const p = await pullpin(t, '  lookupBudgetMs: 8000', 'limits: { indexHeadsPerRepository: 5, indexHeadsPerReview: 5 }')
+  // revision lookup reads the manifest and config before the index is asked), and no pull-access
+  // probe (its HEAD of the tag's digest would count as an index HEAD here).
+  const p = await startPullpin(env.configYaml('', 'limits: { indexHeadsPerRepository: 5, indexHeadsPerReview: 5 }\nchecks: { pullAccess: off }', TIMEOUT_MS, '  lookupBudgetMs: 8000'))
+  t.teardown(() => p.close())
   env.proxy.resetCounts()
   const { response } = await review(p, podWith([`${env.host}/acme/budget2:latest`]))
   const heads = [...env.proxy.counts()].filter(([k]) => k.startsWith('HEAD /v2/acme/budget2/manifests/') && !k.endsWith('/latest')).reduce((n, [, c]) => n + c, 0)

@@ -16,6 +16,17 @@ t.test('label values choose the mode', async t => {
   t.match(policy.decide('team-a', label('yes')).reason, /unknown label value "yes"/)
 })
 
+t.test('selection: all takes every namespace but the excluded and the disabled ones', async t => {
+  const p = createNamespacePolicy(parseConfig('namespaces: {selection: all, exclude: [kube-system]}'), 'pullpin-system')
+  t.equal(p.decide('team-a', {}).mode, 'enforce', 'no label: the configured mode')
+  t.equal(p.decide('team-a', undefined).mode, 'enforce', 'not listed yet: reviewed as it would be once listed')
+  t.equal(p.decide('team-a', label('audit')).mode, 'audit', 'audit still means audit')
+  t.equal(p.decide('team-a', label('disabled')).mode, 'off', 'disabled opts out')
+  t.equal(p.decide('kube-system', {}).mode, 'off')
+  t.equal(p.decide('pullpin-system', {}).mode, 'off')
+  t.equal(createNamespacePolicy(parseConfig('mode: audit\nnamespaces: {selection: all}'), undefined).decide('x', {}).mode, 'audit')
+})
+
 t.test('mode: audit makes "enabled" namespaces audit', async t => {
   const p = createNamespacePolicy(parseConfig('mode: audit'), undefined)
   t.equal(p.decide('team-a', label('enabled')).mode, 'audit')

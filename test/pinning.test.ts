@@ -10,8 +10,8 @@ let env: PinningEnv
 t.before(async () => { env = await startPinningEnv() })
 t.teardown(() => env.stop())
 
-async function pullpin (t: Test, extra = '', top = ''): Promise<RunningPullpin> {
-  const p = await startPullpin(env.configYaml(extra, top))
+async function pullpin (t: Test, extra = '', top = '', registryExtra = ''): Promise<RunningPullpin> {
+  const p = await startPullpin(env.configYaml(extra, top, undefined, registryExtra))
   t.teardown(() => p.close())
   return p
 }
@@ -102,24 +102,26 @@ t.test('a SHA tag of another digest (CI pushed latest before its SHA tag): never
 t.test('pinned images, SHA tags, skipImages and other registries are left alone', async t => {
   const sha = gitSha('keep-1')
   const digest = await env.registry.push({ seed: 'keep-1' }, 'acme/keep', ['latest', sha])
+  await env.registry.push({ seed: 'skip-1' }, 'acme/skipme', ['latest'])
   const p = await pullpin(t, `  skipImages: ["${env.host}/acme/skip*"]`)
   const images = [`${env.host}/acme/keep@${digest}`, `${env.host}/acme/keep:${sha}`, `${env.host}/acme/skipme:latest`]
   const pod = podWith([...images, 'nginx'])
   const { response, result } = await review(p, pod)
   t.same(result.spec!.containers!.map(c => c.image), [...images, 'nginx'])
-  t.same(response.warnings, ['pullpin: nginx not pinned: docker.io is not in pinning.registries'])
-  t.equal(env.proxy.count('HEAD /v2/acme/skipme/manifests/latest'), 0)
+  t.same(response.warnings, undefined, 'no warning for an image outside registry.hosts (issue 13)')
+  t.match((await p.get('/metrics')).text, /pullpin_images_unpinned_total\{reason="registry-not-allowed"\} 1/, 'it is counted')
+  t.equal(env.proxy.count('GET /v2/acme/skipme/tags/list'), 0, 'skipImages: never pinned (it is still checked)')
 })
 
-t.test('a missing tag: a warning naming the image, or a denial with onMissingImage: deny', async t => {
+t.test('a missing tag: a warning naming the image, or a denial with checks.exists: deny', async t => {
   const p = await pullpin(t)
   const { response } = await review(p, podWith([`${env.host}/acme/ghost:latest`]))
   t.equal(response.allowed, true)
-  t.match(response.warnings, [/image .*acme\/ghost:latest not found on .*: this pod would hit ImagePullBackOff/])
-  const q = await pullpin(t, '  onMissingImage: deny')
+  t.match(response.warnings, [/c0: tag latest not found in .*acme\/ghost — /])
+  const q = await pullpin(t, '', 'checks: { exists: deny }')
   const denied = await review(q, podWith([`${env.host}/acme/ghost:latest`]))
   t.equal(denied.response.allowed, false)
-  t.match(denied.response.status.message, /pullpin: image .*acme\/ghost:latest not found/)
+  t.match(denied.response.status.message, /c0: tag latest not found in .*acme\/ghost/)
   const audit = await review(q, podWith([`${env.host}/acme/ghost:latest`], 'team-b'))
   t.equal(audit.response.allowed, true, 'audit mode never denies')
   t.match(audit.response.warnings.join('\n'), /would deny/)
@@ -141,7 +143,7 @@ t.test('audit mode reports the pins it would make without making them', async t 
 t.test('pods of one owner keep the first pin even when the tag moves', async t => {
   const sha1 = gitSha('owner-1')
   await env.registry.push({ seed: 'owner-1' }, 'acme/owner', ['latest', sha1])
-  const p = await pullpin(t, '  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0, tagListMinIntervalSeconds: 0, activeSeconds: 0 }')
+  const p = await pullpin(t, '', '', '  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0, tagListMinIntervalSeconds: 0, activeSeconds: 0 }')
   const image = `${env.host}/acme/owner:latest`
   const first = await review(p, podWith([image], 'team-a', 'rs-1'))
   t.equal(first.result.spec!.containers![0]!.image, `${env.host}/acme/owner:${sha1}`)
@@ -175,7 +177,7 @@ t.test('UPDATE pins only changed images; ephemeral containers through their subr
 t.test('a dry run returns the pin but does not remember it for the owner', async t => {
   const sha1 = gitSha('dry-1')
   await env.registry.push({ seed: 'dry-1' }, 'acme/dry', ['latest', sha1])
-  const p = await pullpin(t, '  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0, tagListMinIntervalSeconds: 0, activeSeconds: 0 }')
+  const p = await pullpin(t, '', '', '  cache: { ttlSeconds: 1, staleWhileRevalidateSeconds: 0, tagListMinIntervalSeconds: 0, activeSeconds: 0 }')
   const image = `${env.host}/acme/dry:latest`
   const dry = await review(p, podWith([image], 'team-a', 'rs-dry'), { dryRun: true })
   t.equal(dry.result.spec!.containers![0]!.image, `${env.host}/acme/dry:${sha1}`)
@@ -207,9 +209,9 @@ t.test('a warm cache answers with no registry request at all', async t => {
   t.equal(env.proxy.log.length, before)
 })
 
-t.test('a registry slower than pinning.lookupBudgetMs: admitted unchanged within the deadline, with a warning', async t => {
+t.test('a registry slower than registry.lookupBudgetMs: admitted unchanged within the deadline, with a warning', async t => {
   await env.registry.push({ seed: 'slowreg' }, 'acme/slowreg', ['latest', gitSha('slowreg')])
-  const p = await pullpin(t, '  lookupBudgetMs: 300')
+  const p = await pullpin(t, '', '', '  lookupBudgetMs: 300')
   env.proxy.fault = (r) => r.path.includes('/acme/slowreg/') ? { action: 'delay', ms: 3000 } : undefined
   t.teardown(() => { env.proxy.fault = undefined })
   const started = Date.now()
@@ -219,7 +221,7 @@ t.test('a registry slower than pinning.lookupBudgetMs: admitted unchanged within
   t.equal(response.allowed, true)
   t.equal(result.spec!.containers![0]!.image, `${env.host}/acme/slowreg:latest`)
   t.same(result.spec!.imagePullSecrets, [{ name: 'local-registry' }], 'the secret is still injected')
-  t.match(response.warnings, [/acme\/slowreg:latest not pinned: pinning\.lookupBudgetMs \(300 ms\) ran out/])
+  t.match(response.warnings, [/acme\/slowreg:latest not pinned: registry\.lookupBudgetMs \(300 ms\) ran out/])
   t.match((await p.get('/metrics')).text, /pullpin_images_unpinned_total\{reason="deadline"\} 1/)
 })
 
@@ -260,7 +262,8 @@ t.test('token auth: the real registry verifies tokens from the test token server
 
 t.test('digest formats never write a digest the registry does not serve', async t => {
   const digest = await env.registry.push({ seed: 'liar-1' }, 'acme/liar', ['latest'])
-  const p = await pullpin(t, '  format: digest')
+  // No pull-access probe: it would HEAD the same digest with the pull secret's credentials.
+  const p = await pullpin(t, '  format: digest', 'checks: { pullAccess: off }')
   const good = await review(p, podWith([`${env.host}/acme/liar:latest`]))
   t.equal(good.result.spec!.containers![0]!.image, `${env.host}/acme/liar@${digest}`)
   t.equal(env.proxy.count(`HEAD /v2/acme/liar/manifests/${digest}`), 1, 'the digest was checked once')

@@ -152,10 +152,10 @@ t.test('random pods pinned through a warm cache of the real registry', async t =
   const registryImages = [...pins.keys(), `${host}/prop/nosha:latest`, `${host}/prop/ghost:latest`, `${host}/prop/web:${webSha}`,
     `${host}/prop/web:sha-${webSha.slice(0, 7)}`, `${host}/prop/web@${webDigest}`]
 
-  const config = env.config('  cache: { negativeTtlSeconds: 600, tagListMinIntervalSeconds: 600 }')
+  const config = env.config('', '', '  cache: { negativeTtlSeconds: 600, tagListMinIntervalSeconds: 600 }')
   const credentials = new CredentialStore()
-  credentials.replace(await readDockerConfigFiles(config.pinning.credentials.dockerConfigFiles))
-  const stack = await createPinningStack({ config: config.pinning, credentials })
+  credentials.replace(await readDockerConfigFiles(config.registry.credentials.dockerConfigFiles))
+  const stack = await createPinningStack({ config, credentials })
   t.teardown(() => stack.close())
   const metrics = createMetrics({ defaultMetrics: false })
   const pinHandle = createAdmissionHandler({

@@ -82,10 +82,11 @@ t.test('through the real server: /metrics registry series are per allowlist entr
 namespaces:
   labels:
     team-a: { pullpin.io/inject: enabled }
+registry:
+  hosts: ["${glob}", "ghcr.io"]
+  allowPrivate: ["${glob}"]
 pinning:
   enabled: true
-  registries: ["${glob}", "ghcr.io"]
-  allowPrivateRegistries: ["${glob}"]
 `, { lookup: toLoopback })
   t.teardown(() => p.close())
   const hosts = MAX_REGISTRY_HOSTS + 72

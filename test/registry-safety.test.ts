@@ -134,7 +134,7 @@ t.test('a registry that is not allowed is never contacted', async (t) => {
   const fwd = await countingForwarder(openReg.host)
   const lookup = fakeLookup(() => [v4('127.0.0.1')])
   const client = makeClient({ allowed: (r) => r === 'only.example', lookup })
-  await refused(t, client.headManifest({ registry: `127.0.0.1:${fwd.port}`, repository: 'open/app' }, 'latest'), 'PULLPIN_REGISTRY_NOT_ALLOWED', /127\.0\.0\.1:\d+ is not on pinning\.registries/)
+  await refused(t, client.headManifest({ registry: `127.0.0.1:${fwd.port}`, repository: 'open/app' }, 'latest'), 'PULLPIN_REGISTRY_NOT_ALLOWED', /127\.0\.0\.1:\d+ is not on registry\.hosts/)
   await refused(t, client.listTags({ registry: `localhost:${fwd.port}`, repository: 'open/app' }), 'PULLPIN_REGISTRY_NOT_ALLOWED')
   t.equal(fwd.connections(), 0)
   t.same(lookup.calls, [], 'not even resolved')

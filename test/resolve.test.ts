@@ -1,5 +1,7 @@
 // `pullpin resolve` against the real registry.
 import t from 'tap'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { main } from '../src/cli.js'
 import { gitSha, startPinningEnv, type PinningEnv } from './support/pinning-env.js'
 
@@ -44,8 +46,25 @@ t.test('resolve: a missing tag exits 1 with the reason; an invalid reference exi
   t.match(b.err.join(''), /must be lowercase.*ghcr\.io\/acme\/app:v1/)
   const c = io()
   t.equal(await main(['resolve', `${env.host}/acme/cli:latest`, ...common], c.io), 1, 'loopback refused without --allow-private')
-  t.match(c.out.join(''), /allowPrivateRegistries/)
+  t.match(c.out.join(''), /registry\.allowPrivate/)
   const d = io()
   t.equal(await main(['resolve'], d.io), 2)
   t.match(d.err.join(''), /exactly one IMAGE/)
+})
+
+t.test('resolve reports the webhook\'s checks: a SHA tag never pushed, an index without the nodes\' platform', async t => {
+  await env.registry.push({ kind: 'index', seed: 'resolve-amd', platforms: [{ os: 'linux', architecture: 'amd64' }] }, 'acme/amd', ['v1'])
+  const common = ['--docker-config', env.dockerConfigFile, '--ca-file', env.registry.caFile, '--allow-private']
+  const clean = io()
+  t.equal(await main(['resolve', `${env.host}/acme/amd:v1`, ...common], clean.io), 0)
+  t.match(clean.out.join(''), /^checks\s+ok$/m)
+  const cfg = join(env.dir, 'resolve-arm.yaml')
+  await writeFile(cfg, 'checks: { nodePlatforms: [linux/arm64] }\n')
+  const arm = io()
+  t.equal(await main(['resolve', `${env.host}/acme/amd:v1`, ...common, '--config', cfg, '--json'], arm.io), 0)
+  t.same(JSON.parse(arm.out.join('')).findings, [{ check: 'platforms', reason: 'PlatformMissing', message: `image: ${env.host}/acme/amd has no linux/arm64 build (has linux/amd64)` }])
+  const never = io()
+  t.equal(await main(['resolve', `${env.host}/acme/amd:${gitSha('never')}`, ...common], never.io), 1)
+  t.match(never.out.join(''), /^checks\s+exists: ImageNotFound$/m)
+  t.match(never.out.join(''), /not pushed by CI\?/)
 })

@@ -33,7 +33,7 @@ interface Replica { p: RunningPullpin; metrics: Metrics; close (): Promise<void>
 
 /** A pullpin replica on the cluster `kubeConfig` (namespace labels from the config: only the pins are read from the cluster). */
 async function replica (t: Test, kubeConfig: KubeConfig | undefined, name: string, extra = CACHE): Promise<Replica> {
-  const yaml = env.configYaml(extra)
+  const yaml = env.configYaml('', '', undefined, extra)
   const metrics = createMetrics({ defaultMetrics: false })
   // With a cluster, registry credentials come from pull-secret sources; these tests give them directly.
   const credentials = new CredentialStore()

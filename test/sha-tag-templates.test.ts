@@ -10,7 +10,7 @@ const DEFAULT_PATTERNS = [/^[0-9a-f]{40}$/, /^sha-[0-9a-f]{7,40}$/]
 t.test('defaults: the full SHA and sha-<7>, as docker/metadata-action tags them', async (t) => {
   const config = parseConfig('pinning: { enabled: true }')
   t.same(config.pinning.shaTagTemplates, ['{revision}', 'sha-{revision:7}'])
-  t.equal(config.pinning.cache.activeSeconds, 600)
+  t.equal(config.registry.cache.activeSeconds, 600)
 })
 
 t.test('a template whose tags no SHA pattern matches is refused at start, saying which and why', async (t) => {

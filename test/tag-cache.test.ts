@@ -22,7 +22,7 @@ t.before(async () => {
   env = await startPinningEnv()
   const credentials = new CredentialStore()
   credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
-  stack = await createPinningStack({ config: env.config().pinning, credentials })
+  stack = await createPinningStack({ config: env.config(), credentials })
 })
 t.teardown(async () => { await stack.close(); await env.stop() })
 

@@ -1,4 +1,4 @@
-// Background refreshes (pinning.cache.activeSeconds, issue 15): a tag pods keep naming is
+// Background refreshes (registry.cache.activeSeconds, issue 15): a tag pods keep naming is
 // refreshed near the end of its TTL, at a jittered moment, so pods never wait for the registry;
 // a tag nobody named for activeSeconds costs the registry nothing. Real registry behind the
 // counting proxy; a manual clock for the cache, refreshActive() called as the stack's timer would.
@@ -15,7 +15,7 @@ t.before(async () => {
   env = await startPinningEnv()
   const credentials = new CredentialStore()
   credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
-  stack = await createPinningStack({ config: env.config().pinning, credentials })
+  stack = await createPinningStack({ config: env.config(), credentials })
 })
 t.teardown(async () => { await stack.close(); await env.stop() })
 

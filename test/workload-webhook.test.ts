@@ -12,8 +12,8 @@ t.teardown(() => env.stop())
 const DEPLOYMENTS = { group: 'apps', version: 'v1', resource: 'deployments' }
 const CRONJOBS = { group: 'batch', version: 'v1', resource: 'cronjobs' }
 
-async function pullpin (t: Test, extra = ''): Promise<RunningPullpin> {
-  const p = await startPullpin(env.configYaml(extra))
+async function pullpin (t: Test, top = ''): Promise<RunningPullpin> {
+  const p = await startPullpin(env.configYaml('', top))
   t.teardown(() => p.close())
   return p
 }
@@ -50,8 +50,8 @@ t.test('a Deployment naming a missing image gets a warning at apply, and no patc
   t.match(update.warnings, [/not found/])
 })
 
-t.test('onMissingImage: deny denies the Deployment in an enforcing namespace, warns in audit', async t => {
-  const p = await pullpin(t, '  onMissingImage: deny')
+t.test('checks.exists: deny denies the Deployment in an enforcing namespace, warns in audit', async t => {
+  const p = await pullpin(t, 'checks: { exists: deny }')
   const ghost = `${env.host}/acme/ghost-deny:main`
   const denied = await validate(p, review(deployment([ghost], 'team-a')))
   t.equal(denied.allowed, false)

@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import type { Labels, NamespacePolicy } from '../policy/namespace-mode.js'
 import { SKIP_ANNOTATION } from '../policy/annotations.js'
 import type { Change, MutationResult, Mutator } from '../mutate/mutator.js'
+import type { Finding } from '../mutate/findings.js'
 import type { Pod } from '../mutate/pod.js'
 import { isPodMutation, parseAdmissionReview, reviewResponse, type AdmissionRequest, type AdmissionResponse, type AdmissionReviewOut } from './review.js'
 import { limitWarnings, limitWarningsInSlices } from './warnings.js'
@@ -144,7 +145,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
       for (const c of result.changes) metrics.auditFinding(c.kind)
       const findings = [...result.changes.map(describeAuditChange), ...result.warnings]
       if (result.deny !== undefined) findings.push(`pullpin audit: would deny: ${result.deny}`)
-      const response: AdmissionResponse = { uid: req.uid, allowed: true, auditAnnotations: await auditAnnotations('audit', result.changes, 'would-') }
+      const response: AdmissionResponse = { uid: req.uid, allowed: true, auditAnnotations: withFindings(await auditAnnotations('audit', result.changes, 'would-'), result.findings, 'would-') }
       if (findings.length > 0) {
         response.warnings = await limitWarningsInSlices(findings)
         const answer = late()
@@ -163,22 +164,24 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     const lateAnswer = late()
     if (lateAnswer !== undefined) return lateAnswer
     if (warnings.length > 0) response.warnings = warnings
+    if (result.findings.length > 0) response.auditAnnotations = withFindings({ mode }, result.findings, '')
     if (result.patch.length === 0) {
       // Unchanged with warnings is worth a line (a registry problem); plain unchanged is not.
-      if (result.warnings.length > 0) log().info(reviewLine({ mode, outcome: 'unchanged' }, result), 'pod unchanged, with warnings')
+      // Diagnostics too: a check the registry did not answer in time leaves no warning, only them.
+      if (result.warnings.length > 0 || result.diagnostics.length > 0) log().info(reviewLine({ mode, outcome: 'unchanged' }, result), 'pod unchanged, with warnings')
       else if (logger.isLevelEnabled('debug')) log().debug({ mode, outcome: 'unchanged' }, 'pod unchanged')
       return done('unchanged', response)
     }
     response.patchType = 'JSONPatch'
     // A huge pod's patch and annotations are built in slices (response-pieces.ts).
     response.patch = await encodePatch(result.patch)
-    response.auditAnnotations = await auditAnnotations('enforce', result.changes, '')
+    response.auditAnnotations = withFindings(await auditAnnotations('enforce', result.changes, ''), result.findings, '')
     const answer = late()
     if (answer !== undefined) return answer
     // A clean mutation is recorded on the pod (pullpin.io/original-images), in the API server's
     // audit log (the audit annotations above) and in the metrics; its log line is debug, since at
     // info it was a third of the review's CPU (BENCHMARKS.md). Anything with a warning is info.
-    if (result.warnings.length > 0) log().info(reviewLine({ mode, outcome: 'mutated', dryRun }, result, 'changes'), 'pod mutated, with warnings')
+    if (result.warnings.length > 0 || result.diagnostics.length > 0) log().info(reviewLine({ mode, outcome: 'mutated', dryRun }, result, 'changes'), 'pod mutated, with warnings')
     else if (logger.isLevelEnabled('debug')) log().debug(reviewLine({ mode, outcome: 'mutated', dryRun }, { changes: result.changes }, 'changes'), 'pod mutated')
     return done('mutated', response)
   }
@@ -223,6 +226,16 @@ function describeAuditChange (c: Change): string {
   return c.kind === 'secret'
     ? `pullpin audit: would add imagePullSecret ${c.secret}`
     : `pullpin audit: would pin ${c.container} to ${c.to}`
+}
+
+/**
+ * The checks' findings in the API server's audit log (findings.ts): container, check and reason
+ * per finding, as a JSON list. "would-findings" in audit mode: every finding there is a would-finding.
+ */
+function withFindings (annotations: Record<string, string>, findings: readonly Finding[], prefix: '' | 'would-'): Record<string, string> {
+  if (findings.length === 0) return annotations
+  annotations[`${prefix}findings`] = JSON.stringify(findings.map(f => ({ container: f.container, check: f.check, reason: f.reason })))
+  return annotations
 }
 
 // Audit annotation keys must be qualified names without a prefix (the API server prefixes them

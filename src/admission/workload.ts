@@ -7,7 +7,7 @@
 // The pod template goes through the same Mutator as a pod, in the namespace's mode, always as a
 // dry run: a validating webhook has sideEffects None (no pull-secret copies are created, no owner
 // pin is remembered), and the answer is allowed + warnings, never a patch. It denies only when
-// the config says deny for a check (pinning.onMissingImage: deny, in an enforcing namespace), or
+// the config says deny for a check (checks.exists: deny, in an enforcing namespace), or
 // on an internal error with failOpen: false — the same answers the pod webhook would give the
 // pods, given earlier.
 import type { Logger } from 'pino'

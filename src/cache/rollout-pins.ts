@@ -49,7 +49,7 @@ export type AdmittedPinsReader = (revision: Revision & { readonly label: NonNull
 export type PinSource = 'memory' | 'cluster' | 'registry' | 'first'
 
 export interface RolloutPinsOptions {
-  /** Pins remembered (pinning.cache.ownerPins); 0 turns the memory off. */
+  /** Pins remembered (registry.cache.ownerPins); 0 turns the memory off. */
   readonly max: number
   /** Absent without a cluster: memory in process only. */
   readonly reader?: AdmittedPinsReader

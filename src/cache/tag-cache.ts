@@ -42,7 +42,7 @@ export interface TagCacheOptions {
   readonly indexHeadsPerRepository?: number
   /**
    * refreshActive() keeps a mutable tag fresh while it was looked up within this long
-   * (pinning.cache.activeSeconds); 0 or absent: no background refresh beyond stale-while-revalidate.
+   * (registry.cache.activeSeconds); 0 or absent: no background refresh beyond stale-while-revalidate.
    */
   readonly activeMs?: number
   /** Jitter source for background refreshes (default Math.random). */

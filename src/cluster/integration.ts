@@ -9,7 +9,7 @@ import type { V1MutatingWebhookConfiguration, V1Secret, V1ServiceAccount, V1Vali
 import type { NamespaceDirectory, ReviewedPod } from '../admission/handler.js'
 import type { WorkloadFindings } from '../admission/workload.js'
 import type { SecretAvailability } from '../mutate/inject-secrets.js'
-import type { Config } from '../policy/config.js'
+import { usesRegistry, type Config } from '../policy/config.js'
 import { createNamespacePolicy } from '../policy/namespace-mode.js'
 import { Keyring, type DockerConfigSource } from '../registry/keyring.js'
 import type { BackoffOptions } from '../async/backoff.js'
@@ -23,6 +23,8 @@ import { PolicyReporter } from './policy-reports.js'
 import { LeaderElector } from './leader-election.js'
 import { noClusterMetrics, type ClusterMetrics } from './metrics.js'
 import { clusterNamespaceDirectory } from './namespace-directory.js'
+import { NodePlatforms, nodeInformer } from './node-platforms.js'
+import type { Platform } from '../registry/client.js'
 import { PullSecretState, type FetchedSources } from './pull-secret-state.js'
 import { Reconciler, RETIRED_KEY, WEBHOOK_KEY } from './reconciler.js'
 import { WorkQueue } from './work-queue.js'
@@ -67,6 +69,8 @@ export interface ClusterIntegration {
   readonly availability: SecretAvailability | undefined
   readonly readinessChecks: ReadonlyArray<{ readonly name: string; readonly check: ReadinessCheck }>
   readonly identity: string
+  /** The nodes' platforms for the platform check (checks.nodePlatforms until the Nodes are listed); undefined when the check is off. */
+  readonly nodePlatforms: (() => readonly Platform[]) | undefined
   isLeader (): boolean
   /** The PEM bundle of the CA(s) that sign the serving certificate; the leader writes it into caBundle. */
   setCaBundle (pem: string | undefined): void
@@ -108,6 +112,9 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
   const webhookInformer: Informer<V1MutatingWebhookConfiguration> | undefined = webhookName !== '' ? webhookConfigurationInformer(connection, webhookName, settings) : undefined
   const validatingName = config.cluster.validatingWebhookConfigurationName
   const validatingInformer: Informer<V1ValidatingWebhookConfiguration> | undefined = validatingName !== '' ? validatingWebhookConfigurationInformer(connection, validatingName, settings) : undefined
+  // Not a readiness condition: until the Nodes are listed the platform check uses checks.nodePlatforms.
+  const nodes = config.checks.platforms !== 'off' && usesRegistry(config) ? nodeInformer(connection, settings) : undefined
+  const platforms = nodes !== undefined ? new NodePlatforms(nodes, parsePlatforms(config.checks.nodePlatforms)) : undefined
   const informers: Array<Pick<Informer<KubeObject>, 'name' | 'hasSynced' | 'waitForSync' | 'start' | 'stop'>> = [
     namespaces,
     ...(validatingInformer !== undefined ? [validatingInformer] : []),
@@ -241,6 +248,7 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
     namespaces: clusterNamespaceDirectory({ connection, informer: namespaces, logger }),
     availability,
     identity,
+    nodePlatforms: platforms !== undefined ? () => platforms.platforms() : undefined,
     readinessChecks: [{
       name: 'cluster',
       // Ready once every informer has a last known state; an API server outage afterwards does not
@@ -263,6 +271,7 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
     start () {
       if (resync !== undefined) return
       for (const i of informers) i.start()
+      nodes?.start()
       elector.start()
       metrics.leader(false)
       resync = setInterval(() => {
@@ -283,7 +292,15 @@ export function createClusterIntegration (opts: ClusterIntegrationOptions): Clus
       await reports?.stop()
       await elector.stop()
       await work.stop()
-      await Promise.all(informers.map(i => i.stop()))
+      await Promise.all([...informers, ...(nodes !== undefined ? [nodes] : [])].map(i => i.stop()))
     },
   }
+}
+
+function parsePlatforms (list: readonly string[]): Platform[] {
+  return list.flatMap(s => {
+    const [os, architecture, variant] = s.split('/')
+    if (os === undefined || architecture === undefined) return []
+    return [variant !== undefined ? { os, architecture, variant } : { os, architecture }]
+  })
 }

@@ -5,7 +5,7 @@ import { lookup as dnsLookup } from 'node:dns/promises'
 import { readFile } from 'node:fs/promises'
 import { ERR_CONFIG_READ } from '../errors.js'
 import { createPinningStack, DEFAULT_HOST_OPTIONS, DEFAULT_TOKEN_REALM_HOSTS } from '../pinning.js'
-import { deepFreeze, type Config, type PinningConfig } from '../policy/config.js'
+import { deepFreeze, type Config } from '../policy/config.js'
 import { compileRegistryGlob } from '../reference/host-glob.js'
 import { tryParseImageReference } from '../reference/parse.js'
 import type { CredentialStore } from '../registry/credential-store.js'
@@ -29,10 +29,11 @@ export interface DoctorCommandOptions {
 
 export async function runDoctor (opts: DoctorCommandOptions, io: { out: (s: string) => void }): Promise<number> {
   const base = opts.config.pinning
+  const hosts = opts.config.registry
   const parsed = tryParseImageReference(opts.image)
   const registry = parsed.ok ? parsed.ref.registry : ''
   const matches = (patterns: readonly string[]): boolean => patterns.map(compileRegistryGlob).some(m => m({ registry, repository: '' }))
-  const caFile = opts.caFile ?? base.registryOptions[registry]?.caFile
+  const caFile = opts.caFile ?? hosts.options[registry]?.caFile
   let caPem: string | undefined
   if (caFile !== undefined) {
     try {
@@ -43,23 +44,25 @@ export async function runDoctor (opts: DoctorCommandOptions, io: { out: (s: stri
   }
   // Doctor asks about this image: its registry is contacted even where the webhook would not
   // (the allowlist and DNS checks say so), to find everything else that is wrong too.
-  const pinning: PinningConfig = deepFreeze({
-    ...base,
-    enabled: true,
-    registries: [...base.registries, ...(registry !== '' ? [registry] : [])],
-    allowPrivateRegistries: [...base.allowPrivateRegistries, ...(registry !== '' ? [registry] : [])],
-    registryOptions: caFile !== undefined ? { ...base.registryOptions, [registry]: { ...base.registryOptions[registry], caFile } } : base.registryOptions,
-    skipImages: [],
+  const config: Config = deepFreeze({
+    ...opts.config,
+    pinning: { ...base, enabled: true, skipImages: [] },
+    registry: {
+      ...hosts,
+      hosts: [...hosts.hosts, ...(registry !== '' ? [registry] : [])],
+      allowPrivate: [...hosts.allowPrivate, ...(registry !== '' ? [registry] : [])],
+      options: caFile !== undefined ? { ...hosts.options, [registry]: { ...hosts.options[registry], caFile } } : hosts.options,
+    },
   })
-  const stack = await createPinningStack({ config: pinning, credentials: opts.credentials })
-  const options = base.registryOptions[registry]
+  const stack = await createPinningStack({ config, credentials: opts.credentials })
+  const options = hosts.options[registry]
   const policy = { timeoutMs: options?.timeoutMs ?? DEFAULT_HOST_OPTIONS.timeoutMs * 2, retries: 0 }
   let transport: RegistryTransport | undefined
   try {
     const checks: DoctorCheck[] = await registryLadder(opts.image, () => ({
       lookup: (host) => dnsLookup(host, { all: true }),
-      allowed: () => matches(base.registries),
-      privateAllowed: () => matches(base.allowPrivateRegistries),
+      allowed: () => matches(hosts.hosts),
+      privateAllowed: () => matches(hosts.allowPrivate),
       caPem: () => caPem,
       tokenRealmHosts: (r) => options?.tokenRealmHosts ?? DEFAULT_TOKEN_REALM_HOSTS[r] ?? [],
       credentials: (r) => opts.credentials.lookup(r),

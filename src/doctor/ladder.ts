@@ -31,7 +31,7 @@ export interface DoctorCheck {
 export interface RegistryDoctorDeps {
   /** All addresses of a host name (dns.lookup with all: true by default). */
   readonly lookup: (hostname: string) => Promise<Array<{ address: string, family: number }>>
-  /** Whether pinning.registries allows the registry, and whether its private addresses are allowed. */
+  /** Whether registry.hosts allows the registry, and whether its private addresses are allowed. */
   readonly allowed: (registry: string) => boolean
   readonly privateAllowed: (registry: string) => boolean
   /** The registry's extra CA (registryOptions.<host>.caFile or --ca-file), PEM. */
@@ -89,10 +89,10 @@ export async function registryLadder (image: string, depsFor: (ref: ImageReferen
   const reference = ref.digest ?? ref.tag ?? 'latest'
   out.push(pass('reference', TITLE.reference, `${ref.registry} / ${ref.repository} ${ref.digest !== undefined ? '@' : ':'}${reference}`))
 
-  // 2. the webhook contacts only registries on pinning.registries
+  // 2. the webhook contacts only registries on registry.hosts
   out.push(deps.allowed(ref.registry)
-    ? pass('allowlist', TITLE.allowlist, `${ref.registry} is on pinning.registries`)
-    : fail('allowlist', TITLE.allowlist, `${ref.registry} is not on pinning.registries: the webhook never asks it, so it neither pins nor checks these images`, `add "${ref.registry}" to pinning.registries`))
+    ? pass('allowlist', TITLE.allowlist, `${ref.registry} is on registry.hosts`)
+    : fail('allowlist', TITLE.allowlist, `${ref.registry} is not on registry.hosts: the webhook never asks it, so it neither pins nor checks these images`, `add "${ref.registry}" to registry.hosts`))
 
   // 3. DNS
   let endpoint: RegistryEndpoint
@@ -113,7 +113,7 @@ export async function registryLadder (image: string, depsFor: (ref: ImageReferen
   const refused = addresses.map(a => ({ ...a, why: classifyAddress(a.address) })).filter(a => a.why !== undefined)
   const shown = addresses.map(a => a.address).join(', ')
   if (refused.length > 0 && !deps.privateAllowed(ref.registry)) {
-    out.push(fail('dns', TITLE.dns, `${endpoint.hostname} → ${shown}; ${refused[0]!.address} is ${refused[0]!.why}: pullpin refuses to connect there`, `if this registry really is internal, add "${ref.registry}" to pinning.allowPrivateRegistries`))
+    out.push(fail('dns', TITLE.dns, `${endpoint.hostname} → ${shown}; ${refused[0]!.address} is ${refused[0]!.why}: pullpin refuses to connect there`, `if this registry really is internal, add "${ref.registry}" to registry.allowPrivate`))
   } else {
     out.push(pass('dns', TITLE.dns, `${endpoint.hostname} → ${shown}`))
   }
@@ -133,8 +133,8 @@ export async function registryLadder (image: string, depsFor: (ref: ImageReferen
   if (tls.error !== undefined) {
     out.push(fail('tls', TITLE.tls, `${tls.error}${tls.issuer !== undefined ? ` (certificate issued by ${tls.issuer})` : ''}`,
       ca === undefined
-        ? `a registry behind a private CA needs that CA: set pinning.registryOptions."${ref.registry}".caFile (or --ca-file)`
-        : `the CA in registryOptions."${ref.registry}".caFile does not sign this certificate, or the certificate does not name ${endpoint.hostname}`))
+        ? `a registry behind a private CA needs that CA: set registry.options."${ref.registry}".caFile (or --ca-file)`
+        : `the CA in registry.options."${ref.registry}".caFile does not sign this certificate, or the certificate does not name ${endpoint.hostname}`))
     return rest('challenge')
   }
   out.push(pass('tls', TITLE.tls, `certificate for ${tls.subject ?? endpoint.hostname} issued by ${tls.issuer ?? '?'}, valid until ${tls.validTo ?? '?'}${ca !== undefined ? ' (with the configured CA)' : ''}`))
@@ -163,7 +163,7 @@ export async function registryLadder (image: string, depsFor: (ref: ImageReferen
     try {
       realm = checkRealm(endpoint, scheme.realm, deps.tokenRealmHosts(ref.registry))
     } catch (err) {
-      out.push(fail('challenge', TITLE.challenge, (err as Error).message, `if that realm is really the registry's token service, list its host in pinning.registryOptions."${ref.registry}".tokenRealmHosts`))
+      out.push(fail('challenge', TITLE.challenge, (err as Error).message, `if that realm is really the registry's token service, list its host in registry.options."${ref.registry}".tokenRealmHosts`))
       return rest('credential')
     }
     out.push(pass('challenge', TITLE.challenge, `Bearer, realm ${realm.origin}${realm.pathname}${scheme.service !== undefined ? `, service ${scheme.service}` : ''} (allowed)`))
@@ -197,7 +197,7 @@ export async function registryLadder (image: string, depsFor: (ref: ImageReferen
     if (res.status === 401 || res.status === 403) {
       out.push(fail('token', TITLE.token, `the token realm answered HTTP ${res.status} for ${scope} (${credential === undefined ? 'anonymous' : `credential from ${credential.source}`})`,
         credential === undefined
-          ? 'the repository is private: add a dockerconfigjson for this registry (pinning.credentials.dockerConfigFiles, or a pullSecrets source Secret)'
+          ? 'the repository is private: add a dockerconfigjson for this registry (registry.credentials.dockerConfigFiles, or a pullSecrets source Secret)'
           : res.status === 401
             ? 'the user name or password (token) is wrong or expired: renew it in that dockerconfigjson'
             : `the credential is valid but may not pull ${ref.repository}: grant it read access to that repository`))
@@ -229,7 +229,7 @@ export async function registryLadder (image: string, depsFor: (ref: ImageReferen
       const insufficient = /insufficient_scope/.test(String(res.headers['www-authenticate'] ?? ''))
       out.push(fail('token', TITLE.token, `HEAD of the manifest answered HTTP ${res.status}${insufficient ? ' (insufficient_scope)' : ''} with ${scheme.kind === 'bearer' ? `a token for ${scope}` : credential !== undefined ? 'Basic credentials' : 'no credentials'}`,
         credential === undefined
-          ? 'the repository is private: add a dockerconfigjson for this registry (pinning.credentials.dockerConfigFiles, or a pullSecrets source Secret)'
+          ? 'the repository is private: add a dockerconfigjson for this registry (registry.credentials.dockerConfigFiles, or a pullSecrets source Secret)'
           : scheme.kind === 'basic' && res.status === 401
             ? 'the user name or password is wrong: renew it in that dockerconfigjson'
             : `the credential works but is scoped to other repositories: grant it pull on ${ref.repository} (for GHCR: the package's access settings; a fine-grained token needs read:packages)`))

@@ -3,8 +3,8 @@
 // patch can only ever express changes that were really made, and applying it to the request's
 // object gives exactly the draft.
 //
-// Steps may change three things, and only these are copied and diffed: metadata.annotations,
-// spec.imagePullSecrets and the containers' `image`. The draft shares every other part with the
+// Steps may change four things, and only these are copied and diffed: metadata.annotations,
+// spec.imagePullSecrets, the containers' `image` and image volumes' `image.reference`. The draft shares every other part with the
 // request's object, and the diff compares only the projection of both onto those fields, so a
 // patch cannot touch anything else whatever a step does (and the draft costs a fraction of a
 // whole-pod copy: BENCHMARKS.md, "Profile findings", bench/pieces.ts).
@@ -14,7 +14,9 @@ import type { Mode } from '../policy/config.js'
 import { tryParseImageReference, type ReferenceParse } from '../reference/parse.js'
 import { CHUNK_SIZE, forEachChunked, nextTurn } from './chunks.js'
 import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
-import { CONTAINER_FIELDS, listImages, type ContainerField, type ImageSite, type Pod } from './pod.js'
+import { CONTAINER_FIELDS, listImages, type ContainerField, type ImageField, type ImageSite, type Pod } from './pod.js'
+import type { Finding } from './findings.js'
+import { SKIP_CONTAINERS_ANNOTATION } from '../policy/annotations.js'
 
 export type AdmissionOperation = 'CREATE' | 'UPDATE'
 
@@ -23,12 +25,14 @@ export type Change =
   | { readonly kind: 'secret'; readonly secret: string }
   | {
     readonly kind: 'pin'
-    readonly field: ContainerField
+    readonly field: ImageField
     readonly container: string
     readonly from: string
     readonly to: string
     /** true when the SHA tag's digest was compared with the tag's digest at the registry. */
     readonly verified: boolean
+    /** The digest `to` names, when the registry was asked this review (the checks need not ask again). */
+    readonly digest?: string
   }
 
 export interface MutationContext {
@@ -56,11 +60,13 @@ export interface MutationContext {
   /** The review's deadline: steps doing I/O must give up when its signal aborts and leave the pod as it is. */
   readonly deadline: Deadline
   readonly changes: Change[]
+  /** What the pull-readiness checks found, as data (findings.ts); also told in `warnings`. */
+  readonly findings: Finding[]
   /** Human-facing findings: each becomes an admission warning (and a log field). */
   readonly warnings: string[]
   /** The full story behind short warnings (registry error messages…): logged, never sent to the client. */
   readonly diagnostics: string[]
-  /** Set by a step to deny the pod (for example onMissingImage: deny). */
+  /** Set by a step to deny the pod (for example checks.exists: deny). */
   deny: string | undefined
 }
 
@@ -103,6 +109,7 @@ export interface MutationResult {
   readonly pod: Pod
   readonly patch: Operation[]
   readonly changes: readonly Change[]
+  readonly findings: readonly Finding[]
   readonly warnings: readonly string[]
   readonly diagnostics: readonly string[]
   readonly deny: string | undefined
@@ -128,7 +135,7 @@ export function createMutator (steps: readonly MutationStep[], opts: MutatorOpti
   // Across reviews too: the pods of one Deployment repeat the same few images.
   const parse = memoize(IMAGE_MEMO_SIZE, opts.parse ?? tryParseImageReference)
   return async function mutate (input) {
-    const images = listImages(input.object)
+    const images = withoutSkipped(input.object, listImages(input.object))
     const distinct = new Map<string, ReferenceParse | undefined>()
     for (const site of images) {
       if (distinct.has(site.image)) continue
@@ -149,6 +156,7 @@ export function createMutator (steps: readonly MutationStep[], opts: MutatorOpti
       references: distinct as Map<string, ReferenceParse>,
       deadline: input.deadline,
       changes: [],
+      findings: [],
       warnings: [],
       diagnostics: [],
       deny: undefined,
@@ -165,6 +173,17 @@ export function createMutator (steps: readonly MutationStep[], opts: MutatorOpti
   }
 }
 
+/**
+ * The images left once the pod's pullpin.io/skip-containers names are taken out: no step sees
+ * them (no secret chosen for them, no pin, no check), as with sidecars injected by a mesh.
+ */
+function withoutSkipped (pod: Pod, images: ImageSite[]): ImageSite[] {
+  const value = pod.metadata?.annotations?.[SKIP_CONTAINERS_ANNOTATION]
+  if (typeof value !== 'string' || value === '') return images
+  const skipped = new Set(value.split(',').map(s => s.trim()).filter(s => s !== ''))
+  return skipped.size === 0 ? images : images.filter(site => !skipped.has(site.container))
+}
+
 /** The review's deadline has passed: a huge pod's remaining work is dropped (the handler has answered). */
 export function deadlineReason (ctx: MutationContext): Error | undefined {
   const signal = ctx.deadline.signal
@@ -177,6 +196,7 @@ function overLimit (input: MutationInput, max: number, failOpen: boolean): Mutat
     pod: input.object,
     patch: [],
     changes: [],
+    findings: [],
     warnings: [`pullpin: ${reason}; pod ${failOpen ? 'admitted unchanged' : 'denied (failOpen is false)'}`],
     diagnostics: [],
     deny: failOpen ? undefined : reason,
@@ -186,7 +206,7 @@ function overLimit (input: MutationInput, max: number, failOpen: boolean): Mutat
 async function finish (ctx: MutationContext): Promise<MutationResult> {
   // Audit mode reports the changes and never sends a patch: no diff to make.
   const patch = ctx.deny !== undefined || ctx.mode !== 'enforce' ? [] : await podPatch(ctx.original, ctx.pod, () => deadlineReason(ctx))
-  return { pod: ctx.pod, patch, changes: ctx.changes, warnings: ctx.warnings, diagnostics: ctx.diagnostics, deny: ctx.deny }
+  return { pod: ctx.pod, patch, changes: ctx.changes, findings: ctx.findings, warnings: ctx.warnings, diagnostics: ctx.diagnostics, deny: ctx.deny }
 }
 
 function isObject (v: unknown): v is Record<string, unknown> {
@@ -212,6 +232,12 @@ export function draftOf (pod: Pod): Pod {
       const list = spec[field]
       if (Array.isArray(list)) s[field] = list.map(c => isObject(c) ? { ...c } : c)
     }
+    // Image volumes (Kubernetes 1.31+) only when the pod has one: most pods have none, and then
+    // the volumes are neither copied nor diffed.
+    const volumes = spec.volumes
+    if (Array.isArray(volumes) && volumes.some(v => isObject(v) && isObject(v.image))) {
+      s.volumes = volumes.map(v => isObject(v) && isObject(v.image) ? { ...v, image: { ...v.image } } : v)
+    }
   }
   return draft
 }
@@ -227,7 +253,8 @@ export async function podPatch (original: Pod, draft: Pod, stop?: () => Error | 
   const lists = pairedLists(original, draft)
   const ops: Operation[] = []
   const rest = (): Operation[] => {
-    for (const op of fastJsonPatch.compare(projection(original, lists), projection(draft, lists))) ops.push(op)
+    const volumes = isObject(original.spec) && isObject(draft.spec) && original.spec.volumes !== draft.spec.volumes
+    for (const op of fastJsonPatch.compare(projection(original, lists, volumes), projection(draft, lists, volumes))) ops.push(op)
     return ops
   }
   let total = 0
@@ -286,7 +313,7 @@ function containerOps (field: ContainerField, i: number, o: unknown, d: unknown,
  * annotations map or imagePullSecrets list diffs as one "add" of the whole value. The container
  * lists in `paired` are left out (containerOps diffs them).
  */
-function projection (pod: Pod, paired: readonly ListPair[]): Record<string, unknown> {
+function projection (pod: Pod, paired: readonly ListPair[], volumes: boolean): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   const meta = pod.metadata
   if (isObject(meta)) out.metadata = meta.annotations !== undefined ? { annotations: meta.annotations } : {}
@@ -299,6 +326,8 @@ function projection (pod: Pod, paired: readonly ListPair[]): Record<string, unkn
       const list = spec[field]
       if (list !== undefined && !paired.some(p => p.field === field)) s[field] = Array.isArray(list) ? list.map(imageOnly) : list
     }
+    // Only when draftOf copied them (the pod has an image volume).
+    if (volumes && Array.isArray(spec.volumes)) s.volumes = spec.volumes.map(volumeImageOnly)
     out.spec = s
   } else if (spec !== undefined) out.spec = spec
   return out
@@ -306,6 +335,14 @@ function projection (pod: Pod, paired: readonly ListPair[]): Record<string, unkn
 
 function isStructured (v: unknown): boolean {
   return v !== null && typeof v === 'object'
+}
+
+function volumeImageOnly (v: unknown): unknown {
+  if (!isObject(v)) return v
+  const image = v.image
+  if (image === undefined) return {}
+  if (!isObject(image)) return { image }
+  return { image: image.reference !== undefined ? { reference: image.reference } : {} }
 }
 
 function imageOnly (c: unknown): unknown {

@@ -1,9 +1,9 @@
 // Step: rewrite unpinned image tags to the immutable SHA tag CI published for the same digest
 // (or to the digest, by configuration). "Verified" means the SHA tag's digest was compared with
 // the tag's digest at the registry, both through the tag cache. Registry trouble never blocks a
-// pod: past the lookup budget (pinning.lookupBudgetMs, cut to what the review deadline leaves; see
+// pod: past the lookup budget (registry.lookupBudgetMs, cut to what the review deadline leaves; see
 // src/policy/budgets.ts) or on an error the image stays as written and a warning says why.
-import type { PinFormat, PinningConfig } from '../policy/config.js'
+import type { PinFormat, PinningConfig, RegistryConfig } from '../policy/config.js'
 import { ORIGINAL_IMAGES_ANNOTATION, PINS_ANNOTATION } from '../policy/annotations.js'
 import { compileGlobs } from '../policy/glob.js'
 import { compileRegistryGlob, normalizeRegistryKey } from '../reference/host-glob.js'
@@ -12,11 +12,11 @@ import type { IndexBudget, TagCache, TagResolution } from '../cache/tag-cache.js
 import { REVISION_LABELS, type PinRecord, type PinSource, type Revision, type RolloutPins } from '../cache/rollout-pins.js'
 import { REVISION_KEY, type RevisionPins } from '../cache/revision-pins.js'
 import { ERR_REGISTRY_BAD_RESPONSE, isCodedError } from '../errors.js'
-import { REVIEW_MARGIN_MS } from '../policy/budgets.js'
+import { lookupTime, type LookupTime } from './lookup-budget.js'
 import { deadlineReason, type MutationContext, type MutationStep } from './mutator.js'
 import { forEachChunked } from './chunks.js'
 import { IMAGE_MEMO_SIZE, memoize } from './memoize.js'
-import type { Container, ImageSite, Pod } from './pod.js'
+import { setImageAt, type ImageSite, type Pod } from './pod.js'
 
 export type UnpinnedReason = 'invalid' | 'registry-not-allowed' | 'no-sha-tag' | 'not-found' | 'registry-error' | 'deadline'
 
@@ -29,6 +29,8 @@ export interface PinMetrics {
 
 export interface PinningDeps {
   readonly config: PinningConfig
+  /** registry.hosts (the only registries looked up) and registry.lookupBudgetMs. */
+  readonly registry: Pick<RegistryConfig, 'hosts' | 'lookupBudgetMs'>
   readonly cache: TagCache
   readonly rolloutPins: RolloutPins
   readonly metrics?: PinMetrics
@@ -40,8 +42,9 @@ export interface PinningDeps {
 
 type Decision =
   | { readonly kind: 'keep' }
-  | { readonly kind: 'pin'; readonly to: string; readonly verified: boolean; readonly digest?: string; readonly source: 'registry' | 'cache' | 'owner' | 'stale' }
-  | { readonly kind: 'unpinned'; readonly reason: UnpinnedReason; readonly warning: string; readonly deny?: string; readonly detail?: string }
+  | { readonly kind: 'pin'; readonly to: string; readonly verified: boolean; readonly source: 'registry' | 'cache' | 'owner' | 'stale'; readonly digest?: string }
+  // No warning: another step reports it (a missing image: the exists check) or nobody should (issue 13).
+  | { readonly kind: 'unpinned'; readonly reason: UnpinnedReason; readonly warning?: string; readonly detail?: string }
 
 /** An image pinning applies to: what the cache or the registry must answer. */
 interface Candidate { readonly kind: 'candidate'; readonly ref: ImageReference; readonly tag: string }
@@ -53,34 +56,37 @@ const DOCUMENT_ERRORS = ['PULLPIN_REGISTRY_BAD_RESPONSE', 'PULLPIN_DIGEST_MISMAT
 
 export function createPinningStep (deps: PinningDeps): MutationStep {
   const { config, cache, rolloutPins, metrics, revisions } = deps
-  const allowed = config.registries.map(compileRegistryGlob)
+  const { hosts, lookupBudgetMs } = deps.registry
+  const allowed = hosts.map(compileRegistryGlob)
   // Matched once per distinct registry (per name when an entry has a path), not once per image:
   // a huge pod names thousands of images on a few registries.
-  const byName = config.registries.some(p => normalizeRegistryKey(p).includes('/'))
+  const byName = hosts.some(p => normalizeRegistryKey(p).includes('/'))
   const allowedFor = memoize(IMAGE_MEMO_SIZE, (_key: string, ref?: ImageReference) => ({ ok: allowed.some(m => m(ref!)) }))
   const isAllowed = (ref: ImageReference): boolean => allowedFor(byName ? ref.name : ref.registry, ref).ok
   const skipped = compileGlobs(config.skipImages)
 
   /**
-   * What the image string alone decides (parse, SHA tag, skipImages, pinning.registries), made
+   * What the image string alone decides (parse, SHA tag, skipImages, registry.hosts), made
    * once per distinct image: the pods of one Deployment repeat the same few images, and this is
    * most of a warm review's pin work otherwise (BENCHMARKS.md).
    */
   const analyze = memoize(IMAGE_MEMO_SIZE, (image: string, parsed?: ReferenceParse): Decision | Candidate => {
     // The mutator parsed every image of the review once (MutationContext.references).
     const p = parsed ?? tryParseImageReference(image)
-    if (!p.ok) return unpinned('invalid', `pullpin: ${p.message}`)
+    // The reference check reports it (with the fix), whether pinning is on or not.
+    if (!p.ok) return { kind: 'unpinned', reason: 'invalid' }
     const ref = p.ref
     if (ref.digest !== undefined) return KEEP
     const tag = ref.tag ?? 'latest'
     if (cache.isShaTag(tag)) return KEEP
     if (skipped(ref.name) || skipped(`${ref.name}:${tag}`)) return KEEP
-    if (!isAllowed(ref)) return unpinned('registry-not-allowed', `pullpin: ${image} not pinned: ${ref.registry} is not in pinning.registries`)
+    // Outside registry.hosts: left alone without a warning (every nginx pod would get one); counted.
+    if (!isAllowed(ref)) return { kind: 'unpinned', reason: 'registry-not-allowed' }
     return { kind: 'candidate', ref, tag }
   })
 
   /** The time a review's lookups got: which budget it was decides whom a timeout warning names. */
-  interface TimeBudget { readonly signal: AbortSignal; readonly ms: number; readonly byReview: boolean; readonly reviewMs: number }
+  type TimeBudget = LookupTime
 
   /** Decide from what is already known (no I/O), or return the candidate the registry must answer. */
   function decide (image: string, parsed: ReferenceParse | undefined, revision: Revision | undefined): Decision | Candidate {
@@ -157,12 +163,10 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
         // (short: the API server cuts warnings at 120 characters).
         return unpinned('deadline', time.byReview
           ? `pullpin: ${image} not pinned: lookup cut by the review deadline (${time.reviewMs} ms)`
-          : `pullpin: ${image} not pinned: pinning.lookupBudgetMs (${time.ms} ms) ran out`)
+          : `pullpin: ${image} not pinned: registry.lookupBudgetMs (${time.ms} ms) ran out`)
       }
-      if (isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) {
-        const reason = `image ${image} not found on ${ref.registry}: this pod would hit ImagePullBackOff`
-        return { kind: 'unpinned', reason: 'not-found', warning: `pullpin: ${reason}`, ...(config.onMissingImage === 'deny' ? { deny: reason } : {}) }
-      }
+      // The exists check (checks.exists) reports a missing image, and denies it when configured.
+      if (isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) return { kind: 'unpinned', reason: 'not-found' }
       return unpinned('registry-error', `pullpin: ${image} not pinned: ${shortReason(err)}`, `${image}: ${(err as Error).message}`)
     }
   }
@@ -171,14 +175,14 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
     const sha = shaTags[0]
     switch (config.format) {
       case 'digest':
-        return { kind: 'pin', to: formatImageReference(ref, { digest: resolved.digest }), verified: true, digest: resolved.digest, source }
+        return { kind: 'pin', to: formatImageReference(ref, { digest: resolved.digest }), verified: true, source, digest: resolved.digest }
       case 'tag+digest':
-        return { kind: 'pin', to: formatImageReference(ref, sha !== undefined ? { tag: sha, digest: resolved.digest } : { digest: resolved.digest }), verified: true, digest: resolved.digest, source }
+        return { kind: 'pin', to: formatImageReference(ref, sha !== undefined ? { tag: sha, digest: resolved.digest } : { digest: resolved.digest }), verified: true, source, digest: resolved.digest }
       case 'tag':
         if (sha === undefined) {
           return unpinned('no-sha-tag', `pullpin: ${image} not pinned: no SHA tag has its digest ${resolved.digest.slice(0, 19)}…`)
         }
-        return { kind: 'pin', to: formatImageReference(ref, { tag: sha }), verified: true, digest: resolved.digest, source }
+        return { kind: 'pin', to: formatImageReference(ref, { tag: sha }), verified: true, source, digest: resolved.digest }
     }
   }
 
@@ -196,13 +200,8 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       // The lookups stop REVIEW_MARGIN_MS before the review's deadline at the latest, so that a slow
       // registry ends as an unpinned image with a warning, never as the review's deadline (which
       // failOpen: false turns into a denial). The start-time check makes this cut the exception.
-      let timeBudget: TimeBudget | undefined
-      const time = (): TimeBudget => {
-        if (timeBudget !== undefined) return timeBudget
-        const left = Math.max(0, Math.floor(ctx.deadline.remainingMs() - REVIEW_MARGIN_MS))
-        const ms = Math.min(config.lookupBudgetMs, left)
-        return (timeBudget = { signal: AbortSignal.timeout(ms), ms, byReview: ms < config.lookupBudgetMs, reviewMs: ctx.deadline.ms })
-      }
+      // One budget for the review, shared with the checks (lookup-budget.ts).
+      const time = (): TimeBudget => lookupTime(ctx, lookupBudgetMs)
       let indexBudget: IndexBudget | undefined
       const budget = (): IndexBudget => (indexBudget ??= { remaining: deps.indexHeadsPerReview ?? Infinity, incomplete: new Set() })
       // A revision this replica does not know yet: ask the cluster for a pod of it already admitted
@@ -256,18 +255,17 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       const d = decisions.get(site.image)!
       if (d.kind === 'keep') return
       if (d.kind === 'unpinned') {
-        ctx.warnings.push(d.warning)
+        if (d.warning !== undefined) ctx.warnings.push(d.warning)
         if (d.detail !== undefined) ctx.diagnostics.push(d.detail)
         metrics?.unpinned(d.reason)
-        if (d.deny !== undefined && ctx.deny === undefined) ctx.deny = d.deny
         return
       }
       if (d.to === site.image) return
-      containerAt(ctx.pod, site).image = d.to
+      setImageAt(ctx.pod, site, d.to)
       // No prototype: a container named "__proto__" (webhooks run before validation) stays a key.
       ;(originals ??= Object.create(null) as Record<string, string>)[site.container] = site.image
       if (recordPins) (pins ??= Object.create(null) as Record<string, PinRecord>)[site.container] = d.digest !== undefined ? { image: site.image, pin: d.to, digest: d.digest } : { image: site.image, pin: d.to }
-      ctx.changes.push({ kind: 'pin', field: site.field, container: site.container, from: site.image, to: d.to, verified: d.verified })
+      ctx.changes.push({ kind: 'pin', field: site.field, container: site.container, from: site.image, to: d.to, verified: d.verified, ...(d.digest !== undefined && d.source !== 'stale' ? { digest: d.digest } : {}) })
       metrics?.pinned(config.format, d.source)
       if (d.source === 'stale') ctx.warnings.push(`pullpin: ${site.image} pinned from the last known digest; the registry did not answer`)
       // Remember the first pin per revision, but not for what audit mode or a dry run only looked at.
@@ -296,14 +294,14 @@ const SHORT_REASONS: Readonly<Record<string, string>> = {
   PULLPIN_REGISTRY_UNAUTHORIZED: 'refused the credentials; check the pull secret',
   PULLPIN_REGISTRY_UNAVAILABLE: 'unavailable',
   PULLPIN_REGISTRY_TIMEOUT: 'timed out',
-  PULLPIN_REGISTRY_PRIVATE_ADDRESS: 'resolves to a private address (pinning.allowPrivateRegistries)',
-  PULLPIN_REGISTRY_REALM_REFUSED: 'token realm refused (registryOptions.tokenRealmHosts)',
+  PULLPIN_REGISTRY_PRIVATE_ADDRESS: 'resolves to a private address (registry.allowPrivate)',
+  PULLPIN_REGISTRY_REALM_REFUSED: 'token realm refused (registry.options.tokenRealmHosts)',
   PULLPIN_REGISTRY_BAD_RESPONSE: 'sent a bad response',
   PULLPIN_DIGEST_MISMATCH: 'sent a digest that does not match the manifest',
-  PULLPIN_REGISTRY_NOT_ALLOWED: 'is not in pinning.registries',
+  PULLPIN_REGISTRY_NOT_ALLOWED: 'is not in registry.hosts',
 }
 
-function shortReason (err: unknown): string {
+export function shortReason (err: unknown): string {
   const code = (err as { code?: string }).code
   const short = code !== undefined ? SHORT_REASONS[code] : undefined
   return short !== undefined ? `registry ${short}` : `lookup failed: ${(err as Error).message}`
@@ -320,11 +318,12 @@ function unpinned (reason: UnpinnedReason, warning: string, detail?: string): De
  */
 function sitesToPin (ctx: MutationContext): readonly ImageSite[] {
   if (ctx.operation === 'CREATE') return ctx.images
+  // On UPDATE image volumes cannot change (the API server refuses volume changes): none to pin.
   const old = new Map<string, string | undefined>()
   for (const field of ['initContainers', 'containers', 'ephemeralContainers'] as const) {
     for (const c of ctx.oldObject?.spec?.[field] ?? []) old.set(`${field}/${c.name}`, c.image)
   }
-  return ctx.images.filter(site =>
+  return ctx.images.filter(site => site.field !== 'volumes' &&
     (ctx.subResource !== 'ephemeralcontainers' || site.field === 'ephemeralContainers') &&
     old.get(`${site.field}/${site.container}`) !== site.image)
 }
@@ -345,10 +344,6 @@ function revisionOf (pod: Pod, namespace: string): Revision | undefined {
     }
   }
   return { key: `${namespace}\u0000${owner.uid}`, namespace, ownerUid: owner.uid }
-}
-
-function containerAt (pod: Pod, site: ImageSite): Container {
-  return pod.spec![site.field]![site.index]!
 }
 
 /**

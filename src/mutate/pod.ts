@@ -5,7 +5,11 @@
 export interface Container { name: string; image?: string; [k: string]: unknown }
 export interface LocalObjectReference { name?: string; [k: string]: unknown }
 
+/** An image volume (core/v1 ImageVolumeSource, Kubernetes 1.31+): `image.reference` is pulled like a container's image. */
+export interface Volume { name?: string; image?: { reference?: string; [k: string]: unknown }; [k: string]: unknown }
+
 export interface PodSpec {
+  volumes?: Volume[]
   containers?: Container[]
   initContainers?: Container[]
   ephemeralContainers?: Container[]
@@ -35,14 +39,21 @@ export interface Pod {
 export const CONTAINER_FIELDS = ['initContainers', 'containers', 'ephemeralContainers'] as const
 export type ContainerField = typeof CONTAINER_FIELDS[number]
 
+/** Where an image stands: a container list, or an image volume (spec.volumes[].image.reference). */
+export type ImageField = ContainerField | 'volumes'
+
 export interface ImageSite {
-  readonly field: ContainerField
+  readonly field: ImageField
   readonly index: number
+  /** The container's name, or the image volume's. */
   readonly container: string
   readonly image: string
 }
 
-/** Every image of a pod with where it stands; containers without an image are passed over. */
+/**
+ * Every image of a pod with where it stands: containers, then image volumes (the kubelet pulls
+ * those too, with the pod's imagePullSecrets). Containers without an image are passed over.
+ */
 export function listImages (pod: Pod): ImageSite[] {
   const out: ImageSite[] = []
   const spec = pod.spec
@@ -57,5 +68,31 @@ export function listImages (pod: Pod): ImageSite[] {
       }
     }
   }
+  const volumes = spec.volumes
+  if (Array.isArray(volumes)) {
+    for (let index = 0; index < volumes.length; index++) {
+      const v = volumes[index]
+      const reference = v !== null && typeof v === 'object' && v.image !== null && typeof v.image === 'object' ? v.image.reference : undefined
+      if (typeof reference === 'string' && reference !== '') {
+        out.push({ field: 'volumes', index, container: typeof v!.name === 'string' ? v!.name : `volumes[${index}]`, image: reference })
+      }
+    }
+  }
   return out
+}
+
+/** The image written at a site of `pod` (a draft: after the steps' changes), if any. */
+export function imageAt (pod: Pod, site: ImageSite): string | undefined {
+  if (site.field === 'volumes') {
+    const ref = pod.spec?.volumes?.[site.index]?.image?.reference
+    return typeof ref === 'string' ? ref : undefined
+  }
+  const image = pod.spec?.[site.field]?.[site.index]?.image
+  return typeof image === 'string' ? image : undefined
+}
+
+/** Writes `image` at a site of a draft (draftOf copies every object on the way). */
+export function setImageAt (pod: Pod, site: ImageSite, image: string): void {
+  if (site.field === 'volumes') pod.spec!.volumes![site.index]!.image!.reference = image
+  else pod.spec![site.field]![site.index]!.image = image
 }

@@ -29,6 +29,11 @@ export const configSchema = {
       additionalProperties: false,
       default: {},
       properties: {
+        selection: {
+          description: 'optIn: only namespaces labelled enabled or audit are reviewed. all: every namespace but the excluded ones and those labelled disabled (enabled means the default mode, audit still means audit).',
+          enum: ['optIn', 'all'],
+          default: 'optIn',
+        },
         optInLabel: {
           description: 'Namespace label read for opt-in: enabled | audit | disabled.',
           type: 'string',
@@ -45,6 +50,108 @@ export const configSchema = {
           type: 'object',
           default: {},
           additionalProperties: { type: 'object', additionalProperties: { type: 'string' } },
+        },
+      },
+    },
+    registry: {
+      description: 'Registry access, used by pinning and the pull-readiness checks alike.',
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        hosts: {
+          ...globList,
+          description: 'The only registries pullpin contacts (kubelet host-glob rules). Images elsewhere are left as they are, with no warning (a metric counts them).',
+          default: [],
+        },
+        allowPrivate: {
+          ...globList,
+          description: 'Registries allowed to resolve to loopback, link-local or private addresses.',
+          default: [],
+        },
+        lookupBudgetMs: {
+          description: 'Registry lookup budget: the registry lookups of one review (pinning and checks) give up after this, and the pod is admitted with what the cache knows (never denied for it). Must fit in the review deadline (--review-deadline-ms) with a 500 ms margin, after cluster.copyCreateBudgetMs when copies are made at admission.',
+          type: 'integer',
+          minimum: 50,
+          maximum: 30000,
+          default: 2000,
+        },
+        credentials: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            dockerConfigFiles: {
+              description: 'dockerconfigjson files with registry credentials for lookups (standalone; in a cluster the pull-secret sources are used).',
+              type: 'array',
+              items: { type: 'string', minLength: 1 },
+              default: [],
+            },
+          },
+        },
+        options: {
+          description: 'Per-registry transport settings, keyed by registry host[:port].',
+          type: 'object',
+          default: {},
+          additionalProperties: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              caFile: { description: 'PEM file with the CA of a registry behind a private CA.', type: 'string', minLength: 1 },
+              timeoutMs: { type: 'integer', minimum: 50, maximum: 60000 },
+              retries: { type: 'integer', minimum: 0, maximum: 10 },
+              maxConcurrency: { type: 'integer', minimum: 1, maximum: 256 },
+              tokenRealmHosts: { ...globList, description: 'Extra hosts allowed as the Bearer token realm.' },
+            },
+          },
+        },
+        cache: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            ttlSeconds: { description: 'How long a tag → digest answer is fresh.', type: 'integer', minimum: 1, default: 60 },
+            staleWhileRevalidateSeconds: { description: 'After the TTL, serve the old digest this long while refreshing in the background.', type: 'integer', minimum: 0, default: 30 },
+            staleIfErrorSeconds: { description: 'When the registry fails, keep serving the last known digest (marked stale) this long.', type: 'integer', minimum: 0, default: 3600 },
+            negativeTtlSeconds: { description: 'How long "tag not found" (and a refused pull credential) is remembered.', type: 'integer', minimum: 0, default: 10 },
+            maxEntries: { description: 'LRU bound on cached tags.', type: 'integer', minimum: 1, default: 10000 },
+            maxRepositories: { description: 'LRU bound on repositories with a SHA-tag index.', type: 'integer', minimum: 1, default: 1000 },
+            tagListMinIntervalSeconds: { description: 'At most one tag-list refresh per repository this often.', type: 'integer', minimum: 0, default: 10 },
+            activeSeconds: { description: 'Images looked up within this long are kept fresh by background refreshes (jittered); others are only looked up again when a pod names them.', type: 'integer', minimum: 0, default: 600 },
+            ownerPins: { description: 'Pins remembered per rollout revision (a ReplicaSet\'s pod-template-hash, a StatefulSet\'s or DaemonSet\'s controller-revision-hash, a Job) so its pods share one pin; the revision used least recently is forgotten first.', type: 'integer', minimum: 0, default: 10000 },
+            maxImmutableEntries: { description: 'LRU bound on answers that never change (manifests and config blobs by digest, verified SHA tags, pull-access answers per credential), kept without expiry.', type: 'integer', minimum: 1, default: 10000 },
+          },
+        },
+      },
+    },
+    checks: {
+      description: 'Pull-readiness checks of every image on registry.hosts (README "Checks").',
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        exists: {
+          description: 'A tag, SHA tag or digest the registry says does not exist: warn, deny the pod (only on a definite "not found", never on a timeout), or off.',
+          // false: a bare `off` as YAML 1.1 readers (Helm) read it; normalised to 'off'.
+          enum: ['warn', 'deny', 'off', false],
+          default: 'warn',
+        },
+        pullAccess: {
+          description: 'Warn when the credential the pod will use (the pull secret pullpin injects) is refused by the registry, or when an image needs credentials and no pull secret matches it.',
+          enum: ['warn', 'off', false],
+          default: 'warn',
+        },
+        platforms: {
+          description: 'Warn when an image has no build for the os/architecture of the nodes the pod can land on.',
+          enum: ['warn', 'off', false],
+          default: 'warn',
+        },
+        nodePlatforms: {
+          description: 'The nodes\' platforms (os/architecture[/variant]) when no cluster is connected; with a cluster they are read from the Nodes.',
+          type: 'array',
+          items: { type: 'string', pattern: '^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$' },
+          uniqueItems: true,
+          default: ['linux/amd64'],
         },
       },
     },
@@ -77,82 +184,15 @@ export const configSchema = {
           uniqueItems: true,
           default: ['{revision}', 'sha-{revision:7}'],
         },
-        registries: {
-          ...globList,
-          description: 'The only registries pullpin contacts (kubelet host-glob rules). Images elsewhere are left as they are.',
-          default: [],
-        },
-        allowPrivateRegistries: {
-          ...globList,
-          description: 'Registries allowed to resolve to loopback, link-local or private addresses.',
-          default: [],
-        },
         skipImages: {
           ...globList,
           description: 'Images never pinned, as globs over the normalized name (docker.io/library/nginx) with * and ?.',
           default: [],
         },
-        lookupBudgetMs: {
-          description: 'Registry lookup budget: the registry lookups of one review give up after this, and the pod is admitted with what the cache knows, plus a warning (never denied for it). Must fit in the review deadline (--review-deadline-ms) with a 500 ms margin, after cluster.copyCreateBudgetMs when copies are made at admission.',
-          type: 'integer',
-          minimum: 50,
-          maximum: 30000,
-          default: 2000,
-        },
-        onMissingImage: {
-          description: 'A tag the registry says does not exist: warn (admit with a warning) or deny.',
-          enum: ['warn', 'deny'],
-          default: 'warn',
-        },
-        cache: {
-          type: 'object',
-          additionalProperties: false,
-          default: {},
-          properties: {
-            ttlSeconds: { description: 'How long a tag → digest answer is fresh.', type: 'integer', minimum: 1, default: 60 },
-            staleWhileRevalidateSeconds: { description: 'After the TTL, serve the old digest this long while refreshing in the background.', type: 'integer', minimum: 0, default: 30 },
-            staleIfErrorSeconds: { description: 'When the registry fails, keep serving the last known digest (marked stale) this long.', type: 'integer', minimum: 0, default: 3600 },
-            negativeTtlSeconds: { description: 'How long "tag not found" is remembered.', type: 'integer', minimum: 0, default: 10 },
-            maxEntries: { description: 'LRU bound on cached tags.', type: 'integer', minimum: 1, default: 10000 },
-            maxRepositories: { description: 'LRU bound on repositories with a SHA-tag index.', type: 'integer', minimum: 1, default: 1000 },
-            tagListMinIntervalSeconds: { description: 'At most one tag-list refresh per repository this often.', type: 'integer', minimum: 0, default: 10 },
-            activeSeconds: { description: 'Images looked up within this long are kept fresh by background refreshes (jittered); others are only looked up again when a pod names them.', type: 'integer', minimum: 0, default: 600 },
-            ownerPins: { description: 'Pins remembered per owner (ReplicaSet, Job…) so its pods share one pin.', type: 'integer', minimum: 0, default: 10000 },
-          },
-        },
         warmup: {
           ...globList,
           description: 'Repositories (registry/repository) whose SHA-tag index is built at start.',
           default: [],
-        },
-        credentials: {
-          type: 'object',
-          additionalProperties: false,
-          default: {},
-          properties: {
-            dockerConfigFiles: {
-              description: 'dockerconfigjson files with registry credentials for lookups (standalone; in a cluster the pull-secret sources are used).',
-              type: 'array',
-              items: { type: 'string', minLength: 1 },
-              default: [],
-            },
-          },
-        },
-        registryOptions: {
-          description: 'Per-registry transport settings, keyed by registry host[:port].',
-          type: 'object',
-          default: {},
-          additionalProperties: {
-            type: 'object',
-            additionalProperties: false,
-            properties: {
-              caFile: { description: 'PEM file with the CA of a registry behind a private CA.', type: 'string', minLength: 1 },
-              timeoutMs: { type: 'integer', minimum: 50, maximum: 60000 },
-              retries: { type: 'integer', minimum: 0, maximum: 10 },
-              maxConcurrency: { type: 'integer', minimum: 1, maximum: 256 },
-              tokenRealmHosts: { ...globList, description: 'Extra hosts allowed as the Bearer token realm.' },
-            },
-          },
         },
       },
     },

@@ -70,11 +70,15 @@ export interface Config {
   readonly mode: Mode
   readonly failOpen: boolean
   readonly namespaces: {
+    /** optIn: labelled namespaces only; all: every namespace but the excluded and the disabled ones. */
+    readonly selection: 'optIn' | 'all'
     readonly optInLabel: string
     readonly exclude: readonly string[]
     readonly labels: Readonly<Record<string, Readonly<Record<string, string>>>>
   }
   readonly pullSecrets: readonly PullSecretRule[]
+  readonly registry: RegistryConfig
+  readonly checks: ChecksConfig
   readonly pinning: PinningConfig
   readonly limits: LimitsConfig
   readonly injection: InjectionMode
@@ -109,33 +113,81 @@ export interface RegistryOptionsConfig {
   readonly tokenRealmHosts?: readonly string[]
 }
 
+/** Registry access, shared by pinning and the checks (issue 13: no longer a pinning detail). */
+export interface RegistryConfig {
+  readonly hosts: readonly string[]
+  readonly allowPrivate: readonly string[]
+  /** Registry lookup budget of a review (src/policy/budgets.ts). */
+  readonly lookupBudgetMs: number
+  readonly credentials: { readonly dockerConfigFiles: readonly string[] }
+  readonly options: Readonly<Record<string, RegistryOptionsConfig>>
+  readonly cache: RegistryCacheConfig
+}
+
+export interface RegistryCacheConfig {
+  readonly ttlSeconds: number
+  readonly staleWhileRevalidateSeconds: number
+  readonly staleIfErrorSeconds: number
+  readonly negativeTtlSeconds: number
+  readonly maxEntries: number
+  readonly maxRepositories: number
+  readonly tagListMinIntervalSeconds: number
+  readonly ownerPins: number
+  /** Background refreshes only for images looked up within this long (src/cache/tag-cache.ts). */
+  readonly activeSeconds: number
+  readonly maxImmutableEntries: number
+}
+
+export type CheckSetting = 'warn' | 'off'
+
+export interface ChecksConfig {
+  readonly exists: 'warn' | 'deny' | 'off'
+  readonly pullAccess: CheckSetting
+  readonly platforms: CheckSetting
+  /** "os/architecture[/variant]", used when no cluster is connected. */
+  readonly nodePlatforms: readonly string[]
+}
+
 export interface PinningConfig {
   readonly enabled: boolean
   readonly format: PinFormat
   readonly shaTagPatterns: readonly string[]
   /** pinning.shaTagTemplates (src/policy/sha-tag-templates.ts). */
   readonly shaTagTemplates: readonly string[]
-  readonly registries: readonly string[]
-  readonly allowPrivateRegistries: readonly string[]
   readonly skipImages: readonly string[]
-  /** Registry lookup budget of a review (src/policy/budgets.ts). */
-  readonly lookupBudgetMs: number
-  readonly onMissingImage: 'warn' | 'deny'
-  readonly cache: {
-    readonly ttlSeconds: number
-    readonly staleWhileRevalidateSeconds: number
-    readonly staleIfErrorSeconds: number
-    readonly negativeTtlSeconds: number
-    readonly maxEntries: number
-    readonly maxRepositories: number
-    readonly tagListMinIntervalSeconds: number
-    readonly ownerPins: number
-    /** Background refreshes only for images looked up within this long (src/cache/refresher.ts). */
-    readonly activeSeconds: number
-  }
   readonly warmup: readonly string[]
-  readonly credentials: { readonly dockerConfigFiles: readonly string[] }
-  readonly registryOptions: Readonly<Record<string, RegistryOptionsConfig>>
+}
+
+/** Whether any part of pullpin talks to registries (and so needs the registry stack and its budget). */
+export function usesRegistry (config: Pick<Config, 'pinning' | 'checks' | 'registry'>): boolean {
+  const c = config.checks
+  if (config.registry.hosts.length === 0) return false
+  return config.pinning.enabled || c.exists !== 'off' || c.pullAccess !== 'off' || c.platforms !== 'off'
+}
+
+/**
+ * Keys that moved (issue 13: registry access became its own section). The project has had no
+ * release, so they are refused rather than translated, with a message naming the new key.
+ */
+const MOVED_KEYS: ReadonlyArray<readonly [section: string, key: string, to: string]> = [
+  ['pinning', 'deadlineMs', 'registry.lookupBudgetMs (the registry lookup budget; the whole review\'s deadline is --review-deadline-ms)'],
+  ['pinning', 'lookupBudgetMs', 'registry.lookupBudgetMs (pinning and the checks share it)'],
+  ['pinning', 'registries', 'registry.hosts'],
+  ['pinning', 'allowPrivateRegistries', 'registry.allowPrivate'],
+  ['pinning', 'credentials', 'registry.credentials'],
+  ['pinning', 'registryOptions', 'registry.options'],
+  ['pinning', 'cache', 'registry.cache'],
+  ['pinning', 'onMissingImage', 'checks.exists (warn | deny | off)'],
+]
+
+function refuseMovedKeys (doc: unknown, source: string): void {
+  if (doc === null || typeof doc !== 'object') return
+  for (const [section, key, to] of MOVED_KEYS) {
+    const value = (doc as Record<string, unknown>)[section]
+    if (value !== null && typeof value === 'object' && Object.hasOwn(value, key)) {
+      throw new ERR_CONFIG_INVALID(source, `/${section}/${key}: moved to ${to}`)
+    }
+  }
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true })
@@ -154,16 +206,16 @@ export function parseConfig (text: string, source = 'config'): Config {
 
 export function validateConfig (doc: unknown, source = 'config'): Config {
   // Renamed keys get a message naming the new key rather than a bare "unknown key".
-  const pinning = (doc as { pinning?: unknown } | null | undefined)?.pinning
-  if (pinning !== null && typeof pinning === 'object' && Object.hasOwn(pinning, 'deadlineMs')) {
-    throw new ERR_CONFIG_INVALID(source, '/pinning/deadlineMs: renamed to pinning.lookupBudgetMs (the registry lookup budget; the whole review\'s deadline is --review-deadline-ms)')
-  }
+  refuseMovedKeys(doc, source)
   // ajv fills defaults in place: work on a copy so a caller's object is never changed.
   const copy = structuredClone(doc ?? {})
   if (!validate(copy)) {
     throw new ERR_CONFIG_INVALID(source, sourceErrors(copy, validate.errors ?? []).map(describeAjvError).join('; '))
   }
   const config = copy as unknown as Config
+  // Helm reads a bare `off` as false (YAML 1.1): both mean off, and only 'off' goes further.
+  const checks = config.checks as unknown as Record<string, unknown>
+  for (const k of ['exists', 'pullAccess', 'platforms']) if (checks[k] === false) checks[k] = 'off'
   const seen = new Set<string>()
   for (const [i, rule] of config.pullSecrets.entries()) {
     if (seen.has(rule.name)) throw new ERR_CONFIG_INVALID(source, `/pullSecrets/${i}/name: duplicate secret name "${rule.name}"`)

@@ -23,18 +23,25 @@ export interface NamespacePolicy {
 export function createNamespacePolicy (config: Config, ownNamespace: string | undefined): NamespacePolicy {
   const excluded = compileGlobs(config.namespaces.exclude)
   const label = config.namespaces.optInLabel
+  const all = config.namespaces.selection === 'all'
   return {
     decide (namespace, labels) {
       // pullpin never mutates its own namespace: its own pods must start even when it is down.
       if (ownNamespace !== undefined && namespace === ownNamespace) return { mode: 'off', reason: 'own namespace' }
       if (excluded(namespace)) return { mode: 'off', reason: 'excluded' }
       const value = labels?.[label]
-      if (value === undefined) return { mode: 'off', reason: labels === undefined ? 'namespace unknown' : 'not opted in' }
+      if (value === undefined) {
+        // selection: all (the deployKF Kyverno policy's model): every namespace but the excluded
+        // ones; a namespace not known yet (no labels) is reviewed too, as it would be once listed.
+        if (all) return { mode: config.mode, reason: 'selection all' }
+        return { mode: 'off', reason: labels === undefined ? 'namespace unknown' : 'not opted in' }
+      }
       switch (value) {
         case OPT_IN_VALUES.enabled: return { mode: config.mode, reason: `label ${value}` }
         case OPT_IN_VALUES.audit: return { mode: 'audit', reason: `label ${value}` }
         case OPT_IN_VALUES.disabled: return { mode: 'off', reason: `label ${value}` }
-        default: return { mode: 'off', reason: `unknown label value "${value}"` }
+        // An unknown value is a typo: in optIn it opts nothing in, in all it opts nothing out.
+        default: return all ? { mode: config.mode, reason: `selection all (unknown label value "${value}")` } : { mode: 'off', reason: `unknown label value "${value}"` }
       }
     },
   }

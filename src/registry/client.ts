@@ -102,17 +102,17 @@ export interface RegistryHostOptions {
 
 export interface RegistryClientOptions {
   /**
-   * pinning.registries globs; anything else → ERR_REGISTRY_NOT_ALLOWED, no connection made. Asked
+   * registry.hosts globs; anything else → ERR_REGISTRY_NOT_ALLOWED, no connection made. Asked
    * with the repository too, since an entry may have a path ("registry.example.com/team").
    */
   isAllowed (registry: string, repository: string): boolean
   /**
-   * The pinning.registries entry (glob) that allowed `registry`, put in every event as
+   * The registry.hosts entry (glob) that allowed `registry`, put in every event as
    * `allowlistEntry`: metrics are labelled by it, so a wildcard entry is one series however many
    * hosts pods name under it (default: the registry itself).
    */
   allowlistEntry? (registry: string): string
-  /** pinning.allowPrivateRegistries */
+  /** registry.allowPrivate */
   isPrivateAllowed (registry: string): boolean
   hostOptions (registry: string): RegistryHostOptions
   /** Called per request so rotation applies; `image` = `${registry}/${repository}`. */
@@ -132,7 +132,7 @@ export interface RegistryClientOptions {
 
 /**
  * Registries whose state (keep-alive pool, limiter, learned auth scheme) is kept. With a wildcard
- * on pinning.registries (`*.pkg.dev`, an ECR pattern) pod authors choose the hosts, so the state is
+ * on registry.hosts (`*.pkg.dev`, an ECR pattern) pod authors choose the hosts, so the state is
  * an LRU: the least recently used registry's pool is closed and its state made anew on next use.
  */
 export const MAX_REGISTRY_HOSTS = 128
@@ -167,7 +167,7 @@ interface HostState {
   transport: RegistryTransport
   caPem: string | undefined
   maxConcurrency: number
-  /** The pinning.registries entry that allowed this registry (metrics label). */
+  /** The registry.hosts entry that allowed this registry (metrics label). */
   allowlistEntry: string
   /** Authentication over this host's transport (the scheme it learned survives a new pool). */
   auth: AuthSession

@@ -34,7 +34,7 @@ import { assertLiteralAddressAllowed, guardedLookup } from './address-guard.js'
 export interface RegistryEvent {
   /** The concrete registry host[:port] (logs). */
   registry: string
-  /** The pinning.registries entry that allowed it (metrics label: bounded by the config). */
+  /** The registry.hosts entry that allowed it (metrics label: bounded by the config). */
   allowlistEntry?: string
   op: 'ping' | 'manifest' | 'blob' | 'tags' | 'token'
   method: string

@@ -50,7 +50,7 @@ export async function runReview (opts: ReviewCommandOptions, io: ReviewIo): Prom
   const values = await Promise.all(opts.values.map(async file => parseValues(file, await readText(file), opts.imagePaths)))
   // Reviewing is asking: pinning runs even when the config has it off for the webhook.
   const config: Config = deepFreeze({ ...opts.config, pinning: { ...opts.config.pinning, enabled: true } })
-  const stack = await createPinningStack({ config: config.pinning, limits: config.limits, credentials: opts.credentials })
+  const stack = await createPinningStack({ config, limits: config.limits, credentials: opts.credentials })
   try {
     const mutate = createMutator(buildSteps(config, stack), { maxImagesPerReview: config.limits.maxImagesPerReview, failOpen: config.failOpen })
     const started = performance.now()

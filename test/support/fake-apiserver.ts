@@ -1,7 +1,7 @@
 // In-test Kubernetes API server for the cluster code's tests: no kube-apiserver can run on the test
 // machines, so this speaks the real REST paths, list/watch protocol and optimistic-concurrency rules,
 // but only for what pullpin's src/cluster and its tests call (the list is in test/fake-apiserver.test.ts):
-//   namespaces, secrets, serviceaccounts, leases, mutatingwebhookconfigurations,
+//   namespaces, secrets, serviceaccounts, nodes, leases, mutatingwebhookconfigurations,
 //   validatingwebhookconfigurations, pods (seeded by tests as the API server stores them after
 //   admission; listed, metadata only on request), core events (read by `pullpin doctor --pod`),
 //   events.k8s.io events, apps/batch workloads (read only by pullpin), wgpolicyk8s.io
@@ -251,6 +251,7 @@ const RESOURCES: ResourceDef[] = [
       if (!obj.metadata.creationTimestamp) obj.metadata.creationTimestamp = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')
     },
   },
+  { group: '', version: 'v1', resource: 'nodes', kind: 'Node', namespaced: false },
   {
     group: 'coordination.k8s.io',
     version: 'v1',

@@ -23,12 +23,12 @@ export interface PinningEnv {
   dir: string
   stop (): Promise<void>
   /**
-   * Config YAML with pinning enabled for `host`; `extra` is appended under `pinning:` (indented by
-   * the caller). Each registry request times out after `registryTimeoutMs`: by default long enough
+   * Config YAML with pinning enabled for `host`; `pinningExtra` is appended under `pinning:` and
+   * `registryExtra` under `registry:` (indented by the caller). Each registry request times out after `registryTimeoutMs`: by default long enough
    * that a loaded machine never turns a slow answer into a failure; a test about time passes its own.
    */
-  configYaml (pinningExtra?: string, top?: string, registryTimeoutMs?: number): string
-  config (pinningExtra?: string, top?: string): Config
+  configYaml (pinningExtra?: string, top?: string, registryTimeoutMs?: number, registryExtra?: string): string
+  config (pinningExtra?: string, top?: string, registryExtra?: string): Config
 }
 
 export async function startPinningEnv (opts: StartRegistryOptions = {}): Promise<PinningEnv> {
@@ -38,7 +38,7 @@ export async function startPinningEnv (opts: StartRegistryOptions = {}): Promise
   const dockerConfigFile = join(dir, 'config.json')
   await writeFile(dockerConfigFile, proxy.dockerConfigJson)
   const host = proxy.host
-  const configYaml = (pinningExtra = '', top = '', registryTimeoutMs = 10_000): string => `
+  const configYaml = (pinningExtra = '', top = '', registryTimeoutMs = 10_000, registryExtra = ''): string => `
 namespaces:
   labels:
     team-a: { pullpin.io/inject: enabled }
@@ -47,13 +47,15 @@ pullSecrets:
   - name: local-registry
     registries: ["${host}"]
 ${top}
+registry:
+  hosts: ["${host}"]
+  allowPrivate: ["${host}"]
+  credentials: { dockerConfigFiles: ["${dockerConfigFile}"] }
+  options:
+    "${host}": { caFile: "${registry.caFile}", timeoutMs: ${registryTimeoutMs}, retries: 1 }
+${registryExtra}
 pinning:
   enabled: true
-  registries: ["${host}"]
-  allowPrivateRegistries: ["${host}"]
-  credentials: { dockerConfigFiles: ["${dockerConfigFile}"] }
-  registryOptions:
-    "${host}": { caFile: "${registry.caFile}", timeoutMs: ${registryTimeoutMs}, retries: 1 }
 ${pinningExtra}
 `
   return {
@@ -63,7 +65,7 @@ ${pinningExtra}
     dockerConfigFile,
     dir,
     configYaml,
-    config: (extra, top) => parseConfig(configYaml(extra, top), 'pinning test'),
+    config: (extra, top, registryExtra) => parseConfig(configYaml(extra, top, undefined, registryExtra), 'pinning test'),
     async stop () {
       await proxy.stop()
       await registry.stop()

@@ -111,9 +111,18 @@ copy creation (cluster mode, pod injection, a source) then registry lookups, + 5
 review deadline derived from webhook.timeoutSeconds. */}}
 {{- $config := .Values.config | default dict }}
 {{- $pinning := $config.pinning | default dict }}
+{{- $registry := $config.registry | default dict }}
+{{- $checks := $config.checks | default dict }}
 {{- $cluster := $config.cluster | default dict }}
 {{- $lookup := 0 }}
-{{- if $pinning.enabled }}{{ $lookup = int (hasKey $pinning "lookupBudgetMs" | ternary $pinning.lookupBudgetMs 2000) }}{{ end }}
+{{- /* usesRegistry (src/policy/config.ts): hosts to contact, and pinning or a check that contacts them. */}}
+{{- /* A bare `off` in values is read as false by Helm's YAML 1.1: both mean off. */}}
+{{- $checking := false }}
+{{- range $k := list "exists" "pullAccess" "platforms" }}
+{{- $v := toString (hasKey $checks $k | ternary (index $checks $k) "warn") }}
+{{- if not (has $v (list "off" "false")) }}{{ $checking = true }}{{ end }}
+{{- end }}
+{{- if and ($registry.hosts | default list) (or $pinning.enabled $checking) }}{{ $lookup = int (hasKey $registry "lookupBudgetMs" | ternary $registry.lookupBudgetMs 2000) }}{{ end }}
 {{- $copy := 0 }}
 {{- if ne ($config.injection | default "pod") "serviceaccount" }}
 {{- range ($config.pullSecrets | default list) }}
@@ -122,7 +131,7 @@ review deadline derived from webhook.timeoutSeconds. */}}
 {{- end }}
 {{- $reviewMs := include "pullpin.reviewDeadlineMs" . | int }}
 {{- if gt (add $lookup $copy 500) $reviewMs }}
-{{- fail (printf "webhook.timeoutSeconds %d gives a review deadline of %d ms, too short for config.cluster.copyCreateBudgetMs (%d ms, 0 when no copy is made at admission) + config.pinning.lookupBudgetMs (%d ms, 0 when pinning is off) + a 500 ms margin: raise webhook.timeoutSeconds or lower the budgets" (int .Values.webhook.timeoutSeconds) $reviewMs $copy $lookup) }}
+{{- fail (printf "webhook.timeoutSeconds %d gives a review deadline of %d ms, too short for config.cluster.copyCreateBudgetMs (%d ms, 0 when no copy is made at admission) + config.registry.lookupBudgetMs (%d ms, 0 when no registry is contacted) + a 500 ms margin: raise webhook.timeoutSeconds or lower the budgets" (int .Values.webhook.timeoutSeconds) $reviewMs $copy $lookup) }}
 {{- end }}
 {{- $deadlineSeconds := div (add (include "pullpin.reviewDeadlineMs" . | int) 999) 1000 }}
 {{- $drainSeconds := add .Values.shutdown.preStopSleepSeconds (div (add .Values.shutdown.delayMs 999) 1000) $deadlineSeconds }}
