@@ -160,7 +160,7 @@ t.test('missing tag, uppercase owner, untrusted TLS', async t => {
   const tls = await doctor(['doctor', `${basic.host}/acme/web:latest`, ...await configFor(basic, { ca: false })])
   t.equal(tls.code, 1)
   t.match(line(tls.stdout, 'TLS certificate trusted'), /^✗ (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|unable to verify).*issued by pullpin test CA/)
-  t.match(tls.stdout, /fix: a registry behind a private CA needs that CA: set pinning\.registryOptions\."127\.0\.0\.1:\d+"\.caFile/)
+  t.match(tls.stdout, /fix: a registry behind a private CA needs that CA: set registry\.options\."127\.0\.0\.1:\d+"\.caFile/)
   t.match(line(tls.stdout, 'TCP connection'), /^✓ /)
   const withCa = await doctor(['doctor', `${basic.host}/acme/web:latest`, ...await configFor(basic, { ca: false }), '--ca-file', basic.caFile])
   t.equal(withCa.code, 0, '--ca-file supplies the CA')

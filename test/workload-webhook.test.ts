@@ -42,12 +42,24 @@ t.test('a Deployment naming a missing image gets a warning at apply, and no patc
   const ghost = `${env.host}/acme/ghost-web:main`
   const response = await validate(p, review(deployment([ghost])))
   t.equal(response.allowed, true)
-  t.match(response.warnings, [new RegExp(`^pullpin: image ${ghost.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} not found on .*ImagePullBackOff`)])
+  t.match(response.warnings, [new RegExp(`^pullpin: c0: tag main not found in ${`${env.host}/acme/ghost-web`.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} — never pushed, or deleted\\?$`)])
   t.equal(response.patch, undefined, 'a validating webhook never patches')
   t.equal(response.patchType, undefined)
   // UPDATE (kubectl apply on an existing Deployment) is reviewed the same way.
   const update = await validate(p, review(deployment([ghost]), DEPLOYMENTS, { operation: 'UPDATE', oldObject: deployment(['x']) }))
   t.match(update.warnings, [/not found/])
+})
+
+t.test('a Deployment naming a SHA tag CI never pushed gets the warning at apply, before any pod exists', async t => {
+  await env.registry.push({ seed: 'wl-sha' }, 'acme/wl-sha', ['main', gitSha('wl-sha-pushed')])
+  const p = await pullpin(t)
+  const never = `${env.host}/acme/wl-sha:${gitSha('wl-sha-never-pushed')}`
+  const response = await validate(p, review(deployment([never])))
+  t.equal(response.allowed, true)
+  t.equal(response.patch, undefined)
+  t.equal(response.warnings.length, 1)
+  t.match(response.warnings[0], /not found .*not pushed by CI\?/)
+  t.ok(response.warnings[0].length <= 120, 'within the API server\'s 120 characters')
 })
 
 t.test('checks.exists: deny denies the Deployment in an enforcing namespace, warns in audit', async t => {
@@ -56,7 +68,7 @@ t.test('checks.exists: deny denies the Deployment in an enforcing namespace, war
   const denied = await validate(p, review(deployment([ghost], 'team-a')))
   t.equal(denied.allowed, false)
   t.equal(denied.status.code, 403)
-  t.match(denied.status.message, /^pullpin: image .*ghost-deny:main not found/)
+  t.match(denied.status.message, /^pullpin: c0: tag main not found in .*ghost-deny/)
   t.equal(denied.patch, undefined)
   const audited = await validate(p, review(deployment([ghost], 'team-b')))
   t.equal(audited.allowed, true, 'audit never denies')
@@ -91,9 +103,9 @@ t.test('a CronJob is reviewed through its jobTemplate; dry runs are reviewed too
   cron.metadata.namespace = 'team-a'
   cron.spec.jobTemplate.spec.template.spec.containers[0].image = `${env.host}/acme/ghost-cron:main`
   const response = await validate(p, review(cron, CRONJOBS))
-  t.match(response.warnings, [/ghost-cron:main not found/])
+  t.match(response.warnings, [/tag main not found in .*ghost-cron/])
   const dry = await validate(p, review(cron, CRONJOBS, { dryRun: true }))
-  t.match(dry.warnings, [/ghost-cron:main not found/], 'kubectl apply --dry-run=server shows the warning too')
+  t.match(dry.warnings, [/tag main not found in .*ghost-cron/], 'kubectl apply --dry-run=server shows the warning too')
 })
 
 t.test('hostile workloads through HTTPS: always reviewed, never a 400 for what a user wrote', async t => {
@@ -114,7 +126,7 @@ t.test('hostile workloads through HTTPS: always reviewed, never a 400 for what a
   const raw = JSON.stringify(review(deployment([`${env.host}/acme/ghost-raw:main`]))).replace('"labels":{', '"labels":{"__proto__":{"a":"b"},')
   const res = await p.post('/validate', raw)
   t.equal(res.status, 200)
-  t.match(res.json.response.warnings, [/ghost-raw:main not found/])
+  t.match(res.json.response.warnings, [/tag main not found in .*ghost-raw/])
   // Kinds pullpin does not review are allowed untouched; a malformed review is a 400.
   const cm = await validate(p, admissionReview({ kind: 'ConfigMap', metadata: { name: 'c', namespace: 'team-a' } }, { kind: { group: '', version: 'v1', kind: 'ConfigMap' }, resource: { group: '', version: 'v1', resource: 'configmaps' } }))
   t.same(cm, { uid: cm.uid, allowed: true })

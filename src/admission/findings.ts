@@ -1,9 +1,9 @@
 // A review's result as findings: one reason, severity and note per thing pullpin found, for the
 // places people look besides the admission warnings — workload warnings (src/admission/workload.ts),
-// Events and PolicyReports (src/cluster/findings-*.ts). This is the ONE mapping from the
-// Mutator's result to findings: when the pull-readiness checks of issue 13 return structured
-// findings, only the body of findingsOf changes. Until then the mutator's warnings are strings,
-// and their reasons are read from the wording of src/mutate/pin-images.ts and
+// Events and PolicyReports (src/cluster/events.ts, policy-reports.ts). This is the ONE mapping from
+// the Mutator's result to them: the pull-readiness checks' structured findings (src/mutate/findings.ts)
+// as they are, the pins from the changes, and the few warnings that are not check findings
+// (an image left unpinned, a pull secret not added) by their wording in src/mutate/pin-images.ts and
 // src/cluster/copy-availability.ts.
 import type { Mode } from '../policy/config.js'
 import type { MutationResult } from '../mutate/mutator.js'
@@ -38,13 +38,10 @@ export interface Finding {
 
 interface Rule { readonly reason: FindingReason; readonly severity: FindingSeverity; readonly test: RegExp }
 
-// First match wins; the wording comes from src/mutate/pin-images.ts and src/cluster/copy-availability.ts.
+// Warnings that are not check findings; first match wins. The wording comes from
+// src/mutate/pin-images.ts and src/cluster/copy-availability.ts.
 const RULES: readonly Rule[] = [
-  { reason: 'ImageNotFound', severity: 'high', test: /^pullpin: image \S+ not found on / },
-  { reason: 'PullAccessDenied', severity: 'high', test: /refused the credentials/ },
   { reason: 'NoPullSecret', severity: 'high', test: /^pullpin: \S+ not (added|copied to)/ },
-  { reason: 'PlatformMissing', severity: 'high', test: /platform/i },
-  { reason: 'ReferenceInvalid', severity: 'high', test: /^pullpin: invalid image reference / },
   { reason: 'NotPinned', severity: 'low', test: /^pullpin: \S+ not pinned: / },
 ]
 
@@ -64,14 +61,20 @@ function imageOf (warning: string): string | undefined {
  * The findings of one review of a pod (or pod template) in `mode`. Secret injections are not
  * findings (they are the normal case); pins are, so that audit mode says what it would do.
  */
-export function findingsOf (result: Pick<MutationResult, 'changes' | 'warnings' | 'deny'>, mode: Mode): Finding[] {
+export function findingsOf (result: Pick<MutationResult, 'changes' | 'warnings' | 'deny' | 'findings'>, mode: Mode): Finding[] {
   const out: Finding[] = []
+  // The checks' findings as recorded; their warnings (applyFindings) are not counted twice.
+  const told = new Set<string>()
+  for (const f of result.findings) {
+    const note = `pullpin: ${f.message}`
+    told.add(note)
+    out.push({ reason: f.reason, severity: 'high', result: f.severity === 'deny' ? 'fail' : 'warn', note, image: f.image })
+  }
   for (const w of result.warnings) {
+    if (told.has(w)) continue
     const { reason, severity } = classify(w)
     const image = imageOf(w)
-    // A warning whose check denies in enforce mode is a failure; in audit mode it would be.
-    const denies = result.deny !== undefined && image !== undefined && result.deny.includes(image)
-    out.push({ reason, severity, result: denies ? 'fail' : 'warn', note: w, ...(image !== undefined ? { image } : {}) })
+    out.push({ reason, severity, result: 'warn', note: w, ...(image !== undefined ? { image } : {}) })
   }
   for (const c of result.changes) {
     if (c.kind !== 'pin') continue

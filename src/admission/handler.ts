@@ -52,7 +52,7 @@ export interface ReviewedPod {
   /** The pod's controlling ownerReference (ReplicaSet, StatefulSet, DaemonSet, Job…). */
   readonly owner: { readonly apiVersion: string; readonly kind: string; readonly name: string; readonly uid: string }
   readonly mode: 'enforce' | 'audit'
-  readonly result: Pick<MutationResult, 'changes' | 'warnings' | 'deny'>
+  readonly result: Pick<MutationResult, 'changes' | 'warnings' | 'deny' | 'findings'>
 }
 
 export type AdmissionHandler = (body: unknown) => Promise<AdmissionReviewOut>

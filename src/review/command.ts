@@ -8,8 +8,6 @@ import { createPinningStack } from '../pinning.js'
 import { deepFreeze, type Config } from '../policy/config.js'
 import { createNamespacePolicy } from '../policy/namespace-mode.js'
 import type { CredentialStore } from '../registry/credential-store.js'
-import { isCodedError } from '../errors.js'
-import { tryParseImageReference } from '../reference/parse.js'
 import type { Check } from './findings.js'
 import { planFixes } from './fix.js'
 import { readInputs, readText } from './files.js'
@@ -59,20 +57,6 @@ export async function runReview (opts: ReviewCommandOptions, io: ReviewIo): Prom
       mutate,
       namespaces: createNamespacePolicy(config, undefined),
       labels: config.namespaces.labels,
-      exists: async (image) => {
-        const parsed = tryParseImageReference(image)
-        if (!parsed.ok) return undefined
-        const ref = parsed.ref
-        try {
-          await stack.cache.resolveTag(ref, ref.digest ?? ref.tag ?? 'latest')
-          return undefined
-        } catch (err) {
-          // Only "not found" is news here: a registry the config does not allow, or one that
-          // fails, already got its warning from the pin step when it was asked.
-          if (!isCodedError(err, 'PULLPIN_REGISTRY_NOT_FOUND')) return undefined
-          return { check: 'missing-image', severity: 'error', image, message: `image ${image} not found on ${ref.registry}: the pod would hit ImagePullBackOff` }
-        }
-      },
       ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}),
       onProgress: (done, total) => {
         if (!io.progress || (!shown && performance.now() - started < 1000 && done < total)) return

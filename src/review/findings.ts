@@ -1,8 +1,9 @@
 // The one place where what the webhook's mutator answered (a MutationResult) becomes review
-// findings. Today the mutator reports pull-readiness problems as warning strings plus `deny`
-// (pinning.onMissingImage); when structured findings (check, reason, image, container) come
-// out of src/mutate, only this function changes.
+// findings: the pull-readiness checks' structured findings (src/mutate/findings.ts), the pins and
+// secrets it would add, and the warnings that are not check findings (an image left unpinned, a
+// registry that failed) by their wording in src/mutate/pin-images.ts.
 import type { MutationResult } from '../mutate/mutator.js'
+import type { FindingReason } from '../mutate/findings.js'
 import type { ImageSite } from '../mutate/pod.js'
 
 export const CHECKS = ['missing-image', 'reference-error', 'pull-access', 'platforms', 'registry-error', 'not-pinned', 'pin', 'secret'] as const
@@ -37,12 +38,16 @@ const SEVERITY: Readonly<Record<Check, Severity>> = {
   secret: 'note',
 }
 
-/** Warning texts of src/mutate/pin-images.ts, most specific first. */
+const CHECK_OF: Readonly<Record<FindingReason, Check>> = {
+  ImageNotFound: 'missing-image',
+  ReferenceInvalid: 'reference-error',
+  PullAccessDenied: 'pull-access',
+  NoPullSecret: 'pull-access',
+  PlatformMissing: 'platforms',
+}
+
+/** Warning texts of src/mutate/pin-images.ts that are not check findings, most specific first. */
 const WARNING_CHECKS: ReadonlyArray<readonly [RegExp, Check]> = [
-  [/ not found on .*ImagePullBackOff/, 'missing-image'],
-  [/invalid image reference/, 'reference-error'],
-  [/refused the credentials|token realm refused/, 'pull-access'],
-  [/platform/, 'platforms'],
   [/registry (unavailable|timed out|sent a bad response|sent a digest|resolves to a private)|lookup failed|lookup cut|lookupBudgetMs/, 'registry-error'],
 ]
 
@@ -55,7 +60,16 @@ export function findingsFromMutation (result: MutationResult, sites: readonly Im
       out.push({ check: 'secret', severity: SEVERITY.secret, secret: change.secret, message: `would add imagePullSecret ${change.secret}` })
     }
   }
+  // The checks' findings name their container: the image as written is that container's.
+  const told = new Set<string>()
+  for (const f of result.findings) {
+    told.add(`pullpin: ${f.message}`)
+    const site = sites.find(s => s.container === f.container && s.field === f.field)
+    const check = CHECK_OF[f.reason]
+    out.push({ check, severity: SEVERITY[check], image: site?.image ?? f.image, container: f.container, message: f.message })
+  }
   for (const warning of result.warnings) {
+    if (told.has(warning)) continue
     const text = warning.replace(/^pullpin: /, '')
     const check = WARNING_CHECKS.find(([re]) => re.test(text))?.[1] ?? 'not-pinned'
     // The warning names the image as written: the containers using it are the finding's place.

@@ -46,12 +46,6 @@ export interface ReviewDeps {
   readonly labels: Readonly<Record<string, Readonly<Record<string, string>>>>
   /** --namespace: where every object would land. */
   readonly namespace?: string
-  /**
-   * Whether an image the mutator kept without asking the registry (a SHA tag, a digest) exists:
-   * a finding when it does not. Bridges today's mutator, which looks up only the images it pins;
-   * structured pull-readiness findings from src/mutate make it unnecessary.
-   */
-  readonly exists?: (image: string) => Promise<Finding | undefined>
   /** Called as objects are reviewed (progress on a terminal). */
   readonly onProgress?: (done: number, total: number) => void
 }
@@ -117,14 +111,6 @@ export async function review (sources: readonly ParsedSource[], values: readonly
       deadline: { signal: new AbortController().signal, ms: Infinity, remainingMs: () => Infinity },
     })
     const findings = findingsFromMutation(result, sites)
-    if (deps.exists !== undefined) {
-      const asked = new Set(findings.flatMap(f => f.image !== undefined ? [f.image] : []))
-      for (const site of sites) {
-        if (asked.has(site.image)) continue
-        const missing = await deps.exists(site.image)
-        if (missing !== undefined) findings.push({ ...missing, container: site.container })
-      }
-    }
     deps.onProgress?.(++done, targets.length)
     return {
       file: t.file,
