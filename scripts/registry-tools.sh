@@ -6,6 +6,9 @@
 #   bash scripts/registry-tools.sh ensure   install what is missing (apt-get), stop the package's
 #                                           own service, print versions. Fast when all is present.
 set -euo pipefail
+TOOL=registry-tools
+# shellcheck source=lib/apt-tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt-tools.sh"
 
 need_packages() {
   local need=()
@@ -16,47 +19,6 @@ need_packages() {
   echo "${need[@]+"${need[@]}"}"
 }
 
-install_packages() {
-  if [ "$(id -u)" != 0 ]; then
-    echo "registry-tools: missing packages ($*) and not root; install them with apt-get" >&2
-    exit 1
-  fi
-  # Keep the package's init script / unit from starting a registry on :5000 during install:
-  # invoke-rc.d consults policy-rc.d, exit 101 = "action forbidden". Only add one if none exists.
-  local own_policy=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    own_policy=1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  # Lock timeout: another apt-get (e.g. a provisioning step) may still hold the dpkg lock.
-  local rc=0
-  {
-    apt-get -o DPkg::Lock::Timeout=600 update -qq &&
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@"
-  } || rc=$?
-  [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
-  [ "$rc" = 0 ] || { echo "registry-tools: apt-get failed ($rc)" >&2; exit "$rc"; }
-}
-
-stop_package_service() {
-  # The tests start their own registries on free ports and never use the packaged service; if it
-  # runs it only squats :5000, so stop it (through its own service manager, never by process name).
-  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-    if systemctl is-active --quiet docker-registry 2>/dev/null; then
-      systemctl stop docker-registry || true
-      systemctl disable --quiet docker-registry 2>/dev/null || true
-      echo "registry-tools: stopped the docker-registry systemd service"
-    fi
-  elif [ -x /etc/init.d/docker-registry ] && [ -s /var/run/docker-registry.pid ]; then
-    if /etc/init.d/docker-registry status >/dev/null 2>&1; then
-      /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
-      echo "registry-tools: stopped the docker-registry init service"
-    fi
-  fi
-}
-
 versions() {
   echo "docker-registry: $(/usr/bin/docker-registry --version 2>&1 | head -n1)"
   echo "skopeo: $(skopeo --version 2>&1 | head -n1)"
@@ -65,17 +27,7 @@ versions() {
 }
 
 case "${1:-}" in
-  ensure)
-    missing="$(need_packages)"
-    if [ -n "$missing" ]; then
-      # shellcheck disable=SC2086 # word splitting wanted: one package per word
-      install_packages $missing
-      missing="$(need_packages)"
-      [ -z "$missing" ] || { echo "registry-tools: still missing after install: $missing" >&2; exit 1; }
-    fi
-    stop_package_service
-    versions
-    ;;
+  ensure) apt_tools_ensure docker-registry /var/run/docker-registry.pid versions ;;
   *)
     echo "usage: bash scripts/registry-tools.sh ensure" >&2
     exit 2

@@ -3,46 +3,16 @@
 // missing tag, an uppercase owner and an untrusted certificate
 // (test/doctor-cluster.test.ts has the cluster side).
 import t from 'tap'
-import { spawn } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { main } from '../src/cli.js'
-import { dockerConfigJsonFor, startRegistry, type RegistryFixture } from './support/registry.js'
+import { startRegistry, type RegistryFixture } from './support/registry.js'
+import { checkLine, doctorConfigFor, inProcess, spawnCli, TempFiles, type Ran } from './support/cli.js'
 import { gitSha } from './support/pinning-env.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-
-interface Ran { code: number | null, stdout: string, stderr: string }
-
-/** `pullpin ARGS` in this process (most cases: a spawn costs seconds on a loaded machine). */
-async function doctor (args: string[]): Promise<Ran> {
-  const out: string[] = []
-  const err: string[] = []
-  const code = await main(args, { out: (s) => out.push(s), err: (s) => err.push(s), env: {} })
-  return { code, stdout: out.join(''), stderr: err.join('') }
-}
-
-/** `pullpin ARGS` as a real process (node --import tsx src/cli.ts). */
-function pullpin (args: string[]): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src', 'cli.ts'), ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: root, env: { ...process.env, KUBECONFIG: '', DOCKER_CONFIG: '' } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    child.once('error', reject)
-    child.once('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
-
-let dir: string
+let files: TempFiles
 let basic: RegistryFixture
 let token: RegistryFixture
 const SCOPED_PASSWORD = 'scoped-secret-pw'
 t.before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'pullpin-doctor-'))
+  files = await TempFiles.create('pullpin-doctor-')
   basic = await startRegistry()
   token = await startRegistry({
     auth: 'token',
@@ -56,40 +26,12 @@ t.before(async () => {
 t.teardown(async () => {
   await basic.stop()
   await token.stop()
-  await rm(dir, { recursive: true, force: true })
+  await files.remove()
 })
-
-let files = 0
-async function file (content: string): Promise<string> {
-  const f = join(dir, `f${files++}`)
-  await writeFile(f, content)
-  return f
-}
-
-/** A pullpin config for `r` (with its CA unless `ca` is false) and a docker config with `user`/`password`. */
-async function configFor (r: RegistryFixture, opts: { user?: string, password?: string, ca?: boolean, top?: string } = {}): Promise<string[]> {
-  const docker = await file(dockerConfigJsonFor(r.host, opts.user ?? r.username, opts.password ?? r.password))
-  const config = await file(`
-namespaces:
-  labels: {}
-pullSecrets:
-  - name: local-registry
-    registries: ["${r.host}"]
-registry:
-  hosts: ["${r.host}"]
-  allowPrivate: ["${r.host}"]
-  options:
-    "${r.host}": { ${opts.ca === false ? '' : `caFile: "${r.caFile}", `}timeoutMs: 10000 }
-${opts.top ?? ''}`)
-  return ['--config', config, '--docker-config', docker]
-}
-
-/** The check line whose title contains `title`, as "<mark> <detail>" (the title left out). */
-function line (out: string, title: string): string {
-  const found = out.split('\n').find(l => /^[✓✗–] /.test(l) && l.includes(title))
-  if (found === undefined) return `(no line "${title}")`
-  return `${found.slice(0, 2)}${found.slice(found.indexOf(': ') + 2)}`
-}
+const doctor = (args: string[]): Promise<Ran> => inProcess(args)
+const pullpin = (args: string[]): Promise<Ran> => spawnCli(args)
+const configFor = (r: RegistryFixture, opts: Parameters<typeof doctorConfigFor>[2] = {}): Promise<string[]> => doctorConfigFor(files, r, opts)
+const line = checkLine
 
 t.test('all good: every check passes, exit 0, the SHA tag is named; the password is never printed', async t => {
   const sha = gitSha('doctor-ok')

@@ -3,7 +3,7 @@
 // checked against the SARIF 2.1.0 schema, and the input rules (directories, List, JSON, CronJob,
 // unknown kinds, invalid YAML with its line).
 import t from 'tap'
-import { execFile, execFileSync, spawn } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { Ajv } from 'ajv'
-import { main } from '../src/cli.js'
+import { inProcess, spawnCli, type Ran } from './support/cli.js'
 import addFormats from 'ajv-formats'
 import { gitSha, startPinningEnv, type PinningEnv } from './support/pinning-env.js'
 
@@ -33,29 +33,7 @@ t.teardown(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-interface Ran { code: number | null, stdout: string, stderr: string }
-
-/** `pullpin ARGS` in this process (a spawn costs seconds on a loaded machine; the key cases spawn). */
-async function inProcess (args: string[], stdin = ''): Promise<Ran> {
-  const out: string[] = []
-  const err: string[] = []
-  const code = await main(args, { out: (s) => out.push(s), err: (s) => err.push(s), env: {}, readStdin: () => Promise.resolve(stdin) })
-  return { code, stdout: out.join(''), stderr: err.join('') }
-}
-
-/** `pullpin ARGS` as a real process (node --import tsx src/cli.ts), with `stdin` piped in. */
-function pullpin (args: string[], stdin = ''): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src', 'cli.ts'), ...args], { stdio: ['pipe', 'pipe', 'pipe'], cwd: root })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    child.once('error', reject)
-    child.once('close', (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(stdin)
-  })
-}
+const pullpin = (args: string[], stdin = ''): Promise<Ran> => spawnCli(args, stdin, process.env)
 
 const helmHome = (): Record<string, string> => ({
   PATH: process.env.PATH ?? '/usr/bin:/bin',

@@ -7,19 +7,13 @@
 // src/cluster/copy-availability.ts.
 import type { Mode } from '../policy/config.js'
 import type { MutationResult } from '../mutate/mutator.js'
+import type { FindingReason as CheckReason } from '../mutate/findings.js'
 
-/** Stable reasons: they are Event reasons and PolicyReport rules, so renaming one breaks queries. */
-export type FindingReason =
-  | 'ImageNotFound'
-  | 'PullAccessDenied'
-  | 'NoPullSecret'
-  | 'PlatformMissing'
-  | 'ReferenceInvalid'
-  | 'ImagePinned'
-  | 'WouldPin'
-  | 'NotPinned'
-  | 'WouldDeny'
-  | 'CheckFailed'
+/**
+ * Stable reasons: they are Event reasons and PolicyReport rules, so renaming one breaks queries.
+ * The checks' own (src/mutate/findings.ts), and what pinning and the review itself add.
+ */
+export type FindingReason = CheckReason | 'ImagePinned' | 'WouldPin' | 'NotPinned' | 'WouldDeny' | 'CheckFailed'
 
 /** PolicyReport severities (wgpolicyk8s.io/v1alpha2 PolicyReportResult.severity). */
 export type FindingSeverity = 'high' | 'medium' | 'low' | 'info'
