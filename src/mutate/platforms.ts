@@ -26,12 +26,13 @@ export const ARCH_LABEL = 'kubernetes.io/arch'
  * kubernetes.io/arch narrow them. A selector no node matches leaves the selector's own platform
  * (the pod cannot be scheduled yet, but the image must still run where it asks to).
  */
-export function podPlatforms (pod: Pod, nodes: readonly Platform[]): Platform[] {
+export function podPlatforms (pod: Pod, nodes: readonly Platform[]): readonly Platform[] {
   const selector = pod.spec?.nodeSelector
   const sel = selector !== null && typeof selector === 'object' && !Array.isArray(selector) ? selector as Record<string, unknown> : {}
   const os = typeof sel[OS_LABEL] === 'string' ? sel[OS_LABEL] : undefined
   const arch = typeof sel[ARCH_LABEL] === 'string' ? sel[ARCH_LABEL] : undefined
-  if (os === undefined && arch === undefined) return [...nodes]
+  // The nodes' own list, not a copy: the check step keys its memo by this list's identity.
+  if (os === undefined && arch === undefined) return nodes
   const out = nodes.filter(n => (os === undefined || n.os === os) && (arch === undefined || n.architecture === arch))
   if (out.length > 0) return out
   return os !== undefined && arch !== undefined ? [{ os, architecture: arch }] : []
