@@ -125,6 +125,24 @@ function secretWrites (log: LoggedRequest[], known: Map<string, Obj>): Admission
   return out
 }
 
+/** pullpin's real cluster integration on `server`, leader-to-be, with a CA to write into the webhooks' caBundle. */
+function leaderWithCaBundle (t: Test, server: FakeApiServer, config: Config): void {
+  const integration = createClusterIntegration({
+    connection: connectCluster({ kubeConfig: server.kubeConfig() }),
+    config,
+    ownNamespace: NS,
+    identity: 'replica-1',
+    logger: createLogger({ level: 'silent' }),
+    metrics: createMetrics({ defaultMetrics: false }).cluster,
+    credentials: new CredentialStore(),
+    backoff: { initialMs: 20, maxMs: 200 },
+    leaderElection: { leaseDurationMs: 10_000, renewDeadlineMs: 8000, retryPeriodMs: 100 },
+  })
+  t.teardown(() => integration.stop())
+  integration.setCaBundle('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
+  integration.start()
+}
+
 const b64 = (s: string): string => Buffer.from(s).toString('base64')
 const dockerConfig = (registry: string, password: string): string => b64(JSON.stringify({ auths: { [registry]: { auth: b64(`bot:${password}`) } } }))
 const policyOf = (objs: Obj[], which = 'secret-writes'): Obj => {
@@ -310,20 +328,7 @@ t.test('the caBundle patch the leader really makes passes the webhook-write poli
   const before = server.seed({ apiVersion, kind, metadata: { name: metadata.name, labels: metadata.labels }, webhooks })
   const config: Config = parseConfig(rendered.find(o => o.kind === 'ConfigMap')!.data['config.yaml'], 'rendered ConfigMap')
   t.equal(config.cluster.webhookConfigurationName, metadata.name, 'the leader patches the rendered configuration')
-  const integration = createClusterIntegration({
-    connection: connectCluster({ kubeConfig: server.kubeConfig() }),
-    config,
-    ownNamespace: NS,
-    identity: 'replica-1',
-    logger: createLogger({ level: 'silent' }),
-    metrics: createMetrics({ defaultMetrics: false }).cluster,
-    credentials: new CredentialStore(),
-    backoff: { initialMs: 20, maxMs: 200 },
-    leaderElection: { leaseDurationMs: 10_000, renewDeadlineMs: 8000, retryPeriodMs: 100 },
-  })
-  t.teardown(() => integration.stop())
-  integration.setCaBundle('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
-  integration.start()
+  leaderWithCaBundle(t, server, config)
   const current = (): Obj => server.get({ group: WEBHOOKS.group, resource: WEBHOOKS.resource, name: metadata.name })
   await until('caBundle patched', () => current().webhooks.every((w: Obj) => typeof w.clientConfig.caBundle === 'string'))
   t.same(evaluate(webhookPolicy, hookUpdate(current(), before)), { kind: 'allowed' }, 'the leader\'s patch is allowed')
@@ -374,20 +379,7 @@ t.test('the workload webhook\'s ValidatingWebhookConfiguration: the leader\'s re
   const before = server.seed({ apiVersion: vConfig.apiVersion, kind: vConfig.kind, metadata: { name: vConfig.metadata.name, labels: vConfig.metadata.labels }, webhooks: vConfig.webhooks })
   const config: Config = parseConfig(rendered.find(o => o.kind === 'ConfigMap')!.data['config.yaml'], 'rendered ConfigMap')
   t.equal(config.cluster.validatingWebhookConfigurationName, vConfig.metadata.name)
-  const integration = createClusterIntegration({
-    connection: connectCluster({ kubeConfig: server.kubeConfig() }),
-    config,
-    ownNamespace: NS,
-    identity: 'replica-1',
-    logger: createLogger({ level: 'silent' }),
-    metrics: createMetrics({ defaultMetrics: false }).cluster,
-    credentials: new CredentialStore(),
-    backoff: { initialMs: 20, maxMs: 200 },
-    leaderElection: { leaseDurationMs: 10_000, renewDeadlineMs: 8000, retryPeriodMs: 100 },
-  })
-  t.teardown(() => integration.stop())
-  integration.setCaBundle('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
-  integration.start()
+  leaderWithCaBundle(t, server, config)
   const current = (): Obj => server.get({ group: VALIDATING.group, resource: VALIDATING.resource, name: vConfig.metadata.name })
   await until('caBundle patched', () => current().webhooks.every((w: Obj) => typeof w.clientConfig.caBundle === 'string'))
   t.same(evaluate(webhookPolicy, vUpdate(current(), before)), { kind: 'allowed' }, 'the leader\'s patch is allowed')
