@@ -4,11 +4,10 @@
 import t, { type Test } from 'tap'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { admissionReview, applyResponsePatch, podFromWorkload } from './support/pods.js'
-import { startPullpin, type RunningPullpin } from './support/pullpin.js'
+import { admissionReview, applyResponsePatch, podWithImages } from './support/pods.js'
+import { mutatePod, startPullpin, type RunningPullpin } from './support/pullpin.js'
 import { gitSha, startPinningEnv, type PinningEnv } from './support/pinning-env.js'
 import { dockerConfigJsonFor } from './support/registry.js'
-import type { Pod } from '../src/mutate/pod.js'
 
 let env: PinningEnv
 t.before(async () => { env = await startPinningEnv() })
@@ -25,17 +24,9 @@ async function pullpin (t: Test, top = '', pinning = false): Promise<RunningPull
   return p
 }
 
-function podWith (images: string[], namespace = 'team-a'): Pod {
-  const pod = podFromWorkload('deployment-web', { namespace })
-  pod.spec!.containers = images.map((image, i) => ({ ...pod.spec!.containers![0]!, name: `c${i}`, image }))
-  return pod
-}
+const podWith = podWithImages
 
-async function review (p: RunningPullpin, pod: Pod) {
-  const res = await p.post('/mutate', admissionReview(pod))
-  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${res.text}`)
-  return { response: res.json.response, result: applyResponsePatch(pod, res.json.response) as Pod }
-}
+const review = mutatePod
 
 function metric (text: string, check: string, result: string): number {
   const m = new RegExp(`^pullpin_checks_total\\{check="${check}",result="${result}"\\} (\\d+)$`, 'm').exec(text)

@@ -1,13 +1,12 @@
 // Cold pinning (issue 15): a real pullpin over TLS, the real registry behind the counting proxy,
 // every registry request counted at the proxy.
 import t, { type Test } from 'tap'
-import { admissionReview, applyResponsePatch, podFromWorkload } from './support/pods.js'
-import { startPullpin, type RunningPullpin } from './support/pullpin.js'
+import { podWithImages } from './support/pods.js'
+import { mutatePod, startPullpin, type RunningPullpin } from './support/pullpin.js'
 import { gitSha, startPinningEnv, type PinningEnv } from './support/pinning-env.js'
 import { fastStorage, pushManyTags, putManifest } from './support/many-tags.js'
 import { until } from './support/until.js'
 import { buildImage, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from './support/oci-layout.js'
-import type { Pod } from '../src/mutate/pod.js'
 
 const REVISION = 'org.opencontainers.image.revision'
 let env: PinningEnv
@@ -36,17 +35,9 @@ async function pullpin (t: Test, extra = '', registries?: string[], top = '', re
   return p
 }
 
-function podWith (images: string[]): Pod {
-  const pod = podFromWorkload('deployment-web', { namespace: 'team-a' })
-  pod.spec!.containers = images.map((image, i) => ({ ...pod.spec!.containers![0]!, name: `c${i}`, image }))
-  return pod
-}
+const podWith = podWithImages
 
-async function review (p: RunningPullpin, pod: Pod) {
-  const res = await p.post('/mutate', admissionReview(pod))
-  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${res.text}`)
-  return { response: res.json.response, result: applyResponsePatch(pod, res.json.response) as Pod }
-}
+const review = mutatePod
 
 t.test('an allowlist entry with a path pins the images under it, and only those', async t => {
   const sha = gitSha('path-entry')

@@ -18,8 +18,8 @@ import { CredentialStore, readDockerConfigFiles } from '../src/registry/credenti
 import { parseConfig } from '../src/policy/config.js'
 import { tryParseImageReference } from '../src/reference/parse.js'
 import type { Pod } from '../src/mutate/pod.js'
-import { admissionReview, applyResponsePatch, podFromWorkload } from './support/pods.js'
-import { startPullpin, type RunningPullpin } from './support/pullpin.js'
+import { admissionReview, podWithImages } from './support/pods.js'
+import { mutatePod, startPullpin, type RunningPullpin } from './support/pullpin.js'
 import { gitSha, startPinningEnv, type PinningEnv } from './support/pinning-env.js'
 import { until } from './support/until.js'
 
@@ -27,11 +27,7 @@ let env: PinningEnv
 t.before(async () => { env = await startPinningEnv() })
 t.teardown(() => env.stop())
 
-function podWith (images: string[], namespace = 'team-a'): Pod {
-  const pod = podFromWorkload('deployment-web', { namespace })
-  pod.spec!.containers = images.map((image, i) => ({ ...pod.spec!.containers![0]!, name: `c${i}`, image }))
-  return pod
-}
+const podWith = podWithImages
 
 // A generous registry timeout: the machine is shared, and these tests count requests, not time.
 const TIMEOUT_MS = 5000
@@ -42,11 +38,7 @@ async function pullpin (t: Test, extra = '', top = ''): Promise<RunningPullpin> 
   return p
 }
 
-async function review (p: RunningPullpin, pod: Pod) {
-  const res = await p.post('/mutate', admissionReview(pod))
-  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${res.text}`)
-  return { response: res.json.response, result: applyResponsePatch(pod, res.json.response) as Pod }
-}
+const review = mutatePod
 
 const input = (pod: Pod): MutationInput => ({
   operation: 'CREATE',

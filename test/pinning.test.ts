@@ -1,10 +1,9 @@
 // Pinning end to end: a real pullpin over TLS, a real registry behind the counting proxy, pods
 // from real kubectl output. Every digest pinned is compared with what skopeo inspect reports.
 import t, { type Test } from 'tap'
-import { admissionReview, applyResponsePatch, podFromWorkload } from './support/pods.js'
-import { startPullpin, type RunningPullpin } from './support/pullpin.js'
+import { podWithImages } from './support/pods.js'
+import { mutatePod, startPullpin, type RunningPullpin } from './support/pullpin.js'
 import { gitSha, startPinningEnv, type PinningEnv } from './support/pinning-env.js'
-import type { Pod } from '../src/mutate/pod.js'
 
 let env: PinningEnv
 t.before(async () => { env = await startPinningEnv() })
@@ -17,17 +16,9 @@ async function pullpin (t: Test, extra = '', top = '', registryExtra = ''): Prom
 }
 
 /** A pod whose containers use the given images (the rest of the pod is real kubectl output). */
-function podWith (images: string[], namespace = 'team-a', ownerUid?: string): Pod {
-  const pod = podFromWorkload('deployment-web', { namespace, ...(ownerUid !== undefined ? { ownerUid } : {}) })
-  pod.spec!.containers = images.map((image, i) => ({ ...pod.spec!.containers![0]!, name: `c${i}`, image }))
-  return pod
-}
+const podWith = podWithImages
 
-async function review (p: RunningPullpin, pod: Pod, opts = {}) {
-  const res = await p.post('/mutate', admissionReview(pod, opts))
-  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${res.text}`)
-  return { response: res.json.response, result: applyResponsePatch(pod, res.json.response) as Pod }
-}
+const review = mutatePod
 
 t.test('latest and no tag are rewritten to the verified 40-hex tag; the original is recorded', async t => {
   const sha = gitSha('web-1')

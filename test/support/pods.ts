@@ -91,3 +91,10 @@ export function applyResponsePatch (pod: unknown, response: { patch?: string; pa
 export function decodePatch (response: { patch?: string }): any[] {
   return response.patch === undefined ? [] : JSON.parse(Buffer.from(response.patch, 'base64').toString('utf8'))
 }
+
+/** deployment-web's pod in `namespace` with one container per image (c0, c1, …), owned by `ownerUid`'s ReplicaSet if given. */
+export function podWithImages (images: string[], namespace = 'team-a', ownerUid?: string): Pod {
+  const pod = podFromWorkload('deployment-web', { namespace, ...(ownerUid !== undefined ? { ownerUid } : {}) })
+  pod.spec!.containers = images.map((image, i) => ({ ...pod.spec!.containers![0]!, name: `c${i}`, image }))
+  return pod
+}

@@ -10,6 +10,8 @@ import { parseConfig } from '../../src/policy/config.js'
 import { createLogger } from '../../src/server/logger.js'
 import { SelfSignedDirectorySource } from '../../src/certs/self-signed.js'
 import type { CertificateSource } from '../../src/certs/certificate-source.js'
+import type { Pod } from '../../src/mutate/pod.js'
+import { admissionReview, applyResponsePatch, type ReviewOptions } from './pods.js'
 
 export class LogCapture extends Writable {
   readonly lines: string[] = []
@@ -78,4 +80,11 @@ export async function startPullpin (configYaml: string, opts: Partial<AppOptions
       await rm(dir, { recursive: true, force: true })
     },
   }
+}
+
+/** POST /mutate of `pod` to a running pullpin: its AdmissionResponse, and the pod its patch makes. */
+export async function mutatePod (p: RunningPullpin, pod: Pod, opts: ReviewOptions = {}): Promise<{ response: any, result: Pod }> {
+  const res = await p.post('/mutate', admissionReview(pod, opts))
+  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${res.text}`)
+  return { response: res.json.response, result: applyResponsePatch(pod, res.json.response) as Pod }
 }
