@@ -252,9 +252,13 @@ export function draftOf (pod: Pod): Pod {
 export async function podPatch (original: Pod, draft: Pod, stop?: () => Error | undefined): Promise<Operation[]> {
   const lists = pairedLists(original, draft)
   const ops: Operation[] = []
+  // The annotations are diffed apart from the rest when their ops come last in compare's order
+  // (both pods have metadata, the draft adds no top-level field).
+  const apart = isObject(original.metadata) && isObject(draft.metadata) && (original.spec !== undefined || draft.spec === undefined)
   const rest = (): Operation[] => {
     const volumes = isObject(original.spec) && isObject(draft.spec) && original.spec.volumes !== draft.spec.volumes
-    for (const op of fastJsonPatch.compare(projection(original, lists, volumes), projection(draft, lists, volumes))) ops.push(op)
+    for (const op of fastJsonPatch.compare(projection(original, lists, volumes, apart), projection(draft, lists, volumes, apart))) ops.push(op)
+    if (apart) annotationOps(original.metadata!.annotations, draft.metadata!.annotations, ops)
     return ops
   }
   let total = 0
@@ -307,16 +311,61 @@ function containerOps (field: ContainerField, i: number, o: unknown, d: unknown,
   for (const op of fastJsonPatch.compare({ c: imageOnly(o) }, { c: imageOnly(d) })) ops.push({ ...op, path: at + op.path.slice(2) })
 }
 
+const ANNOTATIONS = '/metadata/annotations'
+
+/**
+ * compare's operations for the annotations (projected as `metadata.annotations` when present),
+ * in its order. A map of strings, the only kind the API server sends, is diffed here: compare
+ * would deep-copy a map it adds whole through JSON, and every pinned pod's annotations gain
+ * pullpin's records (BENCHMARKS.md, "The patch's annotations without a copy"). The map added is
+ * the draft's own, which nothing changes once the steps are done. Anything else goes to compare.
+ */
+function annotationOps (o: unknown, d: unknown, ops: Operation[]): void {
+  if (o === d) return
+  if (o === undefined && isStringMap(d)) {
+    ops.push({ op: 'add', path: ANNOTATIONS, value: d })
+    return
+  }
+  if (!isStringMap(o) || !isStringMap(d)) {
+    const wrapped = (v: unknown): Record<string, unknown> => v === undefined ? {} : { a: v }
+    for (const op of fastJsonPatch.compare(wrapped(o), wrapped(d))) ops.push({ ...op, path: ANNOTATIONS + op.path.slice(2) })
+    return
+  }
+  const oldKeys = Object.keys(o)
+  let deleted = false
+  for (let k = oldKeys.length - 1; k >= 0; k--) {
+    const key = oldKeys[k]!
+    if (Object.hasOwn(d, key)) {
+      if (o[key] !== d[key]) ops.push({ op: 'replace', path: `${ANNOTATIONS}/${fastJsonPatch.escapePathComponent(key)}`, value: d[key] })
+    } else {
+      ops.push({ op: 'remove', path: `${ANNOTATIONS}/${fastJsonPatch.escapePathComponent(key)}` })
+      deleted = true
+    }
+  }
+  const newKeys = Object.keys(d)
+  if (!deleted && newKeys.length === oldKeys.length) return
+  for (const key of newKeys) {
+    if (!Object.hasOwn(o, key)) ops.push({ op: 'add', path: `${ANNOTATIONS}/${fastJsonPatch.escapePathComponent(key)}`, value: d[key] })
+  }
+}
+
+function isStringMap (v: unknown): v is Record<string, string> {
+  if (!isObject(v)) return false
+  for (const key in v) if (typeof v[key] !== 'string') return false
+  return true
+}
+
 /**
  * The fields a step may change, at their paths in the pod (array indexes kept), so a diff of two
  * projections is the patch of the pods. Only fields that are present are projected: a missing
  * annotations map or imagePullSecrets list diffs as one "add" of the whole value. The container
- * lists in `paired` are left out (containerOps diffs them).
+ * lists in `paired` are left out (containerOps diffs them), and so are the annotations when
+ * annotationOps diffs them (`withoutAnnotations`).
  */
-function projection (pod: Pod, paired: readonly ListPair[], volumes: boolean): Record<string, unknown> {
+function projection (pod: Pod, paired: readonly ListPair[], volumes: boolean, withoutAnnotations: boolean): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   const meta = pod.metadata
-  if (isObject(meta)) out.metadata = meta.annotations !== undefined ? { annotations: meta.annotations } : {}
+  if (isObject(meta)) out.metadata = meta.annotations !== undefined && !withoutAnnotations ? { annotations: meta.annotations } : {}
   else if (meta !== undefined) out.metadata = meta
   const spec = pod.spec
   if (isObject(spec)) {

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import fastJsonPatch from 'fast-json-patch'
-import type { Pod, Container } from '../../src/mutate/pod.js'
+import { CONTAINER_FIELDS, type Pod, type Container } from '../../src/mutate/pod.js'
 
 const FIXTURES = new URL('../fixtures/kubectl/', import.meta.url)
 
@@ -97,4 +97,22 @@ export function podWithImages (images: string[], namespace = 'team-a', ownerUid?
   const pod = podFromWorkload('deployment-web', { namespace, ...(ownerUid !== undefined ? { ownerUid } : {}) })
   pod.spec!.containers = images.map((image, i) => ({ ...pod.spec!.containers![0]!, name: `c${i}`, image }))
   return pod
+}
+
+/**
+ * The projection podPatch (src/mutate/mutator.ts) promises to diff: annotations, imagePullSecrets,
+ * each container's image, at their paths. fast-json-patch's compare of two projections is the
+ * patch podPatch must give, operation for operation.
+ */
+export function patchProjection (pod: Pod): unknown {
+  const meta = { metadata: pod.metadata!.annotations !== undefined ? { annotations: pod.metadata!.annotations } : {} }
+  const spec = pod.spec
+  if (spec === undefined) return meta
+  const s: Record<string, unknown> = {}
+  if (spec.imagePullSecrets !== undefined) s.imagePullSecrets = spec.imagePullSecrets
+  for (const f of CONTAINER_FIELDS) {
+    const list = spec[f]
+    if (list !== undefined) s[f] = Array.isArray(list) ? list.map((c: any) => c !== null && typeof c === 'object' && !Array.isArray(c) ? (c.image !== undefined ? { image: c.image } : {}) : c) : list
+  }
+  return { ...meta, spec: s }
 }
