@@ -36,15 +36,15 @@ const pinAll: MutationStep = {
   name: 'pin-all',
   operations: ['CREATE'],
   run (ctx) {
-    const originals: Record<string, string> = Object.create(null) as Record<string, string>
+    const pins: Record<string, { image: string; pin: string }> = Object.create(null) as Record<string, { image: string; pin: string }>
     const one = (i: number): void => {
       const site = ctx.images[i]!
       const to = `${site.image.split(':')[0]!}@sha256:${'a'.repeat(64)}`
       ctx.pod.spec![site.field]![site.index]!.image = to
-      originals[site.container] = site.image
+      pins[site.container] = { image: site.image, pin: to }
       ctx.changes.push({ kind: 'pin', field: site.field, container: site.container, from: site.image, to, verified: true })
     }
-    const end = (): void => { (ctx.pod.metadata!.annotations ??= {})['pullpin.io/original-images'] = JSON.stringify(originals) }
+    const end = (): void => { (ctx.pod.metadata!.annotations ??= {})['pullpin.io/pins'] = JSON.stringify(pins) }
     return forEachChunked(ctx.images.length, one).then(end)
   },
 }

@@ -151,12 +151,12 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
     registers: [registry],
   })
   // The series of a check result, looked up once rather than hashed per image.
-  const checkSeries = new Map<string, { inc (): void }>()
-  const checkResult = (check: CheckName, result: CheckResult): void => {
+  const checkSeries = new Map<string, { inc (n: number): void }>()
+  const checkResult = (check: CheckName, result: CheckResult, n = 1): void => {
     const k = `${check}/${result}`
     let child = checkSeries.get(k)
     if (child === undefined) checkSeries.set(k, child = checkCounts.labels(check, result))
-    child.inc()
+    child.inc(n)
   }
 
   const clusterWrites = new Counter({
@@ -267,7 +267,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}): Metrics
       auditFinding: (kind) => auditCounts.inc({ kind }),
     },
     pinning: {
-      pinned: (format, source) => pinnedCounts.inc({ format, source }),
+      pinned: (format, source, n = 1) => pinnedCounts.inc({ format, source }, n),
       unpinned: (reason) => unpinnedCounts.inc({ reason }),
       pins: (source) => pinsCounts.inc({ source }),
     },

@@ -231,7 +231,7 @@ t.test('an image volume (Kubernetes 1.31+) gets its secret, its check and its pi
     { name: 'gone', image: { reference: `${env.host}/acme/vol:${gitSha('vol-never')}` } },
   ], 'pinned in place, nothing else touched')
   t.same(response.warnings, [`pullpin: gone: tag ${gitSha('vol-never').slice(0, 7)}… not found in ${env.host}/acme/vol — not pushed by CI?`])
-  t.same(JSON.parse(result.metadata!.annotations!['pullpin.io/original-images']!), { models: `${env.host}/acme/vol:latest` })
+  t.match(JSON.parse(result.metadata!.annotations!['pullpin.io/pins']!), { models: { image: `${env.host}/acme/vol:latest`, pin: `${env.host}/acme/vol:${sha}` } })
   // skip-containers names image volumes too.
   const skipped = structuredClone(pod)
   skipped.metadata!.annotations = { 'pullpin.io/skip-containers': 'models,gone' }

@@ -28,7 +28,8 @@ t.test('latest and no tag are rewritten to the verified 40-hex tag; the original
   const images = [`${env.host}/acme/web:latest`, `${env.host}/acme/web`, `${env.host}/acme/web:main`]
   const { response, result } = await review(p, podWith(images))
   t.same(result.spec!.containers!.map(c => c.image), images.map(() => `${env.host}/acme/web:${sha}`))
-  t.same(JSON.parse(result.metadata!.annotations!['pullpin.io/original-images']!), { c0: images[0], c1: images[1], c2: images[2] })
+  const pin = `${env.host}/acme/web:${sha}`
+  t.same(JSON.parse(result.metadata!.annotations!['pullpin.io/pins']!), { c0: { image: images[0], pin, digest }, c1: { image: images[1], pin, digest }, c2: { image: images[2], pin, digest } })
   t.same(result.spec!.imagePullSecrets, [{ name: 'local-registry' }])
   t.equal(response.warnings, undefined)
   t.same(JSON.parse(response.auditAnnotations['pin-images']), { c0: `${env.host}/acme/web:${sha}`, c1: `${env.host}/acme/web:${sha}`, c2: `${env.host}/acme/web:${sha}` })

@@ -178,7 +178,7 @@ export function createAdmissionHandler (opts: AdmissionOptions): AdmissionHandle
     response.auditAnnotations = withFindings(await auditAnnotations('enforce', result.changes, ''), result.findings, '')
     const answer = late()
     if (answer !== undefined) return answer
-    // A clean mutation is recorded on the pod (pullpin.io/original-images), in the API server's
+    // A clean mutation is recorded on the pod (pullpin.io/pins), in the API server's
     // audit log (the audit annotations above) and in the metrics; its log line is debug, since at
     // info it was a third of the review's CPU (BENCHMARKS.md). Anything with a warning is info.
     if (result.warnings.length > 0 || result.diagnostics.length > 0) log().info(reviewLine({ mode, outcome: 'mutated', dryRun }, result, 'changes'), 'pod mutated, with warnings')

@@ -4,7 +4,7 @@
 // pod: past the lookup budget (registry.lookupBudgetMs, cut to what the review deadline leaves; see
 // src/policy/budgets.ts) or on an error the image stays as written and a warning says why.
 import type { PinFormat, PinningConfig, RegistryConfig } from '../policy/config.js'
-import { ORIGINAL_IMAGES_ANNOTATION, PINS_ANNOTATION } from '../policy/annotations.js'
+import { PINS_ANNOTATION } from '../policy/annotations.js'
 import { compileGlobs } from '../policy/glob.js'
 import { compileRegistryGlob, normalizeRegistryKey } from '../reference/host-glob.js'
 import { formatImageReference, tryParseImageReference, type ImageReference, type ReferenceParse } from '../reference/parse.js'
@@ -20,8 +20,12 @@ import { setImageAt, type ImageSite, type Pod } from './pod.js'
 
 export type UnpinnedReason = 'invalid' | 'registry-not-allowed' | 'no-sha-tag' | 'not-found' | 'registry-error' | 'deadline'
 
+/** Where a pin's answer came from (pullpin_images_pinned_total{source}). */
+export type PinnedFrom = 'registry' | 'cache' | 'owner' | 'stale'
+
 export interface PinMetrics {
-  pinned (format: PinFormat, source: 'registry' | 'cache' | 'owner' | 'stale'): void
+  /** `n` images (1 by default) of one review pinned from one source. */
+  pinned (format: PinFormat, source: PinnedFrom, n?: number): void
   unpinned (reason: UnpinnedReason): void
   /** Once per pinned pod of a rollout: where its pins came from (src/cache/rollout-pins.ts). */
   pins (source: PinSource): void
@@ -42,7 +46,7 @@ export interface PinningDeps {
 
 type Decision =
   | { readonly kind: 'keep' }
-  | { readonly kind: 'pin'; readonly to: string; readonly verified: boolean; readonly source: 'registry' | 'cache' | 'owner' | 'stale'; readonly digest?: string }
+  | { readonly kind: 'pin'; readonly to: string; readonly verified: boolean; readonly source: PinnedFrom; readonly digest?: string }
   // No warning: another step reports it (a missing image: the exists check) or nobody should (issue 13).
   | { readonly kind: 'unpinned'; readonly reason: UnpinnedReason; readonly warning?: string; readonly detail?: string }
 
@@ -245,11 +249,12 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
   }
 
   async function apply (ctx: MutationContext, sites: readonly ImageSite[], decisions: ReadonlyMap<string, Decision>, revision: Revision | undefined, pinSource: PinSource | undefined): Promise<void> {
-    let originals: Record<string, string> | undefined
-    // pullpin.io/pins (the patch of every pinned pod carries it: BENCHMARKS.md "One pin per
-    // rollout"). Not in audit mode, whose draft is never sent.
+    // pullpin.io/pins, the one record of what was pinned (the patch of every pinned pod carries
+    // it: BENCHMARKS.md "One pin per rollout"). Not in audit mode, whose draft is never sent.
     const recordPins = ctx.mode === 'enforce'
     let pins: Record<string, PinRecord> | undefined
+    // Counted once per review and source rather than per image.
+    const pinnedFrom = new Map<PinnedFrom, number>()
     const one = (i: number): void => {
       const site = sites[i]!
       const d = decisions.get(site.image)!
@@ -263,10 +268,9 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
       if (d.to === site.image) return
       setImageAt(ctx.pod, site, d.to)
       // No prototype: a container named "__proto__" (webhooks run before validation) stays a key.
-      ;(originals ??= Object.create(null) as Record<string, string>)[site.container] = site.image
       if (recordPins) (pins ??= Object.create(null) as Record<string, PinRecord>)[site.container] = d.digest !== undefined ? { image: site.image, pin: d.to, digest: d.digest } : { image: site.image, pin: d.to }
       ctx.changes.push({ kind: 'pin', field: site.field, container: site.container, from: site.image, to: d.to, verified: d.verified, ...(d.digest !== undefined && d.source !== 'stale' ? { digest: d.digest } : {}) })
-      metrics?.pinned(config.format, d.source)
+      pinnedFrom.set(d.source, (pinnedFrom.get(d.source) ?? 0) + 1)
       if (d.source === 'stale') ctx.warnings.push(`pullpin: ${site.image} pinned from the last known digest; the registry did not answer`)
       // Remember the first pin per revision, but not for what audit mode or a dry run only looked at.
       if (revision !== undefined && ctx.mode === 'enforce' && !ctx.dryRun) {
@@ -275,16 +279,15 @@ export function createPinningStep (deps: PinningDeps): MutationStep {
     }
     // …and are not applied: a pod already admitted unchanged leaves no pin in memory or metrics.
     await forEachChunked(sites.length, one, () => deadlineReason(ctx))
-    if (originals === undefined) return
-    const annotations = ctx.pod.metadata?.annotations ?? {}
+    for (const [source, n] of pinnedFrom) metrics?.pinned(config.format, source, n)
+    if (pins === undefined) return
     // What the pod was pinned to, for `kubectl get pod -o yaml` and for the other replicas (rollout-pins.ts).
     // On CREATE the record is this pod's alone: one copied into a template from another pod's YAML is replaced.
-    const records: Array<[string, string]> = [[ORIGINAL_IMAGES_ANNOTATION, mergedRecord(annotations[ORIGINAL_IMAGES_ANNOTATION], originals)]]
-    if (pins !== undefined) records.push([PINS_ANNOTATION, ctx.operation === 'CREATE' ? JSON.stringify(pins) : mergedRecord(annotations[PINS_ANNOTATION], pins)])
-    for (const key of recordAnnotations(ctx.pod, records)) {
-      ctx.warnings.push(`pullpin: ${key} not written: the pod's annotations would pass the API server's 256 KiB`)
+    const record = ctx.operation === 'CREATE' ? JSON.stringify(pins) : mergedRecord(ctx.pod.metadata?.annotations?.[PINS_ANNOTATION], pins)
+    if (!recordAnnotation(ctx.pod, PINS_ANNOTATION, record)) {
+      ctx.warnings.push(`pullpin: ${PINS_ANNOTATION} not written: the pod's annotations would pass the API server's 256 KiB`)
     }
-    if (pins !== undefined && pinSource !== undefined && revision !== undefined && !ctx.dryRun) metrics?.pins(pinSource)
+    if (pinSource !== undefined && revision !== undefined && !ctx.dryRun) metrics?.pins(pinSource)
   }
 }
 
@@ -370,29 +373,18 @@ function mergedRecord (written: string | undefined, record: Record<string, unkno
 }
 
 /**
- * Writes pullpin's records (pullpin.io/original-images: what the user wrote; pullpin.io/pins: what
- * it became) in order, each only if the pod's annotations stay within the API server's limit: the
- * pins stay (the pod can be created), a record is what gives way. Returns the keys left out.
+ * Writes pullpin's record only if the pod's annotations stay within the API server's limit: the
+ * pins stay (the pod can be created), the record is what gives way. Returns whether it was written.
  */
-function recordAnnotations (pod: Pod, records: ReadonlyArray<readonly [string, string]>): string[] {
+function recordAnnotation (pod: Pod, key: string, value: string): boolean {
   const annotations = pod.metadata?.annotations ?? {}
-  let size = 0
+  let size = Buffer.byteLength(key) + Buffer.byteLength(value)
   for (const [k, v] of Object.entries(annotations)) {
-    if (!records.some(r => r[0] === k)) size += Buffer.byteLength(k) + (typeof v === 'string' ? Buffer.byteLength(v) : 0)
+    if (k !== key) size += Buffer.byteLength(k) + (typeof v === 'string' ? Buffer.byteLength(v) : 0)
   }
-  const left: string[] = []
-  for (const [key, value] of records) {
-    const own = Buffer.byteLength(key) + Buffer.byteLength(value)
-    if (size + own > ANNOTATIONS_MAX_BYTES) {
-      left.push(key)
-      // The value already on the pod (an UPDATE's) stays.
-      const old = annotations[key]
-      if (typeof old === 'string') size += Buffer.byteLength(key) + Buffer.byteLength(old)
-      continue
-    }
-    size += own
-    const meta = pod.metadata ?? (pod.metadata = {})
-    ;(meta.annotations ?? (meta.annotations = {}))[key] = value
-  }
-  return left
+  // Left out, the value already on the pod (an UPDATE's) stays.
+  if (size > ANNOTATIONS_MAX_BYTES) return false
+  const meta = pod.metadata ?? (pod.metadata = {})
+  ;(meta.annotations ?? (meta.annotations = {}))[key] = value
+  return true
 }
