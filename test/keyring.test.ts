@@ -200,3 +200,28 @@ t.test('the keyring never serializes credentials', async (t) => {
   t.notOk(JSON.stringify(kr.lookup('nginx')).includes(PASSWORD))
   t.ok(Object.isFrozen(cred), 'credentials cannot be altered by a caller')
 })
+
+t.test('a parsed reference finds exactly what its string finds (the target is split once per lookup)', async (t) => {
+  const kr = Keyring.fromDockerConfigs([{
+    source: 'ns/pull',
+    json: {
+      auths: {
+        'bar.example.com/pong': { username: 'grace', password: 'a' },
+        'bar.example.com': { username: 'ada', password: 'b' },
+        '*.example.com:5000': { username: 'port', password: 'c' },
+        'https://index.docker.io/v1/': { username: 'hub', password: 'd' },
+        '[::1]:5000/team': { username: 'v6', password: 'e' },
+        '127.0.0.1:5000': { username: 'local', password: 'f' },
+      },
+    },
+  }])
+  const images = ['bar.example.com/pong/x:1', 'bar.example.com/x', 'r.example.com:5000/a', 'x.r.example.com:5000/a', 'nginx', 'library/nginx:1',
+    '[::1]:5000/team/app', '[::1]:5000/other', '127.0.0.1:5000/acme/web:latest', '127.0.0.1:5001/acme/web', 'ghcr.io/acme/web']
+  for (const image of images) {
+    const byString = users(kr.lookup(image))
+    t.same(users(kr.lookup(parseImageReference(image))), byString, `${image}: ${byString.join(',') || 'none'}`)
+  }
+  t.same(users(kr.lookup('nginx')), ['hub'], 'Docker Hub falls back to index.docker.io')
+  t.same(users(kr.lookup('[::1]:5000/team/app')), ['v6'])
+  t.same(users(kr.lookup('r.example.com:5000/a')), ['port'])
+})

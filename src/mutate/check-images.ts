@@ -35,8 +35,8 @@ import { imageAt, type ImageSite, type Pod } from './pod.js'
 export type CheckResult = 'ok' | 'warn' | 'deny' | 'would-warn' | 'would-deny' | 'error'
 
 export interface CheckMetrics {
-  /** One per checked distinct image and check (pullpin_checks_total{check,result}). */
-  result (check: CheckName, result: CheckResult): void
+  /** `n` checked distinct images (1 by default) of one check and result (pullpin_checks_total{check,result}). */
+  result (check: CheckName, result: CheckResult, n?: number): void
   /** An image left unchecked because its registry is not on registry.hosts. */
   outsideHosts (): void
 }
@@ -208,8 +208,12 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
 
   // ---- the warm path: every answer from the caches, no promise, no timer ----
 
-  /** Platform problems per image digest and set of node platforms (pure, so memoized). */
-  const platformMemo = new Map<string, Problem | null>()
+  /**
+   * Platform problems per image digest, name and set of node platforms (pure, so memoized). Maps
+   * in maps: the keys are strings the caches already hold, so no key is built per image.
+   */
+  const platformMemo = new Map<string, Map<string, Map<string, Problem | null>>>()
+  let platformMemoSize = 0
   const nodesKeys = new WeakMap<readonly Platform[], string>()
   const keyOfPlatforms = (list: readonly Platform[]): string => {
     let k = nodesKeys.get(list)
@@ -225,12 +229,12 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
       if (pinned === digest || immutable.peekManifest(ref, digest) !== undefined) return { digest }
       return undefined
     }
+    // Pinned this review: the pin step's own answer for this SHA tag (or digest) is the digest.
+    if (pinned !== undefined) return { digest: pinned }
     const tag = ref.tag ?? 'latest'
     if (tags.isShaTag(tag)) {
-      const key = `${ref.registry}/${ref.repository}:${tag}`
-      const known = verified.get(key)
+      const known = verified.get(`${ref.registry}/${ref.repository}:${tag}`)
       if (known !== undefined) return { digest: known }
-      if (pinned !== undefined) { verified.set(key, pinned); return { digest: pinned } }
     }
     const hit = tags.peekTag(ref, tag)
     return hit !== undefined ? { digest: hit.digest } : undefined
@@ -238,16 +242,21 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
 
   function peekPlatform (ref: ImageReference, digest: string, wanted: readonly Platform[]): Problem | null | undefined {
     if (wanted.length === 0) return null
-    const key = `${ref.name}@${digest}\u0000${keyOfPlatforms(wanted)}`
-    const memo = platformMemo.get(key)
+    const nodes = keyOfPlatforms(wanted)
+    const memo = platformMemo.get(digest)?.get(ref.name)?.get(nodes)
     if (memo !== undefined) return memo
     const manifest = immutable.peekManifest(ref, digest)
     if (manifest === undefined) return undefined
     const config = manifest.kind === 'image' && manifest.config !== undefined ? immutable.peekConfig(ref, manifest.config.digest) : undefined
     if (manifest.kind === 'image' && manifest.config !== undefined && config === undefined) return undefined
     const found = platformOf(ref, digest, manifest, config, wanted) ?? null
-    if (platformMemo.size >= IMAGE_MEMO_SIZE) platformMemo.clear()
-    platformMemo.set(key, found)
+    if (platformMemoSize >= IMAGE_MEMO_SIZE) { platformMemo.clear(); platformMemoSize = 0 }
+    let byName = platformMemo.get(digest)
+    if (byName === undefined) platformMemo.set(digest, byName = new Map<string, Map<string, Problem | null>>())
+    let byNodes = byName.get(ref.name)
+    if (byNodes === undefined) byName.set(ref.name, byNodes = new Map<string, Problem | null>())
+    byNodes.set(nodes, found)
+    platformMemoSize++
     return found
   }
 
@@ -272,7 +281,7 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
   }
 
   /** Every check of one image from the caches alone; undefined when one of them needs the registry. */
-  function peekImage (ref: ImageReference, pinned: string | undefined, pod: Pod, wanted: readonly Platform[]): Problem[] | undefined {
+  function peekImage (ref: ImageReference, pinned: string | undefined, pod: Pod, wanted: readonly Platform[], ok: OkCounts): Problem[] | undefined {
     const resolved = peekResolve(ref, pinned)
     if (resolved === undefined) return undefined
     if ('check' in resolved) return checks.exists !== 'off' ? [resolved] : []
@@ -280,9 +289,9 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
     if (platforms === undefined) return undefined
     const pull = checks.pullAccess !== 'off' ? peekAccess(ref, pod) : null
     if (pull === undefined) return undefined
-    if (checks.exists !== 'off') metrics?.result('exists', 'ok')
-    if (checks.platforms !== 'off' && platforms === null) metrics?.result('platforms', 'ok')
-    if (checks.pullAccess !== 'off' && pull === null) metrics?.result('pullAccess', 'ok')
+    if (checks.exists !== 'off') ok.exists++
+    if (checks.platforms !== 'off' && platforms === null) ok.platforms++
+    if (checks.pullAccess !== 'off' && pull === null) ok.pullAccess++
     if (platforms === null && pull === null) return NONE
     const out: Problem[] = []
     if (platforms !== null) out.push(platforms)
@@ -337,6 +346,8 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
       const problems = new Map<string, Problem[] | Promise<Problem[]>>()
       const pending: Array<Promise<void>> = []
       const diagnostics: string[] = []
+      // The warm path's "ok" results, counted once per review rather than per image.
+      const ok: OkCounts = { exists: 0, platforms: 0, pullAccess: 0 }
       const one = (i: number): void => {
         const { image, digest } = targets[i]!
         if (problems.has(image)) return
@@ -353,7 +364,7 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
         }
         if (!lookups) { problems.set(image, []); return }
         wanted ??= checks.platforms !== 'off' ? podPlatforms(ctx.pod, nodePlatforms()) : []
-        const quick = peekImage(p.ref, digest, ctx.pod, wanted)
+        const quick = peekImage(p.ref, digest, ctx.pod, wanted, ok)
         if (quick !== undefined) { problems.set(image, quick); return }
         const s = signal()
         // The review's lookup budget is spent (pinning waited for a slow registry): no new
@@ -369,6 +380,9 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
       }
       await forEachChunked(targets.length, one, () => deadlineReason(ctx))
       if (pending.length > 0) await Promise.all(pending)
+      if (ok.exists > 0) metrics?.result('exists', 'ok', ok.exists)
+      if (ok.platforms > 0) metrics?.result('platforms', 'ok', ok.platforms)
+      if (ok.pullAccess > 0) metrics?.result('pullAccess', 'ok', ok.pullAccess)
       const findings: Finding[] = []
       const audit = ctx.mode !== 'enforce'
       const counted = new Set<Problem>()
@@ -394,6 +408,8 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
 }
 
 const NONE: Problem[] = []
+
+type OkCounts = Record<'exists' | 'platforms' | 'pullAccess', number>
 
 /** The platform check's answer from the documents (undefined: nothing missing, or nothing to tell). */
 function platformOf (ref: ImageReference, digest: string, manifest: ManifestDocument, config: ImageConfig | undefined, wanted: readonly Platform[]): Problem | undefined {
@@ -465,9 +481,14 @@ function toFinding (site: ImageSite, image: string, p: Problem): Finding {
  */
 function targetsOf (ctx: MutationContext): Target[] {
   const out: Target[] = []
-  let pinned: Map<string, string> | undefined
+  // field → container → digest: keys the changes already hold, none built per image.
+  let pinned: Map<string, Map<string, string>> | undefined
   for (const c of ctx.changes) {
-    if (c.kind === 'pin' && c.digest !== undefined) (pinned ??= new Map()).set(`${c.field}/${c.container}`, c.digest)
+    if (c.kind !== 'pin' || c.digest === undefined) continue
+    pinned ??= new Map()
+    let byName = pinned.get(c.field)
+    if (byName === undefined) pinned.set(c.field, byName = new Map<string, string>())
+    byName.set(c.container, c.digest)
   }
   const old = new Map<string, unknown>()
   if (ctx.operation === 'UPDATE') {
@@ -484,7 +505,7 @@ function targetsOf (ctx: MutationContext): Target[] {
       if (old.get(`${site.field}/${site.container}`) === site.image) continue
     }
     const now = imageAt(ctx.pod, site)
-    const digest = pinned?.get(`${site.field}/${site.container}`)
+    const digest = pinned?.get(site.field)?.get(site.container)
     out.push({ site, image: typeof now === 'string' && now !== '' ? now : site.image, ...(digest !== undefined ? { digest } : {}) })
   }
   return out

@@ -39,6 +39,32 @@ export interface CompiledRegistryKey {
   error?: string
   /** URLsMatch against a normalized "host[:port]/path" target, without the Docker Hub fallback */
   matchesUrl(target: string): boolean
+  /** The same, against a target already split (splitTarget): one split for every key of a keyring */
+  matchesTarget(target: UrlTarget): boolean
+}
+
+/** A "host[:port]/path" target as URLsMatch reads it: the host's parts, its port and the path. */
+export interface UrlTarget { readonly parts: readonly string[]; readonly port: string; readonly path: string }
+
+/** Splits a normalized "host[:port]/path" target once (ParseSchemelessURL, then SplitURL). */
+export function splitTarget (target: string): UrlTarget {
+  const t = splitSchemeless(target)
+  const { parts, port } = splitHostPort(t.host)
+  return { parts, port, path: t.path }
+}
+
+/**
+ * The image's target for keyring matching: a parsed reference's registry and repository are
+ * used as they are (its name is "registry/repository"), a string is parsed first. Undefined
+ * when the string does not parse.
+ */
+export function imageTarget (image: RegistryImage): UrlTarget | undefined {
+  if (typeof image === 'string') {
+    const name = normalizedImageName(image)
+    return name === undefined ? undefined : splitTarget(name)
+  }
+  const { parts, port } = splitHostPort(image.registry)
+  return { parts, port, path: `/${image.repository}` }
 }
 
 // keyring.go defaultRegistryHost: what "https://index.docker.io/v1/" is stored under.
@@ -114,20 +140,19 @@ export function compileRegistryKey (pattern: string, normalize = true): Compiled
     }
     partMatchers.push(compiled)
   }
-  const matchesUrl = error !== undefined
+  const matchesTarget = error !== undefined
     ? () => false
-    : (target: string): boolean => {
-        const t = splitSchemeless(target)
-        const tp = splitHostPort(t.host)
-        if (tp.port !== globPort) return false
-        if (tp.parts.length !== partMatchers.length) return false
+    : (t: UrlTarget): boolean => {
+        if (t.port !== globPort) return false
+        if (t.parts.length !== partMatchers.length) return false
         if (!t.path.startsWith(globPath)) return false
         for (let i = 0; i < partMatchers.length; i++) {
-          if (!(partMatchers[i] as RegExp).test(tp.parts[i] as string)) return false
+          if (!(partMatchers[i] as RegExp).test(t.parts[i] as string)) return false
         }
         return true
       }
-  const out: CompiledRegistryKey = { pattern, key, isDefaultRegistryKey: key === DEFAULT_REGISTRY_KEY, matchesUrl }
+  const matchesUrl = (target: string): boolean => matchesTarget(splitTarget(target))
+  const out: CompiledRegistryKey = { pattern, key, isDefaultRegistryKey: key === DEFAULT_REGISTRY_KEY, matchesUrl, matchesTarget }
   if (error !== undefined) out.error = error
   return out
 }

@@ -11,8 +11,7 @@ import { Buffer } from 'node:buffer'
 import { inspect } from 'node:util'
 import { ERR_CONFIG_INVALID } from '../errors.js'
 import { formatPosition, jsonErrorPosition } from '../json-position.js'
-import { DEFAULT_REGISTRY } from '../reference/parse.js'
-import { compileRegistryKey, normalizedImageName, type CompiledRegistryKey, type RegistryImage } from '../reference/host-glob.js'
+import { compileRegistryKey, imageTarget, isDockerHubImage, type CompiledRegistryKey, type RegistryImage } from '../reference/host-glob.js'
 
 export interface RegistryCredential {
   username: string
@@ -82,15 +81,16 @@ export class Keyring {
    * "https://index.docker.io/v1/"). Unparsable images get no credentials.
    */
   lookup (image: RegistryImage): RegistryCredential[] {
-    const name = normalizedImageName(image)
-    if (name === undefined) return []
+    // Split once for every key (a pod's images are looked up on every review by the checks).
+    const target = imageTarget(image)
+    if (target === undefined) return []
     const out: RegistryCredential[] = []
     for (const entry of this.#entries) {
-      if (entry.compiled.matchesUrl(name)) out.push(...entry.credentials)
+      if (entry.compiled.matchesTarget(target)) out.push(...entry.credentials)
     }
     if (out.length > 0) return out
     const fallback = this.#byKey.get(DEFAULT_REGISTRY_KEY)
-    if (fallback !== undefined && name.startsWith(`${DEFAULT_REGISTRY}/`)) {
+    if (fallback !== undefined && isDockerHubImage(image)) {
       out.push(...fallback.credentials)
     }
     return out
