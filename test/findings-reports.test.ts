@@ -11,7 +11,6 @@ import { startFakeApiServer, type FakeApiServer } from './support/fake-apiserver
 import { ManualClock } from './support/manual-clock.js'
 import { until } from './support/until.js'
 import { connectCluster } from '../src/cluster/index.js'
-import { CredentialStore, readDockerConfigFiles } from '../src/registry/credential-store.js'
 import type { Pod } from '../src/mutate/pod.js'
 
 let env: PinningEnv
@@ -28,8 +27,7 @@ async function world (t: Test, reports: string, crds: string[] = []): Promise<Wo
   server.seed({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-a', labels: { 'pullpin.io/inject': 'enabled' } } })
   server.seed({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-b', labels: { 'pullpin.io/inject': 'audit' } } })
   const clock = new ManualClock()
-  const credentials = new CredentialStore()
-  credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
+  const credentials = await env.credentialStore()
   // A lookup budget a loaded machine does not run out of: a slow lookup would be another finding.
   const p = await startPullpin(env.configYaml('', `reports:\n${reports}`, undefined, '  lookupBudgetMs: 6000'), {
     cluster: connectCluster({ kubeConfig: server.kubeConfig() }),

@@ -13,7 +13,6 @@ import { ImmutableCache } from '../src/cache/immutable-cache.js'
 import { createCheckStep } from '../src/mutate/check-images.js'
 import { TagCache, type CacheEvent } from '../src/cache/tag-cache.js'
 import { createPinningStack, tagCacheOptions, type PinningStack } from '../src/pinning.js'
-import { CredentialStore, readDockerConfigFiles } from '../src/registry/credential-store.js'
 import { parseConfig } from '../src/policy/config.js'
 import { tryParseImageReference } from '../src/reference/parse.js'
 import type { Pod } from '../src/mutate/pod.js'
@@ -128,8 +127,7 @@ t.test('a small review that arrives while a huge pod\'s patch and response are b
   await env.registry.push({ seed: 'huge-answer' }, 'acme/huge-answer', ['latest', sha])
   const image = `${env.host}/acme/huge-answer:latest`
   const config = env.config()
-  const credentials = new CredentialStore()
-  credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
+  const credentials = await env.credentialStore()
   const stack = await createPinningStack({ config, credentials })
   t.teardown(() => stack.close())
   let probe: (() => void) | undefined
@@ -199,8 +197,7 @@ async function budgetRepository (t: Test, name: string, count: number) {
   const others = Array.from({ length: count }, (_, i) => gitSha(`${name}-${i}`)).filter(x => x < target)
   await env.registry.tag(`acme/${name}`, 'other', others)
   await env.registry.tag(`acme/${name}`, 'latest', [target])
-  const credentials = new CredentialStore()
-  credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
+  const credentials = await env.credentialStore()
   const pinning = parseConfig(env.configYaml('', '', TIMEOUT_MS))
   const stack: PinningStack = await createPinningStack({ config: pinning, credentials })
   t.teardown(() => stack.close())

@@ -12,7 +12,6 @@ import { connectCluster } from '../src/cluster/index.js'
 import { createMetrics, type Metrics } from '../src/metrics.js'
 import { staticNamespaceLabels } from '../src/policy/static-namespaces.js'
 import { parseConfig } from '../src/policy/config.js'
-import { CredentialStore, readDockerConfigFiles } from '../src/registry/credential-store.js'
 import type { Pod } from '../src/mutate/pod.js'
 
 let env: PinningEnv
@@ -36,8 +35,7 @@ async function replica (t: Test, kubeConfig: KubeConfig | undefined, name: strin
   const yaml = env.configYaml('', '', undefined, extra)
   const metrics = createMetrics({ defaultMetrics: false })
   // With a cluster, registry credentials come from pull-secret sources; these tests give them directly.
-  const credentials = new CredentialStore()
-  credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
+  const credentials = await env.credentialStore()
   const p = await startPullpin(yaml, {
     credentials,
     metrics,

@@ -5,7 +5,6 @@
 import t from 'tap'
 import { TagCache, type TagCacheOptions } from '../src/cache/tag-cache.js'
 import { createPinningStack, type PinningStack } from '../src/pinning.js'
-import { CredentialStore, readDockerConfigFiles } from '../src/registry/credential-store.js'
 import { gitSha, startPinningEnv, type PinningEnv } from './support/pinning-env.js'
 import { until } from './support/until.js'
 
@@ -13,8 +12,7 @@ let env: PinningEnv
 let stack: PinningStack
 t.before(async () => {
   env = await startPinningEnv()
-  const credentials = new CredentialStore()
-  credentials.replace(await readDockerConfigFiles([env.dockerConfigFile]))
+  const credentials = await env.credentialStore()
   stack = await createPinningStack({ config: env.config(), credentials })
 })
 t.teardown(async () => { await stack.close(); await env.stop() })

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { startRegistry, type RegistryFixture, type StartRegistryOptions } from './registry.js'
 import { startRegistryProxy, type RegistryProxyHandle } from './registry-proxy.js'
 import { parseConfig, type Config } from '../../src/policy/config.js'
+import { CredentialStore, readDockerConfigFiles } from '../../src/registry/credential-store.js'
 
 /** A 40-hex "git SHA" derived from a word, as CI would tag a build of that commit. */
 export function gitSha (word: string): string {
@@ -29,6 +30,8 @@ export interface PinningEnv {
    */
   configYaml (pinningExtra?: string, top?: string, registryTimeoutMs?: number, registryExtra?: string): string
   config (pinningExtra?: string, top?: string, registryExtra?: string): Config
+  /** A credential store holding `dockerConfigFile`'s credentials, as standalone pullpin fills it. */
+  credentialStore (): Promise<CredentialStore>
 }
 
 export async function startPinningEnv (opts: StartRegistryOptions = {}): Promise<PinningEnv> {
@@ -66,6 +69,11 @@ ${pinningExtra}
     dir,
     configYaml,
     config: (extra, top, registryExtra) => parseConfig(configYaml(extra, top, undefined, registryExtra), 'pinning test'),
+    async credentialStore () {
+      const store = new CredentialStore()
+      store.replace(await readDockerConfigFiles([dockerConfigFile]))
+      return store
+    },
     async stop () {
       await proxy.stop()
       await registry.stop()
