@@ -246,3 +246,28 @@ t.test('*.gcr.io against full image URLs: secret selection and credential lookup
   t.same(kr.lookup('eu.gcr.io/proj/app:1').map(c => c.source), ['team/gcr'])
   t.same(kr.lookup('a.eu.gcr.io/proj/app:1'), [], 'no credentials for a.eu.gcr.io from *.gcr.io')
 })
+
+t.test('a parsed image matches as its "registry/repository" name does (literal hosts compared whole)', async (t) => {
+  const patterns = ['ghcr.io', 'GHCR.io', 'ghcr.io:443', 'ghcr.io/acme', 'ghcr.io/acme/', 'https://ghcr.io/v2/', '*.gcr.io', 'us.gcr.io',
+    'us.gcr.io/proj', 'localhost', 'localhost:5000', 'localhost:5000/team', '127.0.0.1:5000', '[::1]:5000', 'index.docker.io',
+    'docker.io', 'docker.io/library', 'registry.example.com:', 'a.b', 'a', 'ghcr.io/acme/web/deeper']
+  const images = ['ghcr.io/acme/web', 'ghcr.io/acmeco/web', 'GHCR.io/acme/web', 'ghcr.io:443/acme/web', 'us.gcr.io/proj/app',
+    'eu.gcr.io/proj/app', 'gcr.io/proj/app', 'localhost/app', 'localhost:5000/team/app', 'localhost:5000/other/app',
+    '127.0.0.1:5000/app', '[::1]:5000/app', 'nginx', 'library/nginx', 'docker.io/library/nginx', 'a.b/c', 'a/b', 'ghcr.io/acme/web/deeper/x']
+  let compared = 0
+  for (const pattern of patterns) {
+    const compiled = compileRegistryKey(pattern)
+    for (const image of images) {
+      const parsed = tryParseImageReference(image)
+      if (!parsed.ok) continue
+      const ref = parsed.ref
+      t.equal(compiled.matchesImage(ref), compiled.matchesUrl(`${ref.registry}/${ref.repository}`), `${pattern} vs ${image}`)
+      t.equal(registryGlobMatches(pattern, ref), registryGlobMatches(pattern, image), `${pattern} vs ${image}, parsed or not`)
+      compared++
+    }
+  }
+  t.ok(compared > 300)
+  // A registry no parse makes (the doctor's host argument): read the long way, as the kubelet would read the name.
+  t.equal(compileRegistryKey('host').matchesImage({ registry: 'user@host', repository: 'app' }), true)
+  t.equal(compileRegistryKey('host').matchesImage({ registry: 'host/sub', repository: 'app' }), compileRegistryKey('host').matchesUrl('host/sub/app'))
+})

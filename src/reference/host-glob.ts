@@ -39,32 +39,18 @@ export interface CompiledRegistryKey {
   error?: string
   /** URLsMatch against a normalized "host[:port]/path" target, without the Docker Hub fallback */
   matchesUrl(target: string): boolean
-  /** The same, against a target already split (splitTarget): one split for every key of a keyring */
-  matchesTarget(target: UrlTarget): boolean
+  /** The same, against a parsed image's registry and repository (its target is "registry/repository") */
+  matchesImage(image: Pick<ImageReference, 'registry' | 'repository'>): boolean
 }
 
 /** A "host[:port]/path" target as URLsMatch reads it: the host's parts, its port and the path. */
-export interface UrlTarget { readonly parts: readonly string[]; readonly port: string; readonly path: string }
+interface UrlTarget { readonly parts: readonly string[]; readonly port: string; readonly path: string }
 
 /** Splits a normalized "host[:port]/path" target once (ParseSchemelessURL, then SplitURL). */
-export function splitTarget (target: string): UrlTarget {
+function splitTarget (target: string): UrlTarget {
   const t = splitSchemeless(target)
   const { parts, port } = splitHostPort(t.host)
   return { parts, port, path: t.path }
-}
-
-/**
- * The image's target for keyring matching: a parsed reference's registry and repository are
- * used as they are (its name is "registry/repository"), a string is parsed first. Undefined
- * when the string does not parse.
- */
-export function imageTarget (image: RegistryImage): UrlTarget | undefined {
-  if (typeof image === 'string') {
-    const name = normalizedImageName(image)
-    return name === undefined ? undefined : splitTarget(name)
-  }
-  const { parts, port } = splitHostPort(image.registry)
-  return { parts, port, path: `/${image.repository}` }
 }
 
 // keyring.go defaultRegistryHost: what "https://index.docker.io/v1/" is stored under.
@@ -152,17 +138,49 @@ export function compileRegistryKey (pattern: string, normalize = true): Compiled
         return true
       }
   const matchesUrl = (target: string): boolean => matchesTarget(splitTarget(target))
-  const out: CompiledRegistryKey = { pattern, key, isDefaultRegistryKey: key === DEFAULT_REGISTRY_KEY, matchesUrl, matchesTarget }
+  // A host of literal parts (no glob character) matches exactly the hosts whose parts are equal,
+  // that is the same host string: compared as one string, without splitting the image's host.
+  const literalHost = error === undefined && parts.every(part => !/[*?[\\]/.test(part)) ? parts.join('.') : undefined
+  const matchesImage = error !== undefined
+    ? () => false
+    : literalHost !== undefined
+      ? (image: Pick<ImageReference, 'registry' | 'repository'>): boolean => {
+          const hp = image.registry
+          // splitHostPort without its split; a bracketed host (or a registry no parse makes) takes the long way.
+          if (hp.startsWith('[') || hp.includes('/') || hp.includes('@')) return matchesTarget(refTarget(image))
+          const colon = hp.lastIndexOf(':')
+          const hasPort = colon >= 0 && hp.indexOf(':') === colon
+          const port = hasPort ? hp.slice(colon + 1) : ''
+          if (port !== globPort) return false
+          if ((hasPort ? hp.slice(0, colon) : hp) !== literalHost) return false
+          return globPath === '' || `/${image.repository}`.startsWith(globPath)
+        }
+      : (image: Pick<ImageReference, 'registry' | 'repository'>): boolean => matchesTarget(refTarget(image))
+  const out: CompiledRegistryKey = { pattern, key, isDefaultRegistryKey: key === DEFAULT_REGISTRY_KEY, matchesUrl, matchesImage }
   if (error !== undefined) out.error = error
   return out
 }
 
 function matcherFor (compiled: CompiledRegistryKey, image: RegistryImage): boolean {
   if (compiled.error !== undefined) return false
-  const name = normalizedImageName(image)
-  if (name === undefined) return false
-  if (compiled.matchesUrl(name)) return true
-  return compiled.isDefaultRegistryKey && name.startsWith(`${DEFAULT_REGISTRY}/`)
+  let ref: Pick<ImageReference, 'registry' | 'repository'>
+  if (typeof image === 'string') {
+    const parsed = tryParseImageReference(image)
+    if (!parsed.ok) return false
+    ref = parsed.ref
+  } else {
+    ref = image
+  }
+  if (compiled.matchesImage(ref)) return true
+  return compiled.isDefaultRegistryKey && ref.registry === DEFAULT_REGISTRY
+}
+
+/** A parsed image's target: its name is "registry/repository", so the registry is the host. */
+function refTarget (image: Pick<ImageReference, 'registry' | 'repository'>): UrlTarget {
+  // A registry that holds a "/" or "@" (never a parsed one's) is read as the kubelet reads the name.
+  if (image.registry.includes('/') || image.registry.includes('@')) return splitTarget(`${image.registry}/${image.repository}`)
+  const { parts, port } = splitHostPort(image.registry)
+  return { parts, port, path: `/${image.repository}` }
 }
 
 // url.Parse("https://" + s) reduced to what URLsMatch reads: the host (userinfo dropped, as

@@ -11,7 +11,8 @@ import { Buffer } from 'node:buffer'
 import { inspect } from 'node:util'
 import { ERR_CONFIG_INVALID } from '../errors.js'
 import { formatPosition, jsonErrorPosition } from '../json-position.js'
-import { compileRegistryKey, imageTarget, isDockerHubImage, type CompiledRegistryKey, type RegistryImage } from '../reference/host-glob.js'
+import { compileRegistryKey, isDockerHubImage, type CompiledRegistryKey, type RegistryImage } from '../reference/host-glob.js'
+import { tryParseImageReference, type ImageReference } from '../reference/parse.js'
 
 export interface RegistryCredential {
   username: string
@@ -81,16 +82,22 @@ export class Keyring {
    * "https://index.docker.io/v1/"). Unparsable images get no credentials.
    */
   lookup (image: RegistryImage): RegistryCredential[] {
-    // Split once for every key (a pod's images are looked up on every review by the checks).
-    const target = imageTarget(image)
-    if (target === undefined) return []
+    // Parsed once for every key (a pod's images are looked up on every review by the checks).
+    let ref: Pick<ImageReference, 'registry' | 'repository'>
+    if (typeof image === 'string') {
+      const parsed = tryParseImageReference(image)
+      if (!parsed.ok) return []
+      ref = parsed.ref
+    } else {
+      ref = image
+    }
     const out: RegistryCredential[] = []
     for (const entry of this.#entries) {
-      if (entry.compiled.matchesTarget(target)) out.push(...entry.credentials)
+      if (entry.compiled.matchesImage(ref)) out.push(...entry.credentials)
     }
     if (out.length > 0) return out
     const fallback = this.#byKey.get(DEFAULT_REGISTRY_KEY)
-    if (fallback !== undefined && isDockerHubImage(image)) {
+    if (fallback !== undefined && isDockerHubImage(ref)) {
       out.push(...fallback.credentials)
     }
     return out
