@@ -86,10 +86,10 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
   const parse = memoize(IMAGE_MEMO_SIZE, (image: string) => tryParseImageReference(image))
   const staticPlatforms = checks.nodePlatforms.map(parsePlatform).filter((p): p is Platform => p !== undefined)
   const nodePlatforms = deps.nodePlatforms ?? (() => staticPlatforms)
-  const rules = deps.pullSecrets.map(r => ({ rule: r, globs: r.registries?.map(compileRegistryGlob) }))
+  const rules: SecretRule[] = deps.pullSecrets.map(r => ({ name: r.name, globs: r.registries?.map(compileRegistryGlob), owns: ownerOf(r) }))
   // Which pull secrets an image's registry (or name, when a glob has a path) calls for, once per key.
   const rulesByName = deps.pullSecrets.some(r => r.registries?.some(p => normalizeRegistryKey(p).includes('/')) === true)
-  const rulesFor = memoize(IMAGE_MEMO_SIZE, (_key: string, ref?: ImageReference) => ({ list: rules.filter(({ globs }) => globs === undefined || globs.some(m => m(ref!))).map(r => r.rule) }))
+  const rulesFor = memoize(IMAGE_MEMO_SIZE, (_key: string, ref?: ImageReference) => ({ list: rules.filter(({ globs }) => globs === undefined || globs.some(m => m(ref!))) }))
   const verified = new LRUCache<string, string>({ max: Math.max(1, deps.maxVerifiedTags ?? 10_000) })
   const missingDigests = new LRUCache<string, Error>({ max: 10_000, ttl: Math.max(1, deps.negativeTtlMs ?? 10_000) })
   const lookups = checks.exists !== 'off' || checks.platforms !== 'off' || (checks.pullAccess !== 'off' && access !== undefined)
@@ -161,25 +161,14 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
     return platformOf(ref, digest, manifest, config, wanted)
   }
 
-  /** The pull secrets the pod will use for `ref` (those pullpin injects, and the credentials each holds). */
-  function secretsFor (ref: ImageReference): Array<{ readonly name: string; readonly credentials: RegistryCredential[] }> {
-    const out: Array<{ name: string; credentials: RegistryCredential[] }> = []
-    const matched = rulesFor(rulesByName ? ref.name : ref.registry, ref).list
-    if (matched.length === 0) return out
-    const held = deps.credentials?.lookup(ref) ?? []
-    for (const rule of matched) {
-      // With a source, exactly that source's credentials: a Secret's are labelled "namespace/name"
-      // (src/cluster), a fetched source's "<description> (<pull secret name>)" (src/credentials/sources.ts).
-      // Without one, the registry.credentials files stand for the secret.
-      const source = rule.source
-      const mine = source === undefined
-        ? held
-        : isSecretSource(source)
-          ? held.filter(c => c.source === `${source.namespace}/${source.name}`)
-          : held.filter(c => c.source.endsWith(` (${rule.name})`))
-      out.push({ name: rule.name, credentials: mine })
-    }
-    return out
+  /** The pull secrets the pod will use for `ref` (those pullpin injects): each one's credentials are `credentialsOf` it. */
+  function secretsFor (ref: ImageReference): readonly SecretRule[] {
+    return rulesFor(rulesByName ? ref.name : ref.registry, ref).list
+  }
+
+  /** The credentials pullpin holds for `ref` that stand for the pull secret `rule`. */
+  function credentialsOf (rule: SecretRule, held: RegistryCredential[]): RegistryCredential[] {
+    return rule.owns === undefined ? held : held.filter(rule.owns)
   }
 
   async function accessProblem (ref: ImageReference, reference: string, pod: Pod, signal: AbortSignal): Promise<Problem | undefined> {
@@ -193,11 +182,13 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
       if (a.access === 'ok') return undefined
       return noSecretProblem(ref, a)
     }
+    const held = deps.credentials?.lookup(ref) ?? []
     let denied: { name: string; answer: Extract<PullAccess, { access: 'denied' }> } | undefined
     for (const s of secrets) {
+      const credentials = credentialsOf(s, held)
       // A secret pullpin holds no credentials of (its source not read yet) cannot be checked.
-      if (s.credentials.length === 0) return undefined
-      const a = access.peek(ref, s.credentials) ?? await access.check(ref, reference, s.credentials, signal)
+      if (credentials.length === 0) return undefined
+      const a = access.peek(ref, credentials) ?? await access.check(ref, reference, credentials, signal)
       // The kubelet tries every secret of the pod: one that can read is enough.
       if (a.access === 'ok') return undefined
       denied ??= { name: s.name, answer: a }
@@ -269,10 +260,12 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
       const a = access.peek(ref, [])
       return a === undefined ? undefined : a.access === 'ok' ? null : noSecretProblem(ref, a)
     }
+    const held = deps.credentials?.lookup(ref) ?? []
     let denied: { name: string; answer: Extract<PullAccess, { access: 'denied' }> } | undefined
     for (const s of secrets) {
-      if (s.credentials.length === 0) return null
-      const a = access.peek(ref, s.credentials)
+      const credentials = credentialsOf(s, held)
+      if (credentials.length === 0) return null
+      const a = access.peek(ref, credentials)
       if (a === undefined) return undefined
       if (a.access === 'ok') return null
       denied ??= { name: s.name, answer: a }
@@ -409,6 +402,29 @@ export function createCheckStep (deps: CheckDeps): MutationStep {
 
 const NONE: Problem[] = []
 
+/** A pull secret as the pull-access check reads it: its registries, and which held credentials are its. */
+interface SecretRule {
+  readonly name: string
+  readonly globs?: ReadonlyArray<(image: ImageReference) => boolean>
+  /** Undefined: every credential held for the image (the registry.credentials files stand for the secret). */
+  readonly owns?: (c: RegistryCredential) => boolean
+}
+
+/**
+ * With a source, exactly that source's credentials: a Secret's are labelled "namespace/name"
+ * (src/cluster), a fetched source's "<description> (<pull secret name>)" (src/credentials/sources.ts).
+ */
+function ownerOf (rule: PullSecretRule): ((c: RegistryCredential) => boolean) | undefined {
+  const source = rule.source
+  if (source === undefined) return undefined
+  if (isSecretSource(source)) {
+    const label = `${source.namespace}/${source.name}`
+    return c => c.source === label
+  }
+  const suffix = ` (${rule.name})`
+  return c => c.source.endsWith(suffix)
+}
+
 type OkCounts = Record<'exists' | 'platforms' | 'pullAccess', number>
 
 /** The platform check's answer from the documents (undefined: nothing missing, or nothing to tell). */
@@ -490,15 +506,15 @@ function targetsOf (ctx: MutationContext): Target[] {
     if (byName === undefined) pinned.set(c.field, byName = new Map<string, string>())
     byName.set(c.container, c.digest)
   }
-  const old = new Map<string, unknown>()
-  if (ctx.operation === 'UPDATE') {
+  const old = ctx.operation === 'UPDATE' ? new Map<string, unknown>() : undefined
+  if (old !== undefined) {
     for (const field of ['initContainers', 'containers', 'ephemeralContainers'] as const) {
       const list = ctx.oldObject?.spec?.[field]
       if (Array.isArray(list)) for (const c of list) if (c !== null && typeof c === 'object') old.set(`${field}/${c.name}`, c.image)
     }
   }
   for (const site of ctx.images) {
-    if (ctx.operation === 'UPDATE') {
+    if (old !== undefined) {
       // Image volumes cannot change on UPDATE: they were checked when the pod was created.
       if (site.field === 'volumes') continue
       if (ctx.subResource === 'ephemeralcontainers' && site.field !== 'ephemeralContainers') continue
