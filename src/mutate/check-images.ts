@@ -522,7 +522,8 @@ function targetsOf (ctx: MutationContext): Target[] {
     }
     const now = imageAt(ctx.pod, site)
     const digest = pinned?.get(site.field)?.get(site.container)
-    out.push({ site, image: typeof now === 'string' && now !== '' ? now : site.image, ...(digest !== undefined ? { digest } : {}) })
+    const image = typeof now === 'string' && now !== '' ? now : site.image
+    out.push(digest !== undefined ? { site, image, digest } : { site, image })
   }
   return out
 }
