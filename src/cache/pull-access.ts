@@ -31,7 +31,6 @@ export interface PullAccessCacheOptions {
   readonly probeFor: (credentials: readonly RegistryCredential[]) => AccessProbe
   readonly ttlMs: number
   readonly staleWhileRevalidateMs: number
-  /** Repositories kept, each with the answers of the few credential sets (the pull secrets) asked about it. */
   readonly maxEntries: number
   readonly now?: () => number
 }
@@ -43,8 +42,7 @@ const MAX_PROBES = 64
 
 export class PullAccessCache {
   readonly #opts: PullAccessCacheOptions
-  /** Repository name → credential identity → answer: found without building a key per lookup. */
-  readonly #entries: LRUCache<string, Map<string, Entry>>
+  readonly #entries: LRUCache<string, Entry>
   readonly #probes: LRUCache<string, AccessProbe>
   readonly #inFlight = new InFlight<string, PullAccess>()
   readonly #now: () => number
@@ -61,7 +59,7 @@ export class PullAccessCache {
 
   /** A fresh answer without I/O. */
   peek (ref: RepositoryRef, credentials: readonly RegistryCredential[]): PullAccess | undefined {
-    const e = this.#entries.get(repositoryName(ref))?.get(identityOf(credentials))
+    const e = this.#entries.get(entryKey(ref, identityOf(credentials)))
     return e !== undefined && this.#now() - e.at < this.#opts.ttlMs ? e.answer : undefined
   }
 
@@ -72,12 +70,11 @@ export class PullAccessCache {
    */
   async check (ref: RepositoryRef, reference: string, credentials: readonly RegistryCredential[], signal?: AbortSignal): Promise<PullAccess> {
     const identity = identityOf(credentials)
-    const name = repositoryName(ref)
-    const e = this.#entries.get(name)?.get(identity)
-    const key = `${identity}\u0000${name}`
+    const key = entryKey(ref, identity)
+    const e = this.#entries.get(key)
     const age = e === undefined ? Infinity : this.#now() - e.at
     if (e !== undefined && age < this.#opts.ttlMs) return e.answer
-    const fetch = (): Promise<PullAccess> => this.#inFlight.run(key, () => this.#probe(ref, reference, credentials, identity, name))
+    const fetch = (): Promise<PullAccess> => this.#inFlight.run(key, () => this.#probe(ref, reference, credentials, identity, key))
     if (e !== undefined && age < this.#opts.ttlMs + this.#opts.staleWhileRevalidateMs) {
       fetch().catch(() => {})
       return e.answer
@@ -85,9 +82,12 @@ export class PullAccessCache {
     return abortable(fetch(), signal)
   }
 
+  /** Answers kept. */
+  get size (): number { return this.#entries.size }
+
   close (): void { this.#probes.clear() }
 
-  async #probe (ref: RepositoryRef, reference: string, credentials: readonly RegistryCredential[], identity: string, name: string): Promise<PullAccess> {
+  async #probe (ref: RepositoryRef, reference: string, credentials: readonly RegistryCredential[], identity: string, key: string): Promise<PullAccess> {
     let probe = this.#probes.get(identity)
     if (probe === undefined) this.#probes.set(identity, probe = this.#opts.probeFor(credentials))
     let answer: PullAccess
@@ -100,9 +100,7 @@ export class PullAccessCache {
       else if (isCodedError(err, 'PULLPIN_REGISTRY_UNAUTHORIZED')) answer = { access: 'denied', status: /answered (\d{3})/.exec((err as Error).message)?.[1] ?? '401' }
       else throw err
     }
-    let byIdentity = this.#entries.get(name)
-    if (byIdentity === undefined) this.#entries.set(name, byIdentity = new Map())
-    byIdentity.set(identity, { answer, at: this.#now() })
+    this.#entries.set(key, { answer, at: this.#now() })
     return answer
   }
 }
@@ -123,7 +121,8 @@ function identity (c: RegistryCredential): string {
   return id
 }
 
-/** "registry/repository": a parsed reference's own name (one string, hashed once), else built. */
-function repositoryName (ref: RepositoryRef & { readonly name?: string }): string {
-  return ref.name ?? `${ref.registry}/${ref.repository}`
+// One flat LRU of (credential set, repository) answers: a fetched source's credential gets a
+// new identity at every refresh, and the old identities' answers must age out like any other.
+function entryKey (ref: RepositoryRef, identity: string): string {
+  return `${identity}\u0000${ref.registry}/${ref.repository}`
 }

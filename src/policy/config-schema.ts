@@ -119,7 +119,7 @@ export const configSchema = {
             tagListMinIntervalSeconds: { description: 'At most one tag-list refresh per repository this often.', type: 'integer', minimum: 0, default: 10 },
             activeSeconds: { description: 'Images looked up within this long are kept fresh by background refreshes (jittered); others are only looked up again when a pod names them.', type: 'integer', minimum: 0, default: 600 },
             ownerPins: { description: 'Pins remembered per rollout revision (a ReplicaSet\'s pod-template-hash, a StatefulSet\'s or DaemonSet\'s controller-revision-hash, a Job) so its pods share one pin; the revision used least recently is forgotten first.', type: 'integer', minimum: 0, default: 10000 },
-            maxImmutableEntries: { description: 'LRU bound on answers that never change (manifests and config blobs by digest, verified SHA tags; pull-access answers per repository, for their TTL), kept without expiry.', type: 'integer', minimum: 1, default: 10000 },
+            maxImmutableEntries: { description: 'LRU bound on answers that never change (manifests and config blobs by digest, verified SHA tags, pull-access answers per credential), kept without expiry.', type: 'integer', minimum: 1, default: 10000 },
           },
         },
       },
